@@ -1,0 +1,257 @@
+// End-to-end runs of the foak-worker binary: init-model -> train -> an HF
+// checkpoint and metrics; forward; and the failures a user meets (bad job
+// file, corrupt model folder, bad dataset line, bad usage), each of which must
+// exit 1 with a message naming the culprit and leave no "final" folder.
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "common/file_util.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "worker/model/model_config.h"
+#include "worker/model/safetensors.h"
+
+namespace foak {
+namespace {
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// A temp folder removed when the test ends.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/foak_cli_test_XXXXXX";
+    const char* dir = mkdtemp(tmpl);
+    EXPECT_NE(dir, nullptr);
+    path_ = dir == nullptr ? "/tmp" : dir;
+  }
+  ~TempDir() { RemoveTree(path_).IgnoreError(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Runs foak-worker with `args` (already shell-quoted where needed).
+RunResult Worker(const std::string& args) {
+  static int counter = 0;
+  const std::string base = "/tmp/foak_cli_test_out." + std::to_string(getpid()) + "." +
+                           std::to_string(counter++);
+  const std::string cmd = std::string(FOAK_WORKER_BIN) + " " + args + " >" + base + ".out 2>" +
+                          base + ".err";
+  const int status = std::system(cmd.c_str());
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = ReadFileToString(base + ".out").value_or("");
+  r.err = ReadFileToString(base + ".err").value_or("");
+  std::remove((base + ".out").c_str());
+  std::remove((base + ".err").c_str());
+  return r;
+}
+
+std::string DebugConfig() { return std::string(FOAK_SOURCE_DIR) + "/examples/debug_model/config.json"; }
+
+std::string WriteData(const std::string& dir) {
+  std::string text;
+  const std::vector<std::string> lines = {
+      "The cat sat on the mat.", "A train left the station at noon.",
+      "Bread rises in a warm kitchen.", "The tide came in over the sand.",
+      "Snow fell on the mountain path.", "The library opened at nine."};
+  for (int i = 0; i < 4; ++i) {
+    for (const std::string& l : lines) text += "{\"text\": \"" + l + "\"}\n";
+  }
+  const std::string path = dir + "/train.jsonl";
+  EXPECT_TRUE(WriteFileAtomically(path, text).ok());
+  return path;
+}
+
+// A small, fast job; `extra_hp` is spliced into "hyperparameters".
+std::string WriteJob(const std::string& dir, const std::string& model, const std::string& data,
+                     const std::string& out, const std::string& extra_hp = "") {
+  const std::string job = R"({"name": "cli-test", "model": ")" + model +
+                          R"(", "dataset": {"train": ")" + data + R"("}, "output_dir": ")" + out +
+                          R"(", "device": "cpu", "hyperparameters": {"learning_rate": 0.003,
+      "max_steps": 3, "batch_size": 2, "max_seq_len": 48, "precision": "fp32",
+      "logging_steps": 1, "save_steps": 2, "warmup_steps": 1)" + extra_hp + "}}";
+  const std::string path = dir + "/job.json";
+  EXPECT_TRUE(WriteFileAtomically(path, job).ok());
+  return path;
+}
+
+std::vector<nlohmann::json> ReadMetrics(const std::string& path) {
+  std::vector<nlohmann::json> lines;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+TEST(WorkerCli, InitModelThenTrainWritesMetricsAndHfCheckpoint) {
+  const TempDir tmp;
+  const std::string dir = tmp.path();
+  RunResult init = Worker("init-model --config " + DebugConfig() + " --out " + dir + "/model --seed 3");
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  ASSERT_TRUE(PathExists(dir + "/model/config.json"));
+  ASSERT_TRUE(PathExists(dir + "/model/model.safetensors"));
+  ASSERT_TRUE(WriteFileAtomically(dir + "/model/tokenizer_config.json", "{}").ok());
+
+  const std::string job = WriteJob(dir, dir + "/model", WriteData(dir), dir + "/out");
+  RunResult train = Worker("train --job " + job);
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  std::vector<nlohmann::json> metrics = ReadMetrics(dir + "/out/metrics.jsonl");
+  ASSERT_EQ(metrics.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    const nlohmann::json& m = metrics[i];
+    EXPECT_EQ(m.at("step"), i + 1);
+    for (const char* key : {"loss", "learning_rate", "grad_norm", "tokens", "tokens_per_second",
+                            "peak_memory_bytes", "elapsed_s"}) {
+      EXPECT_TRUE(m.contains(key)) << key;
+    }
+    EXPECT_GT(m.at("loss").get<double>(), 0.0);
+    EXPECT_GT(m.at("tokens").get<int64_t>(), 0);
+    EXPECT_GT(m.at("peak_memory_bytes").get<int64_t>(), 0);
+  }
+  EXPECT_EQ(metrics[0].at("learning_rate").get<double>(), 0.0);  // warm-up starts at 0
+  // The same lines went to stdout.
+  EXPECT_NE(train.out.find("\"step\":3"), std::string::npos) << train.out;
+
+  EXPECT_TRUE(PathExists(dir + "/out/checkpoint-2/model.safetensors"));
+  auto config = LoadModelConfig(dir + "/out/final");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->vocab_size, 258);
+  EXPECT_EQ(config->hidden_size, 64);
+  auto weights = SafetensorsFile::Open(dir + "/out/final/model.safetensors");
+  ASSERT_TRUE(weights.ok()) << weights.status();
+  EXPECT_NE((*weights)->Find("lm_head.weight"), nullptr);
+  EXPECT_NE((*weights)->Find("model.layers.1.mlp.down_proj.weight"), nullptr);
+  EXPECT_TRUE(PathExists(dir + "/out/final/tokenizer_config.json"));
+
+  // Same job, same seed: bit-identical losses.
+  const std::string job2 = WriteJob(dir, dir + "/model", dir + "/train.jsonl", dir + "/out2");
+  ASSERT_EQ(Worker("train --job " + job2).exit_code, 0);
+  std::vector<nlohmann::json> again = ReadMetrics(dir + "/out2/metrics.jsonl");
+  ASSERT_EQ(again.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(again[i].at("loss"), metrics[i].at("loss"));
+}
+
+TEST(WorkerCli, ForwardWritesLogits) {
+  const TempDir tmp;
+  const std::string dir = tmp.path();
+  ASSERT_EQ(Worker("init-model --config " + DebugConfig() + " --out " + dir + "/model").exit_code, 0);
+  RunResult r = Worker("forward --model " + dir + "/model --input-ids '256,72,105;256,33,257' "
+                       "--position-ids '0,1,2;0,1,0' --device cpu --out " + dir + "/logits.safetensors");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto file = SafetensorsFile::Open(dir + "/logits.safetensors");
+  ASSERT_TRUE(file.ok()) << file.status();
+  const TensorInfo* logits = (*file)->Find("logits");
+  ASSERT_NE(logits, nullptr);
+  EXPECT_EQ(logits->dtype, DType::kF32);
+  EXPECT_EQ(logits->shape, (std::vector<int64_t>{2, 3, 258}));
+  const TensorInfo* ids = (*file)->Find("input_ids");
+  ASSERT_NE(ids, nullptr);
+  EXPECT_EQ(ids->dtype, DType::kI64);
+  const int64_t* id_data = static_cast<const int64_t*>((*file)->Data(*ids));
+  EXPECT_EQ(id_data[4], 33);
+  EXPECT_NE((*file)->Find("position_ids"), nullptr);
+
+  RunResult bad = Worker("forward --model " + dir + "/model --input-ids 1,2,999 --out " + dir + "/x.safetensors");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("999"), std::string::npos) << bad.err;
+  EXPECT_FALSE(PathExists(dir + "/x.safetensors"));
+}
+
+TEST(WorkerCli, BadJobFileNamesTheField) {
+  const TempDir tmp;
+  const std::string dir = tmp.path();
+  const std::string job = WriteJob(dir, dir + "/model", dir + "/train.jsonl", dir + "/out",
+                                   R"(, "lr_scheduler": "cosin")");
+  RunResult r = Worker("train --job " + job);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err.rfind("foak-worker: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("hyperparameters.lr_scheduler = 'cosin'"), std::string::npos) << r.err;
+  EXPECT_FALSE(PathExists(dir + "/out"));
+}
+
+// A model folder made by init-model, then damaged by `damage`.
+void ExpectCorruptModelFails(const std::string& what, void (*damage)(const std::string&),
+                             const std::string& expected_in_message) {
+  SCOPED_TRACE(what);
+  const TempDir tmp;
+  const std::string dir = tmp.path();
+  ASSERT_EQ(Worker("init-model --config " + DebugConfig() + " --out " + dir + "/model").exit_code, 0);
+  damage(dir + "/model");
+  const std::string job = WriteJob(dir, dir + "/model", WriteData(dir), dir + "/out");
+  RunResult r = Worker("train --job " + job);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.err.rfind("foak-worker: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find(expected_in_message), std::string::npos) << r.err;
+  EXPECT_FALSE(PathExists(dir + "/out/final"));
+}
+
+TEST(WorkerCli, CorruptModelFolderFailsNamingTheFile) {
+  ExpectCorruptModelFails(
+      "corrupt config.json",
+      [](const std::string& model) {
+        ASSERT_TRUE(WriteFileAtomically(model + "/config.json", "{\"model_type\": \"llama\",").ok());
+      },
+      "config.json");
+  ExpectCorruptModelFails(
+      "truncated safetensors",
+      [](const std::string& model) {
+        std::string bytes = *ReadFileToString(model + "/model.safetensors");
+        ASSERT_TRUE(WriteFileAtomically(model + "/model.safetensors", bytes.substr(0, bytes.size() / 2)).ok());
+      },
+      "model.safetensors");
+  ExpectCorruptModelFails(
+      "vocabulary too small for the byte tokenizer",
+      [](const std::string& model) {
+        std::string text = *ReadFileToString(model + "/config.json");
+        nlohmann::json j = nlohmann::json::parse(text);
+        j["vocab_size"] = 200;
+        ASSERT_TRUE(WriteFileAtomically(model + "/config.json", j.dump()).ok());
+      },
+      "vocab_size = 200");
+}
+
+TEST(WorkerCli, BadDatasetLineNamesFileAndLine) {
+  const TempDir tmp;
+  const std::string dir = tmp.path();
+  ASSERT_EQ(Worker("init-model --config " + DebugConfig() + " --out " + dir + "/model").exit_code, 0);
+  ASSERT_TRUE(WriteFileAtomically(dir + "/bad.jsonl", "{\"text\": \"ok\"}\n{\"text\": 5}\n").ok());
+  RunResult r = Worker("train --job " + WriteJob(dir, dir + "/model", dir + "/bad.jsonl", dir + "/out"));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(dir + "/bad.jsonl:2:"), std::string::npos) << r.err;
+  EXPECT_FALSE(PathExists(dir + "/out/final"));
+}
+
+TEST(WorkerCli, UsageErrorsExit2AndHelpExits0) {
+  RunResult none = Worker("");
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("Usage: foak-worker"), std::string::npos);
+  RunResult missing = Worker("train");
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("--job is required"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("Usage: foak-worker train"), std::string::npos) << missing.err;
+  EXPECT_EQ(Worker("train --jobs x").exit_code, 2);
+  EXPECT_EQ(Worker("fly").exit_code, 2);
+  for (const char* command : {"train", "init-model", "forward"}) {
+    RunResult help = Worker(std::string(command) + " --help");
+    EXPECT_EQ(help.exit_code, 0) << command;
+    EXPECT_NE(help.out.find(std::string("Usage: foak-worker ") + command), std::string::npos);
+  }
+  RunResult no_job = Worker("train --job /nonexistent/job.json");
+  EXPECT_EQ(no_job.exit_code, 1);
+  EXPECT_NE(no_job.err.find("/nonexistent/job.json"), std::string::npos) << no_job.err;
+}
+
+}  // namespace
+}  // namespace foak

@@ -1,0 +1,618 @@
+// Tests of worker/train: job file parsing, learning-rate schedules, AdamW,
+// clipping, the trainer's step (gradient accumulation, determinism, precision
+// modes), metrics lines and checkpoint folders. Runs on a tiny model on CPU.
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+
+#include <cmath>
+#include <memory>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/file_util.h"
+#include "nlohmann/json.hpp"
+#include "worker/data/batch.h"
+#include "worker/data/batcher.h"
+#include "worker/model/llama.h"
+#include "worker/model/model_config.h"
+#include "worker/model/safetensors.h"
+#include "worker/train/adamw.h"
+#include "worker/train/checkpoint.h"
+#include "worker/train/grad_clip.h"
+#include "worker/train/job.h"
+#include "worker/train/lr_schedule.h"
+#include "worker/train/metrics_writer.h"
+#include "worker/train/trainer.h"
+
+namespace foak {
+namespace {
+
+bool Contains(const absl::Status& s, const std::string& text) {
+  return std::string(s.message()).find(text) != std::string::npos;
+}
+
+// A temp folder removed when the test ends.
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/foak_train_test_XXXXXX";
+    const char* dir = mkdtemp(tmpl);
+    EXPECT_NE(dir, nullptr);
+    path_ = dir == nullptr ? "/tmp" : dir;
+  }
+  ~TempDir() { RemoveTree(path_).IgnoreError(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// ---------------------------------------------------------------- job file
+
+const char kMinimalJob[] = R"({
+  "model": "models/tiny",
+  "dataset": {"train": "data/train.jsonl"},
+  "output_dir": "/tmp/out"
+})";
+
+absl::StatusOr<JobConfig> ParseWith(const std::string& hyperparameters) {
+  return ParseJobConfig(R"({"model": "m", "dataset": {"train": "d.jsonl"}, "output_dir": "o",
+                           "hyperparameters": )" + hyperparameters + "}",
+                        "job.json");
+}
+
+TEST(JobConfig, DefaultsAndPathResolution) {
+  auto job = ParseJobConfig(kMinimalJob, "job.json");
+  ASSERT_TRUE(job.ok()) << job.status();
+  char buf[4096];
+  ASSERT_NE(getcwd(buf, sizeof(buf)), nullptr);
+  const std::string cwd = buf;
+  EXPECT_EQ(job->model, cwd + "/models/tiny");
+  EXPECT_EQ(job->train_data, cwd + "/data/train.jsonl");
+  EXPECT_EQ(job->output_dir, "/tmp/out");
+  EXPECT_EQ(job->method, "full");
+  EXPECT_EQ(job->data_format, "text");
+  EXPECT_EQ(job->device, "auto");
+  const Hyperparameters& h = job->hyperparameters;
+  EXPECT_DOUBLE_EQ(h.learning_rate, 2e-5);
+  EXPECT_EQ(h.max_steps, 0);
+  EXPECT_DOUBLE_EQ(h.epochs, 1.0);
+  EXPECT_EQ(h.batch_size, 8);
+  EXPECT_EQ(h.gradient_accumulation_steps, 1);
+  EXPECT_EQ(h.max_seq_len, 512);
+  EXPECT_EQ(h.warmup_steps, 0);
+  EXPECT_EQ(h.lr_scheduler, LrSchedulerType::kCosine);
+  EXPECT_DOUBLE_EQ(h.min_lr_ratio, 0.0);
+  EXPECT_DOUBLE_EQ(h.weight_decay, 0.0);
+  EXPECT_DOUBLE_EQ(h.adam_beta1, 0.9);
+  EXPECT_DOUBLE_EQ(h.adam_beta2, 0.999);
+  EXPECT_DOUBLE_EQ(h.adam_epsilon, 1e-8);
+  EXPECT_DOUBLE_EQ(h.max_grad_norm, 1.0);
+  EXPECT_EQ(h.seed, 42);
+  EXPECT_EQ(h.precision, Precision::kBf16Mixed);
+  EXPECT_TRUE(h.packing);
+  EXPECT_EQ(h.logging_steps, 1);
+  EXPECT_EQ(h.save_steps, 0);
+  EXPECT_EQ(h.max_shard_bytes, 5ll << 30);
+}
+
+TEST(JobConfig, DemoJobParses) {
+  auto job = LoadJobConfig(std::string(FOAK_SOURCE_DIR) + "/examples/demo_job.json");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->hyperparameters.precision, Precision::kFp32);
+  EXPECT_GT(job->hyperparameters.max_steps, 0);
+}
+
+TEST(JobConfig, AllFieldsParse) {
+  auto job = ParseWith(R"({"learning_rate": 0.001, "max_steps": 60.0, "epochs": 2.5,
+      "batch_size": 4, "gradient_accumulation_steps": 3, "max_seq_len": 64,
+      "warmup_steps": 0, "warmup_ratio": 0.1, "lr_scheduler": "linear", "min_lr_ratio": 0.1,
+      "weight_decay": 0.01, "adam_beta1": 0.8, "adam_beta2": 0.95, "adam_epsilon": 1e-6,
+      "max_grad_norm": 0, "seed": 7, "precision": "bf16", "packing": false,
+      "logging_steps": 5, "save_steps": 20, "max_shard_bytes": 1000})");
+  ASSERT_TRUE(job.ok()) << job.status();
+  const Hyperparameters& h = job->hyperparameters;
+  EXPECT_EQ(h.max_steps, 60);
+  EXPECT_EQ(h.gradient_accumulation_steps, 3);
+  EXPECT_EQ(h.lr_scheduler, LrSchedulerType::kLinear);
+  EXPECT_EQ(h.precision, Precision::kBf16);
+  EXPECT_FALSE(h.packing);
+  EXPECT_EQ(h.max_shard_bytes, 1000);
+  EXPECT_EQ(job->WarmupSteps(60), 6);  // ceil(0.1 * 60)
+  EXPECT_EQ(job->WarmupSteps(61), 7);
+}
+
+TEST(JobConfig, MaxStepsFromEpochsAsTransformers) {
+  auto job = ParseWith(R"({"epochs": 2.5, "gradient_accumulation_steps": 4})");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->ResolveMaxSteps(10), 5);  // ceil(2.5 * floor(10 / 4))
+  EXPECT_EQ(job->ResolveMaxSteps(3), 3);   // at least one update per epoch: ceil(2.5 * 1)
+  auto fixed = ParseWith(R"({"epochs": 2.5, "max_steps": 7})");
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_EQ(fixed->ResolveMaxSteps(10), 7);  // max_steps wins
+}
+
+struct BadJob {
+  std::string json;
+  std::vector<std::string> expected;  // substrings of the message
+};
+
+TEST(JobConfig, ErrorsNameTheFieldAndWhatIsAllowed) {
+  const std::string base = R"("model": "m", "dataset": {"train": "d.jsonl"}, "output_dir": "o")";
+  const std::vector<BadJob> cases = {
+      {"{" + base + R"(, "hyperparameters": {"lr_scheduler": "cosin"}})",
+       {"job.json: hyperparameters.lr_scheduler = 'cosin'; expected one of cosine, linear, "
+        "constant"}},
+      {"{" + base + R"(, "hyperparameters": {"lr": 0.1}})",
+       {"unknown key 'hyperparameters.lr'", "learning_rate", "max_steps"}},
+      {"{" + base + R"(, "epochs": 1})", {"unknown key 'epochs'", "hyperparameters"}},
+      {"{" + base + R"(, "hyperparameters": {"batch_size": "8"}})",
+       {"hyperparameters.batch_size = \"8\"; expected an integer >= 1"}},
+      {"{" + base + R"(, "hyperparameters": {"batch_size": 0}})",
+       {"hyperparameters.batch_size = 0; expected an integer >= 1"}},
+      {"{" + base + R"(, "hyperparameters": {"max_steps": 1.5}})",
+       {"hyperparameters.max_steps = 1.5"}},
+      {"{" + base + R"(, "hyperparameters": {"learning_rate": -1}})",
+       {"hyperparameters.learning_rate = -1; expected a number > 0"}},
+      {"{" + base + R"(, "hyperparameters": {"adam_beta2": 1.0}})",
+       {"hyperparameters.adam_beta2", "[0, 1)"}},
+      {"{" + base + R"(, "hyperparameters": {"warmup_ratio": 2}})",
+       {"hyperparameters.warmup_ratio", "[0, 1]"}},
+      {"{" + base + R"(, "hyperparameters": {"precision": "fp16"}})",
+       {"hyperparameters.precision = 'fp16'; expected one of bf16-mixed, bf16, fp32"}},
+      {"{" + base + R"(, "hyperparameters": {"packing": 1}})",
+       {"hyperparameters.packing", "true or false"}},
+      {"{" + base + R"(, "hyperparameters": {"max_seq_len": 1}})",
+       {"hyperparameters.max_seq_len = 1; expected an integer >= 2"}},
+      {"{" + base + R"(, "hyperparameters": [1]})", {"hyperparameters", "an object"}},
+      {R"({"dataset": {"train": "d.jsonl"}, "output_dir": "o"})", {"model is required"}},
+      {R"({"model": "m", "output_dir": "o"})", {"dataset is required"}},
+      {R"({"model": "m", "dataset": {}, "output_dir": "o"})", {"dataset.train is required"}},
+      {R"({"model": "m", "dataset": {"train": "d", "format": "csv"}, "output_dir": "o"})",
+       {"dataset.format = \"csv\"", "\"text\""}},
+      {R"({"model": "m", "dataset": {"train": "d", "extra": 1}, "output_dir": "o"})",
+       {"unknown key 'dataset.extra'", "train"}},
+      {R"({"model": "m", "dataset": {"train": "d", "validation": "v"}, "output_dir": "o"})",
+       {"dataset.validation", "not supported yet"}},
+      {R"({"model": "m", "dataset": {"train": "d"}})", {"output_dir is required"}},
+      {"{" + base + R"(, "method": "lora"})", {"method = \"lora\"", "\"full\""}},
+      {"{" + base + R"(, "device": "gpu"})", {"device = \"gpu\"", "auto, cpu, cuda, cuda:N"}},
+      {"{" + base + R"(, "device": "cuda:x"})", {"device = \"cuda:x\""}},
+      {"{" + base + R"(, "kernels": ["rms_norm"]})", {"kernels", "issue 4"}},
+      {"{" + base + R"(, "model": 3})", {"model = 3; expected a string"}},
+      {"{\"model\": ", {"job.json: invalid JSON"}},
+      {"[]", {"job.json: expected a JSON object"}},
+  };
+  for (const BadJob& c : cases) {
+    auto job = ParseJobConfig(c.json, "job.json");
+    ASSERT_FALSE(job.ok()) << c.json;
+    EXPECT_EQ(job.status().code(), absl::StatusCode::kInvalidArgument) << c.json;
+    for (const std::string& e : c.expected) {
+      EXPECT_TRUE(Contains(job.status(), e)) << "json: " << c.json << "\nstatus: " << job.status()
+                                             << "\nexpected: " << e;
+    }
+  }
+}
+
+TEST(JobConfig, MissingFileNamesIt) {
+  auto job = LoadJobConfig("/nonexistent/job.json");
+  ASSERT_FALSE(job.ok());
+  EXPECT_TRUE(Contains(job.status(), "/nonexistent/job.json"));
+}
+
+// ---------------------------------------------------------------- schedules
+
+LrSchedule Schedule(LrSchedulerType type, int64_t warmup, int64_t max_steps, double min_ratio) {
+  LrScheduleOptions o;
+  o.type = type;
+  o.base_lr = 2.0;
+  o.warmup_steps = warmup;
+  o.max_steps = max_steps;
+  o.min_lr_ratio = min_ratio;
+  return LrSchedule(o);
+}
+
+TEST(LrSchedule, CosineWithWarmupMatchesTransformers) {
+  LrSchedule s = Schedule(LrSchedulerType::kCosine, 10, 110, 0.0);
+  EXPECT_DOUBLE_EQ(s.Factor(0), 0.0);  // the first update of a warm-up has lr 0
+  EXPECT_DOUBLE_EQ(s.Factor(5), 0.5);
+  EXPECT_DOUBLE_EQ(s.Factor(10), 1.0);
+  EXPECT_NEAR(s.Factor(60), 0.5, 1e-15);   // half way through the decay
+  EXPECT_NEAR(s.Factor(110), 0.0, 1e-15);
+  EXPECT_NEAR(s.Factor(35), 0.5 * (1 + std::cos(M_PI * 0.25)), 1e-15);
+  EXPECT_NEAR(s.LearningRate(35), 2.0 * 0.5 * (1 + std::cos(M_PI * 0.25)), 1e-15);
+  LrSchedule floor = Schedule(LrSchedulerType::kCosine, 10, 110, 0.1);
+  EXPECT_NEAR(floor.Factor(60), 0.5 * 0.9 + 0.1, 1e-15);
+  EXPECT_NEAR(floor.Factor(110), 0.1, 1e-15);
+  EXPECT_DOUBLE_EQ(floor.Factor(5), 0.5);  // warm-up is unaffected
+}
+
+TEST(LrSchedule, LinearAndConstant) {
+  LrSchedule lin = Schedule(LrSchedulerType::kLinear, 4, 14, 0.0);
+  EXPECT_DOUBLE_EQ(lin.Factor(2), 0.5);
+  EXPECT_DOUBLE_EQ(lin.Factor(4), 1.0);
+  EXPECT_DOUBLE_EQ(lin.Factor(9), 0.5);   // (14 - 9) / (14 - 4)
+  EXPECT_DOUBLE_EQ(lin.Factor(14), 0.0);
+  EXPECT_DOUBLE_EQ(lin.Factor(20), 0.0);  // clamped
+  LrSchedule con = Schedule(LrSchedulerType::kConstant, 3, 100, 0.5);
+  EXPECT_DOUBLE_EQ(con.Factor(1), 1.0 / 3.0);
+  EXPECT_DOUBLE_EQ(con.Factor(3), 1.0);
+  EXPECT_DOUBLE_EQ(con.Factor(99), 1.0);
+  LrSchedule no_warmup = Schedule(LrSchedulerType::kCosine, 0, 4, 0.0);
+  EXPECT_DOUBLE_EQ(no_warmup.Factor(0), 1.0);
+  EXPECT_NEAR(no_warmup.Factor(2), 0.5, 1e-15);
+}
+
+// ---------------------------------------------------------------- AdamW
+
+// A scalar AdamW step written out from the formulas of torch.optim.AdamW.
+struct ScalarAdam {
+  double p, m = 0, v = 0;
+  void Step(double g, double lr, double b1, double b2, double eps, double wd, int t) {
+    p *= 1 - lr * wd;
+    m = b1 * m + (1 - b1) * g;
+    v = b2 * v + (1 - b2) * g * g;
+    const double bc1 = 1 - std::pow(b1, t), bc2 = 1 - std::pow(b2, t);
+    p -= lr / bc1 * m / (std::sqrt(v) / std::sqrt(bc2) + eps);
+  }
+};
+
+TEST(AdamW, TwoStepsMatchTheFormulaWithAndWithoutDecay) {
+  const double lr = 0.1, b1 = 0.8, b2 = 0.9, eps = 1e-3, wd = 0.5;
+  torch::Tensor a = torch::tensor({1.0f, -2.0f, 0.25f}).requires_grad_(true);
+  torch::Tensor b = torch::tensor({3.0f, 0.5f}).requires_grad_(true);
+  std::vector<ParamGroup> groups = {{{"a.weight"}, {a}, wd}, {{"b.bias"}, {b}, 0.0}};
+  AdamWOptions options;
+  options.beta1 = b1;
+  options.beta2 = b2;
+  options.eps = eps;
+  AdamW adam(groups, options);
+  const std::vector<std::vector<float>> grads_a = {{0.5f, -1.0f, 0.0f}, {0.1f, 0.3f, -2.0f}};
+  const std::vector<std::vector<float>> grads_b = {{-0.2f, 4.0f}, {0.7f, 0.0f}};
+  std::vector<ScalarAdam> ref_a = {{1.0}, {-2.0}, {0.25}};
+  std::vector<ScalarAdam> ref_b = {{3.0}, {0.5}};
+  for (int t = 1; t <= 2; ++t) {
+    a.mutable_grad() = torch::tensor(grads_a[t - 1]);
+    b.mutable_grad() = torch::tensor(grads_b[t - 1]);
+    adam.Step(lr);
+    adam.ZeroGrad();
+    for (size_t i = 0; i < ref_a.size(); ++i) ref_a[i].Step(grads_a[t - 1][i], lr, b1, b2, eps, wd, t);
+    for (size_t i = 0; i < ref_b.size(); ++i) ref_b[i].Step(grads_b[t - 1][i], lr, b1, b2, eps, 0.0, t);
+  }
+  EXPECT_EQ(adam.step_count(), 2);
+  EXPECT_FALSE(a.grad().defined());
+  for (size_t i = 0; i < ref_a.size(); ++i) {
+    EXPECT_NEAR(a[i].item<double>(), ref_a[i].p, 1e-6) << "a[" << i << "]";
+    EXPECT_NEAR(adam.exp_avgs()[0][0][i].item<double>(), ref_a[i].m, 1e-6);
+    EXPECT_NEAR(adam.exp_avg_sqs()[0][0][i].item<double>(), ref_a[i].v, 1e-6);
+  }
+  for (size_t i = 0; i < ref_b.size(); ++i) {
+    EXPECT_NEAR(b[i].item<double>(), ref_b[i].p, 1e-6) << "b[" << i << "]";
+  }
+  // The decay really applied to a only: with wd, a[2] (zero first grad) moved
+  // by more than the pure Adam step would.
+  ScalarAdam no_decay{0.25};
+  no_decay.Step(0.0, lr, b1, b2, eps, 0.0, 1);
+  no_decay.Step(-2.0, lr, b1, b2, eps, 0.0, 2);
+  EXPECT_GT(std::fabs(a[2].item<double>() - no_decay.p), 1e-3);
+}
+
+TEST(AdamW, ParamGroupsPutNormsAndBiasesInNoDecay) {
+  auto config = ParseModelConfig(R"({"model_type": "qwen2", "vocab_size": 300,
+      "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
+      "num_attention_heads": 2, "num_key_value_heads": 1})", "cfg");
+  ASSERT_TRUE(config.ok()) << config.status();
+  LlamaForCausalLM model(*config);
+  std::vector<ParamGroup> groups = MakeParamGroups(*model, 0.1);
+  ASSERT_EQ(groups.size(), 2u);
+  EXPECT_DOUBLE_EQ(groups[0].weight_decay, 0.1);
+  EXPECT_DOUBLE_EQ(groups[1].weight_decay, 0.0);
+  for (const std::string& n : groups[0].names) {
+    EXPECT_EQ(n.find("norm"), std::string::npos) << n;
+    EXPECT_EQ(n.find(".bias"), std::string::npos) << n;
+  }
+  std::set<std::string> no_decay(groups[1].names.begin(), groups[1].names.end());
+  EXPECT_TRUE(no_decay.count("model.norm.weight"));
+  EXPECT_TRUE(no_decay.count("model.layers.0.input_layernorm.weight"));
+  EXPECT_TRUE(no_decay.count("model.layers.0.self_attn.q_proj.bias"));
+  EXPECT_EQ(groups[0].params.size() + groups[1].params.size(), model->parameters().size());
+}
+
+TEST(GradClip, ScalesToMaxNormAndReportsThePreClipNorm) {
+  torch::Tensor g1 = torch::tensor({3.0f, 4.0f});
+  torch::Tensor g2 = torch::tensor({12.0f});
+  EXPECT_NEAR(ClipGradNorm({g1, g2}, 6.5), 13.0, 1e-5);
+  const double coef = 6.5 / (13.0 + 1e-6);
+  EXPECT_NEAR(g1[0].item<double>(), 3.0 * coef, 1e-6);
+  EXPECT_NEAR(g2[0].item<double>(), 12.0 * coef, 1e-5);
+  // Now norm 6.5 < 100: unchanged. max_norm 0: measure only.
+  EXPECT_NEAR(ClipGradNorm({g1, g2}, 100.0), 6.5, 1e-5);
+  EXPECT_NEAR(g1[1].item<double>(), 4.0 * coef, 1e-6);
+  torch::Tensor g3 = torch::tensor({30.0f, 40.0f});
+  EXPECT_NEAR(ClipGradNorm({g3}, 0.0), 50.0, 1e-5);
+  EXPECT_FLOAT_EQ(g3[0].item<float>(), 30.0f);
+  EXPECT_EQ(ClipGradNorm({}, 1.0), 0.0);
+  // bf16 gradients: norm taken in fp32.
+  torch::Tensor g4 = torch::tensor({3.0f, 4.0f}).to(torch::kBFloat16);
+  EXPECT_NEAR(ClipGradNorm({g4}, 1.0), 5.0, 1e-5);
+  EXPECT_NEAR(g4[1].item<double>(), 0.8, 0.01);
+}
+
+// ---------------------------------------------------------------- trainer
+
+ModelConfig TinyConfig() {
+  auto config = ParseModelConfig(R"({"model_type": "llama", "vocab_size": 258,
+      "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+      "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 64})",
+                                 "tiny");
+  EXPECT_TRUE(config.ok()) << config.status();
+  return *config;
+}
+
+TrainerOptions Options(Precision precision, double lr = 1e-2) {
+  TrainerOptions o;
+  o.precision = precision;
+  o.schedule.type = LrSchedulerType::kConstant;
+  o.schedule.base_lr = lr;
+  o.schedule.max_steps = 100;
+  o.weight_decay = 0.1;
+  o.max_grad_norm = 1.0;
+  return o;
+}
+
+std::unique_ptr<Trainer> MakeTrainer(Precision precision, uint64_t seed = 1, double lr = 1e-2) {
+  torch::manual_seed(seed);
+  LlamaForCausalLM model(TinyConfig());
+  auto trainer = Trainer::Create(model, Options(precision, lr), torch::Device(torch::kCPU));
+  EXPECT_TRUE(trainer.ok()) << trainer.status();
+  return std::move(*trainer);
+}
+
+// Padded examples of different lengths, so micro-batches differ in targets.
+std::vector<std::vector<int64_t>> Examples(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<int64_t>> out;
+  for (int i = 0; i < n; ++i) {
+    std::vector<int64_t> e = {256};
+    const int len = 3 + static_cast<int>(rng() % 20);
+    for (int j = 0; j < len; ++j) e.push_back(static_cast<int64_t>(rng() % 256));
+    e.push_back(257);
+    out.push_back(e);
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> Params(Trainer& t) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : t.model()->parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+TEST(Trainer, GradientAccumulationEqualsOneBigBatch) {
+  std::vector<std::vector<int64_t>> ex = Examples(4, 3);
+  ex[0].resize(3);  // very different target counts per micro-batch
+  auto big = MakeTrainer(Precision::kFp32);
+  auto accumulated = MakeTrainer(Precision::kFp32);
+  Batch all = Batcher::MakePaddedBatch(ex, 257);
+  Batch first = Batcher::MakePaddedBatch({ex[0], ex[1]}, 257);
+  Batch second = Batcher::MakePaddedBatch({ex[2], ex[3]}, 257);
+  ASSERT_NE(first.NumTargetTokens(), second.NumTargetTokens());
+  for (int step = 0; step < 2; ++step) {
+    auto r1 = big->Step({all});
+    auto r2 = accumulated->Step({first, second});
+    ASSERT_TRUE(r1.ok()) << r1.status();
+    ASSERT_TRUE(r2.ok()) << r2.status();
+    EXPECT_NEAR(r1->loss, r2->loss, 1e-6 * r1->loss);
+    EXPECT_NEAR(r1->grad_norm, r2->grad_norm, 1e-5 * r1->grad_norm);
+    EXPECT_EQ(r1->target_tokens, r2->target_tokens);
+    EXPECT_EQ(r1->input_tokens, r2->input_tokens);
+    if (step == 0) {
+      // After one step the first moments are (1 - beta1) * clipped gradient:
+      // the gradients themselves agree, tensor by tensor.
+      const auto& m1 = big->optimizer().exp_avgs();
+      const auto& m2 = accumulated->optimizer().exp_avgs();
+      for (size_t g = 0; g < m1.size(); ++g) {
+        for (size_t i = 0; i < m1[g].size(); ++i) {
+          const double scale = m1[g][i].abs().max().item<double>();
+          const double diff = (m1[g][i] - m2[g][i]).abs().max().item<double>();
+          EXPECT_LE(diff, 1e-5 * scale) << big->optimizer().groups()[g].names[i];
+        }
+      }
+    }
+  }
+}
+
+TEST(Trainer, SameSeedGivesBitIdenticalRuns) {
+  auto run = [](uint64_t seed) {
+    auto trainer = MakeTrainer(Precision::kFp32, seed);
+    Batcher batcher({2, 32, true, 257}, [ex = Examples(50, 9), i = size_t{0}]() mutable
+                    -> absl::StatusOr<std::vector<int64_t>> { return ex[i++ % ex.size()]; });
+    std::vector<double> losses;
+    for (int step = 0; step < 3; ++step) {
+      auto b1 = batcher.Next();
+      auto b2 = batcher.Next();
+      auto r = trainer->Step({*b1, *b2});
+      EXPECT_TRUE(r.ok()) << r.status();
+      losses.push_back(r->loss);
+      losses.push_back(r->grad_norm);
+    }
+    return std::make_pair(losses, Params(*trainer));
+  };
+  auto [losses1, params1] = run(5);
+  auto [losses2, params2] = run(5);
+  EXPECT_EQ(losses1, losses2);  // exact, not approximate
+  for (size_t i = 0; i < params1.size(); ++i) EXPECT_TRUE(torch::equal(params1[i], params2[i]));
+  auto [losses3, params3] = run(6);
+  EXPECT_NE(losses1, losses3);
+}
+
+TEST(Trainer, Bf16MixedKeepsFp32MastersAndSavesThem) {
+  auto trainer = MakeTrainer(Precision::kBf16Mixed, 1, /*lr=*/1e-4);
+  for (const auto& p : trainer->model()->parameters()) EXPECT_EQ(p.scalar_type(), torch::kBFloat16);
+  const auto& masters = trainer->optimizer().update_tensors();
+  for (const auto& group : masters) {
+    for (const auto& m : group) EXPECT_EQ(m.scalar_type(), torch::kFloat);
+  }
+  for (const auto& group : trainer->optimizer().exp_avg_sqs()) {
+    for (const auto& v : group) EXPECT_EQ(v.scalar_type(), torch::kFloat);
+  }
+  Batch batch = Batcher::MakePaddedBatch(Examples(2, 4), 257);
+  std::vector<torch::Tensor> before;
+  for (const auto& group : masters) {
+    for (const auto& m : group) before.push_back(m.clone());
+  }
+  auto r = trainer->Step({batch});
+  ASSERT_TRUE(r.ok()) << r.status();
+  // A 1e-4 step is below bf16's resolution for most weights: the masters
+  // moved, but the bf16 params are exactly the masters rounded.
+  size_t k = 0;
+  int64_t moved_below_bf16 = 0;
+  for (size_t g = 0; g < masters.size(); ++g) {
+    for (size_t i = 0; i < masters[g].size(); ++i, ++k) {
+      const torch::Tensor& m = masters[g][i];
+      const torch::Tensor& p = trainer->optimizer().groups()[g].params[i];
+      EXPECT_FALSE(torch::equal(m, before[k]));
+      EXPECT_TRUE(torch::equal(p, m.to(torch::kBFloat16)));
+      moved_below_bf16 += (m != p.to(torch::kFloat)).sum().item<int64_t>();
+    }
+  }
+  EXPECT_GT(moved_below_bf16, 0);
+
+  const TempDir tmp;
+  const std::string dir = tmp.path() + "/ckpt";
+  ASSERT_TRUE(trainer->SaveWeights(dir, {}).ok());
+  auto file = SafetensorsFile::Open(dir + "/model.safetensors");
+  ASSERT_TRUE(file.ok()) << file.status();
+  const TensorInfo* info = (*file)->Find("model.layers.0.mlp.up_proj.weight");
+  ASSERT_NE(info, nullptr);
+  EXPECT_EQ(info->dtype, DType::kF32);
+  torch::Tensor saved = torch::from_blob(const_cast<void*>((*file)->Data(*info)), info->shape,
+                                         torch::kFloat);
+  torch::Tensor master;
+  for (size_t g = 0; g < masters.size(); ++g) {
+    for (size_t i = 0; i < masters[g].size(); ++i) {
+      if (trainer->optimizer().groups()[g].names[i] == "model.layers.0.mlp.up_proj.weight") {
+        master = masters[g][i];
+      }
+    }
+  }
+  EXPECT_TRUE(torch::equal(saved, master));
+  // The model is bf16 again after saving.
+  for (const auto& p : trainer->model()->parameters()) EXPECT_EQ(p.scalar_type(), torch::kBFloat16);
+}
+
+TEST(Trainer, PureBf16KeepsEverythingBf16) {
+  auto trainer = MakeTrainer(Precision::kBf16);
+  Batch batch = Batcher::MakePaddedBatch(Examples(2, 4), 257);
+  auto r = trainer->Step({batch});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(std::isfinite(r->loss));
+  for (const auto& group : trainer->optimizer().exp_avgs()) {
+    for (const auto& m : group) EXPECT_EQ(m.scalar_type(), torch::kBFloat16);
+  }
+  for (const auto& p : trainer->model()->parameters()) EXPECT_EQ(p.scalar_type(), torch::kBFloat16);
+}
+
+TEST(Trainer, BadBatchesAreErrorsNamingTheStep) {
+  auto trainer = MakeTrainer(Precision::kFp32);
+  Batch batch = Batcher::MakePaddedBatch({{256, 300, 257}}, 257);
+  auto r = trainer->Step({batch});
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(Contains(r.status(), "step 1")) << r.status();
+  EXPECT_TRUE(Contains(r.status(), "300")) << r.status();
+  EXPECT_FALSE(trainer->Step({}).ok());
+  Batch no_targets = Batcher::MakePaddedBatch({{256}}, 257);
+  auto r2 = trainer->Step({no_targets});
+  ASSERT_FALSE(r2.ok());
+  EXPECT_TRUE(Contains(r2.status(), "no target tokens")) << r2.status();
+  EXPECT_EQ(trainer->step(), 0);
+}
+
+TEST(Trainer, LearningRateFollowsTheSchedule) {
+  torch::manual_seed(1);
+  TrainerOptions o = Options(Precision::kFp32);
+  o.schedule.type = LrSchedulerType::kLinear;
+  o.schedule.warmup_steps = 2;
+  o.schedule.max_steps = 4;
+  auto trainer = Trainer::Create(LlamaForCausalLM(TinyConfig()), o, torch::Device(torch::kCPU));
+  ASSERT_TRUE(trainer.ok());
+  Batch batch = Batcher::MakePaddedBatch(Examples(1, 2), 257);
+  std::vector<double> lrs;
+  for (int i = 0; i < 4; ++i) lrs.push_back((*trainer)->Step({batch})->learning_rate);
+  EXPECT_DOUBLE_EQ(lrs[0], 0.0);
+  EXPECT_DOUBLE_EQ(lrs[1], 0.005);
+  EXPECT_DOUBLE_EQ(lrs[2], 0.01);
+  EXPECT_DOUBLE_EQ(lrs[3], 0.005);
+}
+
+// ---------------------------------------------------------------- outputs
+
+TEST(MetricsWriter, AppendsOrderedFlushedLines) {
+  const TempDir tmp;
+  const std::string path = tmp.path() + "/metrics.jsonl";
+  StepMetrics m;
+  m.step = 3;
+  m.loss = 1.5;
+  m.learning_rate = 0.001;
+  m.grad_norm = 0.25;
+  m.tokens = 100;
+  m.tokens_per_second = 50;
+  m.peak_memory_bytes = 1024;
+  m.elapsed_s = 2;
+  {
+    auto w = MetricsWriter::Open(path, nullptr);
+    ASSERT_TRUE(w.ok());
+    ASSERT_TRUE((*w)->Write(m).ok());
+    // Flushed: visible before the writer closes.
+    EXPECT_EQ(*ReadFileToString(path),
+              "{\"step\":3,\"loss\":1.5,\"learning_rate\":0.001,\"grad_norm\":0.25,"
+              "\"tokens\":100,\"tokens_per_second\":50.0,\"peak_memory_bytes\":1024,"
+              "\"elapsed_s\":2.0}\n");
+  }
+  m.step = 4;
+  m.loss = std::nan("");
+  auto w = MetricsWriter::Open(path, nullptr);
+  ASSERT_TRUE((*w)->Write(m).ok());
+  std::string text = *ReadFileToString(path);
+  std::string second = text.substr(text.find('\n') + 1);
+  nlohmann::json j = nlohmann::json::parse(second);
+  EXPECT_EQ(j["step"], 4);
+  EXPECT_TRUE(j["loss"].is_null());
+}
+
+TEST(Checkpoint, WritesHfFolderWithTokenizerFilesAndReplacesAtomically) {
+  auto trainer = MakeTrainer(Precision::kFp32);
+  const TempDir tmp;
+  const std::string root = tmp.path();
+  const std::string source = root + "/source";
+  ASSERT_TRUE(MakeDirs(source).ok());
+  ASSERT_TRUE(WriteFileAtomically(source + "/tokenizer.json", "{\"tok\": 1}").ok());
+  CheckpointOptions options;
+  options.tokenizer_source_dir = source;
+  const std::string dir = root + "/out/final";
+  ASSERT_TRUE(MakeDirs(root + "/out").ok());
+  ASSERT_TRUE(WriteCheckpoint(*trainer, dir, options).ok());
+  EXPECT_TRUE(PathExists(dir + "/config.json"));
+  EXPECT_TRUE(PathExists(dir + "/model.safetensors"));
+  EXPECT_EQ(*ReadFileToString(dir + "/tokenizer.json"), "{\"tok\": 1}");
+  EXPECT_FALSE(PathExists(dir + "/tokenizer_config.json"));
+  // A second save replaces the folder; nothing is left beside it.
+  ASSERT_TRUE(WriteFileAtomically(dir + "/stale.txt", "x").ok());
+  ASSERT_TRUE(WriteCheckpoint(*trainer, dir, options).ok());
+  EXPECT_FALSE(PathExists(dir + "/stale.txt"));
+  EXPECT_FALSE(PathExists(dir + ".partial"));
+  EXPECT_FALSE(PathExists(dir + ".old"));
+  auto config = LoadModelConfig(dir);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->vocab_size, 258);
+}
+
+}  // namespace
+}  // namespace foak

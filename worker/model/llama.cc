@@ -1,0 +1,337 @@
+// LlamaForCausalLM: see llama.h for the numerics contract. Each formula below
+// mirrors the transformers expression it reproduces, in the same operation
+// order, because the parity fixtures compare against transformers at 1e-5 in
+// fp32 and reordering float math (e.g. computing 1/x as a division instead of
+// reciprocal-times-scalar) shifts results by ulps that RoPE then amplifies
+// with the position.
+#include "worker/model/llama.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/linear.h>
+#include <torch/nn/init.h>
+#include <torch/types.h>
+#include <torch/utils.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "worker/torch_compat.h"
+
+namespace foak {
+namespace {
+
+namespace F = torch::nn::functional;
+
+constexpr double kPi = 3.14159265358979323846;
+
+torch::nn::Linear MakeLinear(int64_t in, int64_t out, bool bias, double std) {
+  torch::nn::Linear linear(torch::nn::LinearOptions(in, out).bias(bias));
+  torch::NoGradGuard no_grad;
+  torch::nn::init::normal_(linear->weight, 0.0, std);
+  if (bias) linear->bias.zero_();
+  return linear;
+}
+
+// x (B, nH, T, d) -> cat(-x2, x1) with x1, x2 the two halves of the last dim.
+torch::Tensor RotateHalf(const torch::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  torch::Tensor x1 = x.slice(-1, 0, half);
+  torch::Tensor x2 = x.slice(-1, half);
+  return torch::cat({-x2, x1}, -1);
+}
+
+// transformers' repeat_kv: (B, nKV, T, d) -> (B, nKV * n_rep, T, d), each kv
+// head repeated n_rep times in a row (kv head j serves q heads j*n_rep ..).
+torch::Tensor RepeatKv(const torch::Tensor& x, int64_t n_rep) {
+  if (n_rep == 1) return x;
+  const int64_t b = x.size(0), kv = x.size(1), t = x.size(2), d = x.size(3);
+  return x.unsqueeze(2).expand({b, kv, n_rep, t, d}).reshape({b, kv * n_rep, t, d});
+}
+
+// transformers' _compute_default_rope_parameters plus the llama3 / linear
+// frequency scaling, written in the same operation order.
+torch::Tensor ComputeInvFreq(const ModelConfig& config) {
+  const int64_t dim = config.head_dim;
+  torch::Tensor exponent =
+      torch::arange(0, dim, 2, torch::TensorOptions().dtype(torch::kInt64)).to(torch::kFloat) /
+      dim;
+  // 1.0 / (base ** exponent): Python evaluates `1.0 / t` as t.reciprocal() * 1.0.
+  torch::Tensor inv_freq = at::pow(config.rope_theta, exponent).reciprocal() * 1.0;
+  const RopeScaling& rs = config.rope_scaling;
+  if (rs.rope_type == "linear") {
+    inv_freq = inv_freq / rs.factor;
+  } else if (rs.rope_type == "llama3") {
+    const double old_context_len = static_cast<double>(rs.original_max_position_embeddings);
+    const double low_freq_wavelen = old_context_len / rs.low_freq_factor;
+    const double high_freq_wavelen = old_context_len / rs.high_freq_factor;
+    torch::Tensor wavelen = inv_freq.reciprocal() * (2 * kPi);
+    torch::Tensor inv_freq_llama =
+        torch::where(wavelen > low_freq_wavelen, inv_freq / rs.factor, inv_freq);
+    torch::Tensor smooth_factor = (wavelen.reciprocal() * old_context_len - rs.low_freq_factor) /
+                                  (rs.high_freq_factor - rs.low_freq_factor);
+    torch::Tensor smoothed_inv_freq =
+        (1 - smooth_factor) * inv_freq_llama / rs.factor + smooth_factor * inv_freq_llama;
+    torch::Tensor is_medium_freq =
+        (wavelen < high_freq_wavelen).logical_not() & (wavelen > low_freq_wavelen).logical_not();
+    inv_freq = torch::where(is_medium_freq, smoothed_inv_freq, inv_freq_llama);
+  }
+  return inv_freq;
+}
+
+// Sequence index of every token of a packed row, as transformers'
+// find_packed_sequence_indices: a new sequence starts wherever the position
+// does not continue the previous one by +1 (normally: it restarts at 0).
+// position_ids (B, T) -> (B, T) int64, 0 for the first sequence of a row.
+torch::Tensor PackedSequenceIds(const torch::Tensor& position_ids) {
+  torch::Tensor breaks = torch::ones_like(position_ids, torch::kBool);
+  breaks.slice(1, 0, 1).fill_(false);
+  if (position_ids.size(1) > 1) {
+    torch::Tensor diff = position_ids.slice(1, 1) - position_ids.slice(1, 0, -1);
+    breaks.slice(1, 1).copy_(diff != 1);
+  }
+  return breaks.to(torch::kInt64).cumsum(1);
+}
+
+// Fills the two derived fields when a config was built in code rather than
+// parsed (ParseModelConfig already does this).
+ModelConfig WithDerivedDefaults(ModelConfig config) {
+  if (config.num_key_value_heads == 0) config.num_key_value_heads = config.num_attention_heads;
+  if (config.head_dim == 0 && config.num_attention_heads > 0) {
+    config.head_dim = config.hidden_size / config.num_attention_heads;
+  }
+  return config;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- RmsNorm --
+
+RmsNormImpl::RmsNormImpl(int64_t hidden_size, double eps) : eps_(eps) {
+  weight = register_parameter("weight", torch::ones({hidden_size}));
+}
+
+torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+  const auto input_dtype = x.scalar_type();
+  torch::Tensor h = x.to(torch::kFloat);
+  torch::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
+  h = h * torch::rsqrt(variance + eps_);
+  return weight * h.to(input_dtype);
+}
+
+// -------------------------------------------------------- RotaryEmbedding --
+
+RotaryEmbeddingImpl::RotaryEmbeddingImpl(const ModelConfig& config) {
+  inv_freq = register_buffer("inv_freq", ComputeInvFreq(config));
+}
+
+void RotaryEmbeddingImpl::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
+  Module::to(device, non_blocking);  // inv_freq stays fp32 whatever the model dtype
+}
+void RotaryEmbeddingImpl::to(torch::Dtype dtype, bool non_blocking) {}
+void RotaryEmbeddingImpl::to(torch::Device device, bool non_blocking) {
+  Module::to(device, non_blocking);
+}
+
+RopeTables RotaryEmbeddingImpl::forward(const torch::Tensor& position_ids) {
+  // freqs (B, T, d/2) = position * inv_freq: transformers computes it as a
+  // matmul with inner dimension 1, i.e. the same single products.
+  torch::Tensor freqs = position_ids.to(torch::kFloat).unsqueeze(-1) * inv_freq.to(torch::kFloat);
+  torch::Tensor emb = torch::cat({freqs, freqs}, -1);  // (B, T, d)
+  return RopeTables{emb.cos(), emb.sin()};
+}
+
+// -------------------------------------------------------------- Attention --
+
+AttentionImpl::AttentionImpl(const ModelConfig& config)
+    : num_heads_(config.num_attention_heads),
+      num_kv_heads_(config.num_key_value_heads),
+      head_dim_(config.head_dim),
+      scale_(config.AttentionScale()) {
+  const int64_t h = config.hidden_size;
+  const double std = config.initializer_range;
+  q_proj = register_module("q_proj", MakeLinear(h, num_heads_ * head_dim_, config.QkvBias(), std));
+  k_proj =
+      register_module("k_proj", MakeLinear(h, num_kv_heads_ * head_dim_, config.QkvBias(), std));
+  v_proj =
+      register_module("v_proj", MakeLinear(h, num_kv_heads_ * head_dim_, config.QkvBias(), std));
+  o_proj = register_module("o_proj", MakeLinear(num_heads_ * head_dim_, h, config.OBias(), std));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope,
+                                     const torch::Tensor& mask) {
+  const int64_t b = x.size(0), t = x.size(1);
+  // (B, T, n*d) -> (B, n, T, d)
+  torch::Tensor q = q_proj(x).view({b, t, num_heads_, head_dim_}).transpose(1, 2);
+  torch::Tensor k = k_proj(x).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
+  torch::Tensor v = v_proj(x).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
+
+  torch::Tensor cos = rope.cos.to(x.scalar_type()).unsqueeze(1);  // (B, 1, T, d)
+  torch::Tensor sin = rope.sin.to(x.scalar_type()).unsqueeze(1);
+  q = q * cos + RotateHalf(q) * sin;
+  k = k * cos + RotateHalf(k) * sin;
+
+  const int64_t n_rep = num_heads_ / num_kv_heads_;
+  torch::Tensor out = compat::ScaledDotProductAttention(q, RepeatKv(k, n_rep), RepeatKv(v, n_rep),
+                                                        mask, scale_);  // (B, nH, T, d)
+  out = out.transpose(1, 2).reshape({b, t, num_heads_ * head_dim_});
+  return o_proj(out);
+}
+
+// -------------------------------------------------------------------- Mlp --
+
+MlpImpl::MlpImpl(const ModelConfig& config) {
+  const int64_t h = config.hidden_size, i = config.intermediate_size;
+  const double std = config.initializer_range;
+  gate_proj = register_module("gate_proj", MakeLinear(h, i, config.mlp_bias, std));
+  up_proj = register_module("up_proj", MakeLinear(h, i, config.mlp_bias, std));
+  down_proj = register_module("down_proj", MakeLinear(i, h, config.mlp_bias, std));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  return down_proj(F::silu(gate_proj(x)) * up_proj(x));
+}
+
+// ----------------------------------------------------------- DecoderLayer --
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config)
+    : residual_multiplier_(config.residual_multiplier) {
+  // Registration order = transformers' parameter order.
+  self_attn = register_module("self_attn", Attention(config));
+  mlp = register_module("mlp", Mlp(config));
+  input_layernorm =
+      register_module("input_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+  post_attention_layernorm = register_module(
+      "post_attention_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RopeTables& rope,
+                                        const torch::Tensor& mask) {
+  torch::Tensor a = self_attn(input_layernorm(x), rope, mask);
+  if (residual_multiplier_ != 1.0) a = a * residual_multiplier_;
+  torch::Tensor h = x + a;
+  torch::Tensor m = mlp(post_attention_layernorm(h));
+  if (residual_multiplier_ != 1.0) m = m * residual_multiplier_;
+  return h + m;
+}
+
+// ---------------------------------------------------------- LlamaBackbone --
+
+LlamaBackboneImpl::LlamaBackboneImpl(const ModelConfig& raw_config)
+    : config_(WithDerivedDefaults(raw_config)) {
+  const ModelConfig& config = config_;
+  auto embed_options = torch::nn::EmbeddingOptions(config.vocab_size, config.hidden_size);
+  // transformers passes pad_token_id as padding_idx: that row gets no gradient.
+  if (config.pad_token_id && *config.pad_token_id >= 0 &&
+      *config.pad_token_id < config.vocab_size) {
+    embed_options.padding_idx(*config.pad_token_id);
+  }
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(embed_options));
+  {
+    torch::NoGradGuard no_grad;
+    torch::nn::init::normal_(embed_tokens->weight, 0.0, config.initializer_range);
+    if (embed_options.padding_idx()) embed_tokens->weight[*embed_options.padding_idx()].zero_();
+  }
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) layers->push_back(DecoderLayer(config));
+  norm = register_module("norm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+  rotary_emb = register_module("rotary_emb", RotaryEmbedding(config));
+}
+
+torch::Tensor LlamaBackboneImpl::forward(const torch::Tensor& input_ids,
+                                         const torch::Tensor& position_ids) {
+  TORCH_CHECK(input_ids.dim() == 2, "input_ids must be (B, T), got ", input_ids.sizes());
+  const int64_t b = input_ids.size(0), t = input_ids.size(1);
+  const auto device = input_ids.device();
+  torch::Tensor positions = position_ids;
+  if (!positions.defined()) {
+    positions = torch::arange(t, torch::TensorOptions().dtype(torch::kInt64).device(device))
+                    .unsqueeze(0)
+                    .expand({b, t});
+  }
+  TORCH_CHECK(positions.sizes() == input_ids.sizes(), "position_ids ", positions.sizes(),
+              " must match input_ids ", input_ids.sizes());
+
+  // One additive mask (B, 1, T, T) for all layers when packing or a sliding
+  // window makes attention more than plain causal; undefined otherwise.
+  torch::Tensor mask;
+  const bool windowed = config_.sliding_window.has_value() && *config_.sliding_window < t;
+  torch::Tensor seq_ids;
+  if (position_ids.defined()) {
+    seq_ids = PackedSequenceIds(positions);
+    if (seq_ids.select(1, t - 1).max().item<int64_t>() == 0) seq_ids = torch::Tensor();
+  }
+  if (windowed || seq_ids.defined()) {
+    auto idx_options = torch::TensorOptions().dtype(torch::kInt64).device(device);
+    torch::Tensor q_idx = torch::arange(t, idx_options).unsqueeze(1);  // (T, 1)
+    torch::Tensor k_idx = torch::arange(t, idx_options).unsqueeze(0);  // (1, T)
+    torch::Tensor visible = (k_idx <= q_idx).unsqueeze(0).expand({b, t, t});
+    if (windowed) visible = visible & (k_idx > q_idx - *config_.sliding_window).unsqueeze(0);
+    if (seq_ids.defined()) visible = visible & (seq_ids.unsqueeze(2) == seq_ids.unsqueeze(1));
+    mask = torch::zeros({b, 1, t, t}, torch::TensorOptions().dtype(torch::kFloat).device(device))
+               .masked_fill(visible.unsqueeze(1).logical_not(),
+                            std::numeric_limits<float>::lowest());
+  }
+
+  torch::Tensor h = embed_tokens(input_ids);  // (B, T, H)
+  if (config_.embedding_multiplier != 1.0) h = h * config_.embedding_multiplier;
+  RopeTables rope = rotary_emb(positions);
+  for (const auto& layer : *layers) h = layer->as<DecoderLayerImpl>()->forward(h, rope, mask);
+  return norm(h);
+}
+
+// ------------------------------------------------------- LlamaForCausalLM --
+
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& raw_config)
+    : config_(WithDerivedDefaults(raw_config)) {
+  const ModelConfig& config = config_;
+  model = register_module("model", LlamaBackbone(config));
+  if (!config.tie_word_embeddings) {
+    lm_head = register_module(
+        "lm_head", MakeLinear(config.hidden_size, config.vocab_size, false, config.initializer_range));
+  }
+}
+
+torch::Tensor LlamaForCausalLMImpl::Hidden(const torch::Tensor& input_ids,
+                                           const torch::Tensor& position_ids) {
+  return model(input_ids, position_ids);
+}
+
+torch::Tensor LlamaForCausalLMImpl::LmHeadWeight() const {
+  return lm_head ? lm_head->weight : model->embed_tokens->weight;
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids,
+                                            const torch::Tensor& position_ids) {
+  torch::Tensor logits = F::linear(Hidden(input_ids, position_ids), LmHeadWeight());  // (B, T, V)
+  if (config_.logits_scaling != 1.0) logits = logits / config_.logits_scaling;
+  return logits;
+}
+
+// ------------------------------------------------------------------- Loss --
+
+LossParts CausalLmLoss(const torch::Tensor& logits, const torch::Tensor& labels,
+                       int64_t ignore_index) {
+  TORCH_CHECK(logits.dim() == 3 && labels.dim() == 2 && logits.size(0) == labels.size(0) &&
+                  logits.size(1) == labels.size(1),
+              "CausalLmLoss: logits (B, T, V) and labels (B, T) disagree: ", logits.sizes(),
+              " vs ", labels.sizes());
+  const int64_t v = logits.size(2);
+  torch::Tensor shift_logits = logits.slice(1, 0, -1).to(torch::kFloat).reshape({-1, v});
+  torch::Tensor shift_labels = labels.slice(1, 1).reshape({-1});
+  torch::Tensor sum = at::cross_entropy_loss(shift_logits, shift_labels, /*weight=*/{},
+                                             at::Reduction::Sum, ignore_index);
+  torch::Tensor count = (shift_labels != ignore_index).sum();
+  return LossParts{sum, count};
+}
+
+bool IsNoDecayParameter(const std::string& name) {
+  auto ends_with = [&name](const std::string& suffix) {
+    return name.size() >= suffix.size() &&
+           name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  return ends_with("norm.weight") || ends_with("layernorm.weight") || ends_with(".bias");
+}
+
+}  // namespace foak

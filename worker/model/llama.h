@@ -1,0 +1,156 @@
+// LlamaForCausalLM in LibTorch: one decoder for llama, mistral, qwen2 and
+// granite, configured by ModelConfig. Submodules are registered under the
+// Hugging Face names, so named_parameters() yields exactly the keys of the
+// transformers state dict ("model.layers.0.self_attn.q_proj.weight", ...,
+// "lm_head.weight" unless embeddings are tied).
+//
+// Numerics follow transformers: RMSNorm computes in fp32 and casts back before
+// the weight multiply; RoPE tables are built in fp32 from inv_freq (with llama3
+// frequency scaling); attention softmax in fp32 (SDPA on LibTorch 2.x, a plain
+// masked implementation on 1.13); logits are returned in the parameter dtype
+// and the loss upcasts them to fp32.
+//
+// Packed sequences: when position_ids restart at 0 inside a row, the tokens
+// after the restart belong to a new sequence and attend only within it (a
+// block-diagonal causal mask), as transformers does for packed inputs.
+// Mistral's sliding window restricts attention to the last `sliding_window`
+// positions.
+//
+// The model knows nothing of LoRA, data parallelism or checkpoint formats.
+#ifndef FOAK_WORKER_MODEL_LLAMA_H_
+#define FOAK_WORKER_MODEL_LLAMA_H_
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include "worker/model/model_config.h"
+
+namespace foak {
+
+class RmsNormImpl : public torch::nn::Module {
+ public:
+  RmsNormImpl(int64_t hidden_size, double eps);
+  torch::Tensor forward(const torch::Tensor& x);  // (..., H)
+  torch::Tensor weight;
+
+ private:
+  double eps_;
+};
+TORCH_MODULE(RmsNorm);
+
+// cos/sin tables for given positions, in fp32: (B, T, head_dim) each.
+struct RopeTables {
+  torch::Tensor cos;
+  torch::Tensor sin;
+};
+
+class RotaryEmbeddingImpl : public torch::nn::Module {
+ public:
+  explicit RotaryEmbeddingImpl(const ModelConfig& config);
+  RopeTables forward(const torch::Tensor& position_ids);  // (B, T) int64
+  // Moving to a device moves inv_freq; changing the model's dtype leaves it in
+  // fp32 (transformers builds it in fp32 whatever the model dtype).
+  void to(torch::Device device, torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Dtype dtype, bool non_blocking = false) override;
+  void to(torch::Device device, bool non_blocking = false) override;
+  torch::Tensor inv_freq;  // (head_dim/2) fp32 buffer, not a parameter
+};
+TORCH_MODULE(RotaryEmbedding);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(const ModelConfig& config);
+  // x: (B, T, H); mask: additive (B, 1, T, T) fp32 or undefined for plain causal.
+  torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope,
+                        const torch::Tensor& mask);
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  int64_t num_heads_, num_kv_heads_, head_dim_;
+  double scale_;
+};
+TORCH_MODULE(Attention);
+
+class MlpImpl : public torch::nn::Module {
+ public:
+  explicit MlpImpl(const ModelConfig& config);
+  torch::Tensor forward(const torch::Tensor& x);  // (B, T, H)
+  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(Mlp);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit DecoderLayerImpl(const ModelConfig& config);
+  torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope, const torch::Tensor& mask);
+  RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  Attention self_attn{nullptr};
+  Mlp mlp{nullptr};
+
+ private:
+  double residual_multiplier_;
+};
+TORCH_MODULE(DecoderLayer);
+
+// The "model." prefix of transformers: embeddings, layers, final norm.
+class LlamaBackboneImpl : public torch::nn::Module {
+ public:
+  explicit LlamaBackboneImpl(const ModelConfig& config);
+  // input_ids, position_ids: (B, T) int64 -> hidden states (B, T, H).
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids);
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RmsNorm norm{nullptr};
+  RotaryEmbedding rotary_emb{nullptr};
+
+ private:
+  ModelConfig config_;
+};
+TORCH_MODULE(LlamaBackbone);
+
+class LlamaForCausalLMImpl : public torch::nn::Module {
+ public:
+  // Parameters are created in fp32 on CPU with transformers' init (normal(0,
+  // initializer_range) for linear and embedding weights, zeros for biases, ones
+  // for norms) from the current torch generator; call .to(dtype/device) after.
+  explicit LlamaForCausalLMImpl(const ModelConfig& config);
+
+  // input_ids (B, T) int64; position_ids (B, T) int64 or undefined (= 0..T-1).
+  // Returns logits (B, T, V) in the parameter dtype, already divided by
+  // logits_scaling.
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids = {});
+  // Final hidden states (B, T, H) before lm_head (for fused linear CE, issue 4).
+  torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& position_ids = {});
+  // The lm_head weight (V, H): lm_head.weight, or the embedding when tied.
+  torch::Tensor LmHeadWeight() const;
+
+  const ModelConfig& config() const { return config_; }
+  LlamaBackbone model{nullptr};
+  torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
+
+ private:
+  ModelConfig config_;
+};
+TORCH_MODULE(LlamaForCausalLM);
+
+// Mean cross-entropy of next-token prediction as transformers computes it:
+// logits[:, :-1] against labels[:, 1:], in fp32, ignoring `ignore_index`.
+// logits (B, T, V), labels (B, T) int64. Returns {sum of token losses, number
+// of target tokens} so gradient accumulation can normalise by the total count.
+struct LossParts {
+  torch::Tensor sum;    // () fp32
+  torch::Tensor count;  // () int64
+};
+LossParts CausalLmLoss(const torch::Tensor& logits, const torch::Tensor& labels,
+                       int64_t ignore_index = -100);
+
+// Names (in transformers' convention) of the parameters that take no weight
+// decay: norms and biases.
+bool IsNoDecayParameter(const std::string& name);
+
+}  // namespace foak
+
+#endif  // FOAK_WORKER_MODEL_LLAMA_H_

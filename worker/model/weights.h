@@ -1,0 +1,38 @@
+// Moving weights between a LlamaForCausalLM and a Hugging Face model folder.
+//
+// Loading checks every expected tensor before copying any: each missing tensor
+// or wrong shape is named with the file and the expected shape, and unexpected
+// extra tensors are reported (except lm_head.weight of a tied model, and
+// rotary inv_freq buffers that some older checkpoints carry). Tensors are
+// converted from the file's dtype to the model's while copying from the mapping.
+//
+// Saving writes config.json and safetensors (sharded past max_shard_bytes)
+// with transformers' names into a temp folder beside the target, then renames
+// it into place: a crash never leaves a half-written checkpoint under the
+// final name. The swap replaces the whole folder: anything else that was in
+// model_dir (tokenizer files, say) is gone afterwards, so write those after
+// SaveModel returns.
+#ifndef FOAK_WORKER_MODEL_WEIGHTS_H_
+#define FOAK_WORKER_MODEL_WEIGHTS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "worker/model/llama.h"
+
+namespace foak {
+
+absl::Status LoadWeights(LlamaForCausalLM& model, const std::string& model_dir);
+
+struct SaveOptions {
+  uint64_t max_shard_bytes = 5ull << 30;  // transformers' default "5GB"
+  // dtype written to disk; "" keeps each parameter's dtype.
+  std::string dtype = "";  // "" | "float32" | "bfloat16" | "float16"
+};
+absl::Status SaveModel(LlamaForCausalLM& model, const std::string& model_dir,
+                       const SaveOptions& options = {});
+
+}  // namespace foak
+
+#endif  // FOAK_WORKER_MODEL_WEIGHTS_H_

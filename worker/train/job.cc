@@ -1,0 +1,270 @@
+#include "worker/train/job.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+
+namespace foak {
+namespace {
+
+using Json = nlohmann::json;
+
+// Reads the fields of one JSON object, remembering which keys were consumed so
+// that the rest can be reported as unknown. Every error names
+// "<source>: <path>.<key>".
+class ObjectReader {
+ public:
+  ObjectReader(const Json& object, std::string source, std::string path)
+      : object_(object), source_(std::move(source)), path_(std::move(path)) {}
+
+  std::string FieldPath(const std::string& key) const {
+    return path_.empty() ? key : absl::StrCat(path_, ".", key);
+  }
+  absl::Status Error(const std::string& key, const std::string& what) const {
+    return absl::InvalidArgumentError(absl::StrCat(source_, ": ", FieldPath(key), " ", what));
+  }
+  absl::Status BadValue(const std::string& key, const std::string& expected) const {
+    return Error(key, absl::StrCat("= ", object_.at(key).dump(), "; expected ", expected));
+  }
+
+  // nullptr when absent (or JSON null, which protobuf's JSON mapping treats as unset).
+  const Json* Get(const std::string& key) {
+    known_.insert(key);
+    auto it = object_.find(key);
+    if (it == object_.end() || it->is_null()) return nullptr;
+    return &*it;
+  }
+
+  absl::Status String(const std::string& key, std::string* out) {
+    const Json* v = Get(key);
+    if (v == nullptr) return absl::OkStatus();
+    if (!v->is_string()) return BadValue(key, "a string");
+    *out = v->get<std::string>();
+    return absl::OkStatus();
+  }
+  absl::Status Bool(const std::string& key, bool* out) {
+    const Json* v = Get(key);
+    if (v == nullptr) return absl::OkStatus();
+    if (!v->is_boolean()) return BadValue(key, "true or false");
+    *out = v->get<bool>();
+    return absl::OkStatus();
+  }
+  // An integer >= min.
+  absl::Status Int(const std::string& key, int64_t min, int64_t* out) {
+    const Json* v = Get(key);
+    if (v == nullptr) return absl::OkStatus();
+    const std::string expected = absl::StrCat("an integer >= ", min);
+    if (v->is_number_integer()) {
+      if (v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+        return BadValue(key, expected);
+      }
+      *out = v->get<int64_t>();
+    } else if (v->is_number_float()) {
+      // 60.0 is an integer written as a float: accept it, reject 1.5.
+      const double d = v->get<double>();
+      if (d != std::floor(d) || std::fabs(d) > 9.0e15) return BadValue(key, expected);
+      *out = static_cast<int64_t>(d);
+    } else {
+      return BadValue(key, expected);
+    }
+    if (*out < min) return BadValue(key, expected);
+    return absl::OkStatus();
+  }
+  // A finite number checked by `ok`, described by `expected`.
+  absl::Status Number(const std::string& key, const std::function<bool(double)>& ok,
+                      const std::string& expected, double* out) {
+    const Json* v = Get(key);
+    if (v == nullptr) return absl::OkStatus();
+    if (!v->is_number()) return BadValue(key, expected);
+    const double d = v->get<double>();
+    if (!std::isfinite(d) || !ok(d)) return BadValue(key, expected);
+    *out = d;
+    return absl::OkStatus();
+  }
+  // A string from `choices`, mapped through `parse` (whose error lists them).
+  template <typename T, typename Parse>
+  absl::Status Enum(const std::string& key, Parse parse, T* out) {
+    const Json* v = Get(key);
+    if (v == nullptr) return absl::OkStatus();
+    if (!v->is_string()) return BadValue(key, "a string");
+    absl::StatusOr<T> parsed = parse(v->get<std::string>());
+    if (!parsed.ok()) return Error(key, absl::StrCat("= ", parsed.status().message()));
+    *out = *parsed;
+    return absl::OkStatus();
+  }
+
+  // Call after reading every known field.
+  absl::Status CheckNoUnknownKeys() const {
+    for (auto it = object_.begin(); it != object_.end(); ++it) {
+      if (known_.count(it.key()) == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(source_, ": unknown key '", FieldPath(it.key()), "'; valid keys",
+                         path_.empty() ? "" : absl::StrCat(" in ", path_), ": ",
+                         absl::StrJoin(known_, ", ")));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  const Json& object_;
+  std::string source_;
+  std::string path_;
+  std::set<std::string> known_;
+};
+
+// Makes `path` absolute against the current directory ("./a" -> "<cwd>/a").
+// POSIX getcwd rather than std::filesystem (see common/file_util.h).
+std::string Absolute(const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  std::string rest = path;
+  while (rest.rfind("./", 0) == 0) rest = rest.substr(2);
+  char buf[4096];
+  if (::getcwd(buf, sizeof(buf)) == nullptr) return path;
+  return JoinPath(buf, rest);
+}
+
+absl::Status ParseHyperparameters(ObjectReader& r, Hyperparameters* h) {
+  auto positive = [](double d) { return d > 0; };
+  auto non_negative = [](double d) { return d >= 0; };
+  auto unit = [](double d) { return d >= 0 && d <= 1; };
+  auto beta = [](double d) { return d >= 0 && d < 1; };
+  RETURN_IF_ERROR(r.Number("learning_rate", positive, "a number > 0", &h->learning_rate));
+  RETURN_IF_ERROR(r.Int("max_steps", 0, &h->max_steps));
+  RETURN_IF_ERROR(r.Number("epochs", positive, "a number > 0", &h->epochs));
+  RETURN_IF_ERROR(r.Int("batch_size", 1, &h->batch_size));
+  RETURN_IF_ERROR(r.Int("gradient_accumulation_steps", 1, &h->gradient_accumulation_steps));
+  RETURN_IF_ERROR(r.Int("max_seq_len", 2, &h->max_seq_len));
+  RETURN_IF_ERROR(r.Int("warmup_steps", 0, &h->warmup_steps));
+  RETURN_IF_ERROR(r.Number("warmup_ratio", unit, "a number in [0, 1]", &h->warmup_ratio));
+  RETURN_IF_ERROR(r.Enum("lr_scheduler", LrSchedulerTypeFromName, &h->lr_scheduler));
+  RETURN_IF_ERROR(r.Number("min_lr_ratio", unit, "a number in [0, 1]", &h->min_lr_ratio));
+  RETURN_IF_ERROR(r.Number("weight_decay", non_negative, "a number >= 0", &h->weight_decay));
+  RETURN_IF_ERROR(r.Number("adam_beta1", beta, "a number in [0, 1)", &h->adam_beta1));
+  RETURN_IF_ERROR(r.Number("adam_beta2", beta, "a number in [0, 1)", &h->adam_beta2));
+  RETURN_IF_ERROR(r.Number("adam_epsilon", positive, "a number > 0", &h->adam_epsilon));
+  RETURN_IF_ERROR(r.Number("max_grad_norm", non_negative, "a number >= 0 (0 disables clipping)",
+                           &h->max_grad_norm));
+  RETURN_IF_ERROR(r.Int("seed", 0, &h->seed));
+  RETURN_IF_ERROR(r.Enum("precision", PrecisionFromName, &h->precision));
+  RETURN_IF_ERROR(r.Bool("packing", &h->packing));
+  RETURN_IF_ERROR(r.Int("logging_steps", 1, &h->logging_steps));
+  RETURN_IF_ERROR(r.Int("save_steps", 0, &h->save_steps));
+  RETURN_IF_ERROR(r.Int("max_shard_bytes", 1, &h->max_shard_bytes));
+  return r.CheckNoUnknownKeys();
+}
+
+absl::StatusOr<std::string> RequiredPath(ObjectReader& r, const std::string& key,
+                                         const std::string& what) {
+  std::string value;
+  RETURN_IF_ERROR(r.String(key, &value));
+  if (value.empty()) {
+    return r.Error(key, absl::StrCat("is required: ", what));
+  }
+  return Absolute(value);
+}
+
+}  // namespace
+
+int64_t JobConfig::WarmupSteps(int64_t max_steps) const {
+  if (hyperparameters.warmup_steps > 0) return hyperparameters.warmup_steps;
+  return static_cast<int64_t>(
+      std::ceil(hyperparameters.warmup_ratio * static_cast<double>(max_steps)));
+}
+
+int64_t JobConfig::ResolveMaxSteps(int64_t micro_batches_per_epoch) const {
+  const Hyperparameters& h = hyperparameters;
+  if (h.max_steps > 0) return h.max_steps;
+  const int64_t updates_per_epoch =
+      std::max<int64_t>(1, micro_batches_per_epoch / h.gradient_accumulation_steps);
+  return static_cast<int64_t>(std::ceil(h.epochs * static_cast<double>(updates_per_epoch)));
+}
+
+absl::StatusOr<JobConfig> ParseJobConfig(const std::string& json_text, const std::string& source) {
+  Json root;
+  try {
+    root = Json::parse(json_text);
+  } catch (const Json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": invalid JSON: ", e.what()));
+  }
+  if (!root.is_object()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": expected a JSON object (see examples/demo_job.json), got ",
+                     root.type_name()));
+  }
+  JobConfig job;
+  ObjectReader r(root, source, "");
+  RETURN_IF_ERROR(r.String("name", &job.name));
+  ASSIGN_OR_RETURN(job.model, RequiredPath(r, "model", "the Hugging Face model folder "
+                                                       "(config.json + safetensors)"));
+
+  const Json* dataset = r.Get("dataset");
+  if (dataset == nullptr) {
+    return r.Error("dataset", "is required: {\"train\": \"FILE.jsonl\", \"format\": \"text\"}");
+  }
+  if (!dataset->is_object()) return r.BadValue("dataset", "an object like {\"train\": \"FILE.jsonl\"}");
+  ObjectReader d(*dataset, source, "dataset");
+  ASSIGN_OR_RETURN(job.train_data,
+                   RequiredPath(d, "train", "a JSONL file of {\"text\": ...} lines"));
+  std::string validation;
+  RETURN_IF_ERROR(d.String("validation", &validation));
+  if (!validation.empty()) {
+    return d.Error("validation", "is not supported yet (validation loss arrives with issue 3); "
+                                 "remove it");
+  }
+  RETURN_IF_ERROR(d.String("format", &job.data_format));
+  if (job.data_format.empty()) job.data_format = "text";
+  if (job.data_format != "text") {
+    return d.BadValue("format", "\"text\" (lines of {\"text\": ...}); more formats arrive with "
+                                "issue 3");
+  }
+  RETURN_IF_ERROR(d.CheckNoUnknownKeys());
+
+  RETURN_IF_ERROR(r.String("method", &job.method));
+  if (job.method.empty()) job.method = "full";
+  if (job.method != "full") {
+    return r.BadValue("method", "\"full\" (lora and qlora arrive with issues 3 and 10)");
+  }
+  if (const Json* hp = r.Get("hyperparameters"); hp != nullptr) {
+    if (!hp->is_object()) return r.BadValue("hyperparameters", "an object");
+    ObjectReader h(*hp, source, "hyperparameters");
+    RETURN_IF_ERROR(ParseHyperparameters(h, &job.hyperparameters));
+  }
+  ASSIGN_OR_RETURN(job.output_dir,
+                   RequiredPath(r, "output_dir", "the folder for metrics.jsonl and checkpoints"));
+
+  RETURN_IF_ERROR(r.String("device", &job.device));
+  if (job.device.empty()) job.device = "auto";
+  bool device_ok = job.device == "auto" || job.device == "cpu" || job.device == "cuda";
+  if (!device_ok && job.device.rfind("cuda:", 0) == 0 && job.device.size() > 5 &&
+      job.device.size() <= 8) {
+    device_ok = job.device.find_first_not_of("0123456789", 5) == std::string::npos;
+  }
+  if (!device_ok) return r.BadValue("device", "one of auto, cpu, cuda, cuda:N");
+
+  if (const Json* kernels = r.Get("kernels"); kernels != nullptr) {
+    if (!kernels->is_array()) return r.BadValue("kernels", "a list of kernel names");
+    if (!kernels->empty()) {
+      return r.BadValue("kernels", "[]: this build has no fused kernels yet (issue 4)");
+    }
+  }
+  RETURN_IF_ERROR(r.CheckNoUnknownKeys());
+  return job;
+}
+
+absl::StatusOr<JobConfig> LoadJobConfig(const std::string& path) {
+  ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
+  return ParseJobConfig(text, path);
+}
+
+}  // namespace foak

@@ -1,0 +1,18 @@
+// Peak memory for the metrics: on CUDA, the caching allocator's peak of
+// allocated bytes (what torch.cuda.max_memory_allocated reports); on CPU, the
+// process's peak resident set size from getrusage (covers LibTorch's CPU
+// allocations, the model and everything else in the process).
+#ifndef FOAK_WORKER_TRAIN_MEMORY_STATS_H_
+#define FOAK_WORKER_TRAIN_MEMORY_STATS_H_
+
+#include <torch/types.h>
+
+#include <cstdint>
+
+namespace foak {
+
+int64_t PeakMemoryBytes(const torch::Device& device);
+
+}  // namespace foak
+
+#endif  // FOAK_WORKER_TRAIN_MEMORY_STATS_H_

@@ -1,0 +1,46 @@
+#include "worker/train/metrics_writer.h"
+
+#include <cerrno>
+#include <cmath>
+
+#include "common/file_util.h"
+#include "nlohmann/json.hpp"
+
+namespace foak {
+
+absl::StatusOr<std::unique_ptr<MetricsWriter>> MetricsWriter::Open(const std::string& path,
+                                                                   std::FILE* echo) {
+  std::FILE* file = std::fopen(path.c_str(), "ae");
+  if (file == nullptr) return ErrnoStatus("cannot open metrics file", path, errno);
+  return std::unique_ptr<MetricsWriter>(new MetricsWriter(path, file, echo));
+}
+
+MetricsWriter::~MetricsWriter() { std::fclose(file_); }
+
+std::string MetricsWriter::ToJsonLine(const StepMetrics& m) {
+  // An ordered object keeps the documented field order in the file.
+  nlohmann::ordered_json j;
+  j["step"] = m.step;
+  j["loss"] = std::isfinite(m.loss) ? nlohmann::ordered_json(m.loss) : nullptr;
+  j["learning_rate"] = m.learning_rate;
+  j["grad_norm"] = std::isfinite(m.grad_norm) ? nlohmann::ordered_json(m.grad_norm) : nullptr;
+  j["tokens"] = m.tokens;
+  j["tokens_per_second"] = m.tokens_per_second;
+  j["peak_memory_bytes"] = m.peak_memory_bytes;
+  j["elapsed_s"] = m.elapsed_s;
+  return j.dump();
+}
+
+absl::Status MetricsWriter::Write(const StepMetrics& metrics) {
+  const std::string line = ToJsonLine(metrics) + "\n";
+  if (std::fputs(line.c_str(), file_) < 0 || std::fflush(file_) != 0) {
+    return ErrnoStatus("cannot write metrics to", path_, errno);
+  }
+  if (echo_ != nullptr) {
+    std::fputs(line.c_str(), echo_);
+    std::fflush(echo_);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace foak

@@ -1,0 +1,62 @@
+// MetricsWriter: one JSON object per logged step, appended to
+// <output_dir>/metrics.jsonl and echoed to stdout. Each line is flushed as it
+// is written, so a crashed or killed run keeps every line it logged and a
+// `tail -f` follows training live. Appending (not truncating) keeps the history
+// of a run that is restarted into the same folder. No torch here.
+//
+// A line covers the steps since the previous line (logging_steps of them):
+//   {"step": 10, "loss": 2.31, "learning_rate": 0.003, "grad_norm": 0.84,
+//    "tokens": 10240, "tokens_per_second": 5120.0, "peak_memory_bytes": 123456,
+//    "elapsed_s": 2.0}
+// step: optimizer steps completed (1-based); loss: mean over those steps of each
+// step's mean token loss; learning_rate and grad_norm (before clipping): of the
+// last step; tokens: non-padding INPUT tokens processed in those steps (targets
+// are about one per sequence fewer); tokens_per_second: tokens / their wall
+// time; peak_memory_bytes: CUDA allocator peak, or the process's peak RSS on
+// CPU; elapsed_s: since training started. A non-finite loss is written as null.
+#ifndef FOAK_WORKER_TRAIN_METRICS_WRITER_H_
+#define FOAK_WORKER_TRAIN_METRICS_WRITER_H_
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace foak {
+
+struct StepMetrics {
+  int64_t step = 0;
+  double loss = 0;
+  double learning_rate = 0;
+  double grad_norm = 0;
+  int64_t tokens = 0;
+  double tokens_per_second = 0;
+  int64_t peak_memory_bytes = 0;
+  double elapsed_s = 0;
+};
+
+class MetricsWriter {
+ public:
+  // Appends to `path` (created if absent). `echo` (may be null) gets each line too.
+  static absl::StatusOr<std::unique_ptr<MetricsWriter>> Open(const std::string& path,
+                                                             std::FILE* echo);
+  ~MetricsWriter();
+  MetricsWriter(const MetricsWriter&) = delete;
+  MetricsWriter& operator=(const MetricsWriter&) = delete;
+
+  absl::Status Write(const StepMetrics& metrics);
+  static std::string ToJsonLine(const StepMetrics& metrics);  // without '\n'
+
+ private:
+  MetricsWriter(std::string path, std::FILE* file, std::FILE* echo)
+      : path_(std::move(path)), file_(file), echo_(echo) {}
+  std::string path_;
+  std::FILE* file_;
+  std::FILE* echo_;
+};
+
+}  // namespace foak
+
+#endif  // FOAK_WORKER_TRAIN_METRICS_WRITER_H_

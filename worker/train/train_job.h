@@ -1,0 +1,39 @@
+// RunTrainJob: `foak-worker train --job FILE` end to end. The order matters
+// for what a failure leaves behind: everything that can be checked before
+// training (device, config.json, vocabulary, the whole dataset, the weights)
+// is checked before the output folder is created, so a bad job or a corrupt
+// model leaves no output at all; after that, metrics.jsonl grows one flushed
+// line per logged step and checkpoints appear atomically (checkpoint.h).
+//
+//   1. resolve the device ("auto" = CUDA when torch::cuda::is_available());
+//   2. read config.json; the byte tokenizer needs vocab_size >= 258;
+//   3. open the dataset (validates every line, counts the epoch);
+//   4. torch::manual_seed(seed), build the model, load the weights (fp32);
+//   5. train max_steps optimizer steps of gradient_accumulation_steps
+//      micro-batches each (Trainer::Step), logging every logging_steps and
+//      saving checkpoint-<step>/ every save_steps;
+//   6. save <output_dir>/final: config.json, safetensors, tokenizer files.
+#ifndef FOAK_WORKER_TRAIN_TRAIN_JOB_H_
+#define FOAK_WORKER_TRAIN_TRAIN_JOB_H_
+
+#include <torch/types.h>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "worker/train/job.h"
+
+namespace foak {
+
+// "auto" | "cpu" | "cuda" | "cuda:N"; FAILED_PRECONDITION when CUDA is asked
+// for and absent.
+absl::StatusOr<torch::Device> ResolveDevice(const std::string& name);
+
+// `metrics_echo` receives the metrics lines (stdout in the CLI), `info` the
+// human-readable progress messages (stderr); either may be null.
+absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FILE* info);
+
+}  // namespace foak
+
+#endif  // FOAK_WORKER_TRAIN_TRAIN_JOB_H_

@@ -1,0 +1,99 @@
+// Trainer: owns the order of one optimizer step, and nothing else (the data
+// loop, metrics and checkpoint schedule live in train_job.cc):
+//
+//   1. count the target tokens of ALL micro-batches of the step first;
+//   2. per micro-batch: forward, CausalLmLoss (sum over tokens, fp32),
+//      backward of sum / total_targets -- so accumulating k micro-batches of b
+//      rows gives the same gradient as one batch of k*b rows (each token
+//      weighs the same), exactly as transformers' Trainer with
+//      num_items_in_batch;
+//   3. optimizer.PrepareGrads (fp32 upcast in bf16-mixed), global-norm clip;
+//   4. AdamW step with the schedule's rate for this step, release the grads.
+//
+// LibTorch errors (c10::Error, including CUDA out-of-memory) are caught here
+// and returned as a status naming the step, so the worker reports them instead
+// of crashing.
+#ifndef FOAK_WORKER_TRAIN_TRAINER_H_
+#define FOAK_WORKER_TRAIN_TRAINER_H_
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "worker/data/batch.h"
+#include "worker/model/llama.h"
+#include "worker/model/weights.h"
+#include "worker/train/adamw.h"
+#include "worker/train/lr_schedule.h"
+#include "worker/train/precision.h"
+
+namespace foak {
+
+struct TrainerOptions {
+  Precision precision = Precision::kFp32;
+  LrScheduleOptions schedule;     // base learning rate, warm-up, decay
+  double weight_decay = 0.0;      // decay group only (norms and biases get 0)
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_epsilon = 1e-8;
+  double max_grad_norm = 1.0;     // 0 = no clipping (the norm is still reported)
+  bool allow_fused_adamw = true;  // CUDA + LibTorch 2.x only
+};
+
+struct StepResult {
+  int64_t step = 0;           // optimizer steps completed (1-based)
+  double loss = 0;            // mean token loss over all micro-batches of the step
+  double learning_rate = 0;   // the rate this step used
+  double grad_norm = 0;       // global norm before clipping
+  int64_t input_tokens = 0;   // non-padding input tokens
+  int64_t target_tokens = 0;  // tokens that contributed to the loss
+};
+
+class Trainer {
+ public:
+  // `model` has fp32 parameters (as constructed or loaded). It is moved to
+  // `device` and its parameters are cast for `options.precision` (bf16 for
+  // bf16-mixed and bf16; the optimizer's fp32 masters are taken before).
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(LlamaForCausalLM model,
+                                                         const TrainerOptions& options,
+                                                         const torch::Device& device);
+
+  // One optimizer step over `micro_batches` (gradient accumulation = their
+  // number). Every batch needs at least one target token in total.
+  absl::StatusOr<StepResult> Step(const std::vector<Batch>& micro_batches);
+
+  // Writes the current weights as a Hugging Face folder (SaveModel). In
+  // bf16-mixed mode the fp32 master weights are written, as transformers'
+  // Trainer saves fp32 weights; otherwise the parameters' dtype.
+  absl::Status SaveWeights(const std::string& dir, const SaveOptions& options);
+
+  LlamaForCausalLM& model() { return model_; }
+  AdamW& optimizer() { return *optimizer_; }
+  const LrSchedule& schedule() const { return schedule_; }
+  const torch::Device& device() const { return device_; }
+  int64_t step() const { return step_; }
+
+ private:
+  Trainer(LlamaForCausalLM model, const TrainerOptions& options, const torch::Device& device,
+          std::unique_ptr<AdamW> optimizer);
+  absl::StatusOr<StepResult> StepUnchecked(const std::vector<Batch>& micro_batches);
+
+  LlamaForCausalLM model_;
+  TrainerOptions options_;
+  torch::Device device_;
+  std::unique_ptr<AdamW> optimizer_;
+  LrSchedule schedule_;
+  int64_t step_ = 0;
+};
+
+// "step 12: <what>" as a status; c10::OutOfMemoryError becomes
+// RESOURCE_EXHAUSTED with advice to lower batch_size or max_seq_len.
+absl::Status TorchErrorToStatus(const std::exception& e, const std::string& context);
+
+}  // namespace foak
+
+#endif  // FOAK_WORKER_TRAIN_TRAINER_H_
