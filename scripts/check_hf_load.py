@@ -241,7 +241,7 @@ def main():
     for path in configs:
         case = case_name(path)
         print(f"== {case} ({path})")
-        runner.foak_to_hf(case, path)
+        runner.foak_to_hf(case, path, use_cuda)
         runner.hf_to_foak(case, path)
 
     lines = [f"check_hf_load: torch {torch.__version__}, transformers {transformers.__version__}",

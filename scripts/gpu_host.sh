@@ -27,10 +27,10 @@
 # build, ctest_gpu (`ctest -L gpu`; a SKIPPED gpu test counts as a failure
 # here: it means CUDA was not usable), hf_load (scripts/check_hf_load.py:
 # foak checkpoints load in transformers with the same logits, and the
-# reverse), ctest_cpu (every other test, against LibTorch 2.11), bench
+# reverse), train_gpu (scripts/check_gpu_train.py), ctest_cpu (every other test, against LibTorch 2.11), bench
 # (Llama-3.2-1B shape, bf16: 4x2048 and 16x512; --bench-8b adds the
 # Llama-3-8B shape at 2x2048). --skip takes a comma-separated list of
-# ctest_gpu, hf_load, ctest_cpu, bench (e.g. on a rerun after a fix).
+# ctest_gpu, hf_load, train_gpu, ctest_cpu, bench (e.g. on a rerun after a fix).
 # The bundle is unpacked again only when it changed (a stamp in the prefix),
 # so a rerun on a still-warm machine rebuilds incrementally.
 set -uo pipefail
@@ -145,6 +145,7 @@ finish() {
   done
   [ -f "$OUTDIR/hf_load.txt" ] && { echo "--- hf_load ---"; cat "$OUTDIR/hf_load.txt"; }
   [ -f "$LOGS/hf_load.log" ] && [ ! -f "$OUTDIR/hf_load.txt" ] && { echo "--- hf_load (log tail) ---"; tail -20 "$LOGS/hf_load.log"; }
+  [ -f "$LOGS/train_gpu.log" ] && { echo "--- train_gpu ---"; grep -v "^\[" "$LOGS/train_gpu.log" | tail -12; }
   [ -f "$OUTDIR/bench.md" ] && { echo "--- bench ---"; cat "$OUTDIR/bench.md"; }
   for f in "$LOGS"/bench_*.log; do
     [ -f "$f" ] || continue
@@ -343,6 +344,18 @@ elif [ -x "$WORKER_BIN" ]; then
   run_step hf_load 150 python3 "$REPO/scripts/check_hf_load.py" "${HF_ARGS[@]}"
 else
   skip_step hf_load "no $WORKER_BIN (build failed?)"
+fi
+
+# ---------------------------------------------------------- train_gpu -----
+# foak-worker trains the debug model on CUDA in bf16-mixed, bf16 and fp32
+# (scripts/check_gpu_train.py: finite, falling losses, a final checkpoint).
+if ! wanted train_gpu; then
+  :
+elif [ -x "$WORKER_BIN" ]; then
+  run_step train_gpu 120 python3 "$REPO/scripts/check_gpu_train.py" --worker "$WORKER_BIN" \
+    --work "$WORK/train_gpu" --device cuda
+else
+  skip_step train_gpu "no $WORKER_BIN (build failed?)"
 fi
 
 # ---------------------------------------------------------- ctest_cpu -----

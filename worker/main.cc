@@ -227,14 +227,14 @@ absl::Status RunForward(const Flags& flags) {
 
   torch::Tensor logits;
   try {
-    LlamaForCausalLM model(config);
+    ModelInit init;
+    init.options = torch::TensorOptions().device(device).dtype(
+        dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat);
+    init.random = false;
+    LlamaForCausalLM model(config, init);
     RETURN_IF_ERROR(LoadWeights(model, model_dir));
-    model->to(device);
     model->eval();
     torch::NoGradGuard no_grad;
-    if (dtype == "bfloat16") {
-      for (torch::Tensor& p : model->parameters()) p.set_data(p.detach().to(torch::kBFloat16));
-    }
     torch::Tensor input = torch::tensor(flat_ids, torch::kLong).reshape({B, T}).to(device);
     torch::Tensor pos;
     if (!flat_positions.empty()) {

@@ -135,7 +135,12 @@ TEST_P(ParityTest, LogitsLossAndGradientsMatchTransformers) {
     }
   }
 
-  if (ref.Has("packed_input_ids")) {
+  // Packed row: several sequences in one row with position_ids restarting at
+  // 0; the reference ran each sequence alone, so this checks that position_ids
+  // both place RoPE and keep packed sequences from attending to each other.
+  ASSERT_TRUE(ref.Has("packed_input_ids")) << "fixture predates packed rows: rerun "
+                                              "scripts/make_parity_fixtures.py";
+  {
     torch::NoGradGuard no_grad;
     torch::Tensor packed = model->forward(ref.Get("packed_input_ids"), ref.Get("packed_position_ids"));
     EXPECT_LE(RelError(packed, ref.Get("packed_logits")), 1e-5) << "packed_logits";

@@ -8,8 +8,8 @@
 
 #include <ATen/ATen.h>
 #include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/embedding.h>
 #include <torch/nn/functional/linear.h>
-#include <torch/nn/init.h>
 #include <torch/types.h>
 #include <torch/utils.h>
 
@@ -25,14 +25,6 @@ namespace {
 namespace F = torch::nn::functional;
 
 constexpr double kPi = 3.14159265358979323846;
-
-torch::nn::Linear MakeLinear(int64_t in, int64_t out, bool bias, double std) {
-  torch::nn::Linear linear(torch::nn::LinearOptions(in, out).bias(bias));
-  torch::NoGradGuard no_grad;
-  torch::nn::init::normal_(linear->weight, 0.0, std);
-  if (bias) linear->bias.zero_();
-  return linear;
-}
 
 // x (B, nH, T, d) -> cat(-x2, x1) with x1, x2 the two halves of the last dim.
 torch::Tensor RotateHalf(const torch::Tensor& x) {
@@ -106,10 +98,42 @@ ModelConfig WithDerivedDefaults(ModelConfig config) {
 
 }  // namespace
 
+// ----------------------------------------------------- Linear, Embedding --
+
+LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool has_bias, double std,
+                       const ModelInit& init) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor w = torch::empty({out_features, in_features}, init.options);
+  if (init.random) w.normal_(0.0, std);
+  weight = register_parameter("weight", w);
+  if (has_bias) bias = register_parameter("bias", torch::zeros({out_features}, init.options));
+}
+
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return F::linear(x, weight, bias); }
+
+EmbeddingImpl::EmbeddingImpl(int64_t num_embeddings, int64_t dim,
+                             std::optional<int64_t> padding_idx, double std,
+                             const ModelInit& init)
+    : padding_idx_(padding_idx) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor w = torch::empty({num_embeddings, dim}, init.options);
+  if (init.random) {
+    w.normal_(0.0, std);
+    if (padding_idx) w[*padding_idx].zero_();
+  }
+  weight = register_parameter("weight", w);
+}
+
+torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) {
+  auto options = F::EmbeddingFuncOptions();
+  if (padding_idx_) options.padding_idx(*padding_idx_);
+  return F::embedding(ids, weight, options);
+}
+
 // ---------------------------------------------------------------- RmsNorm --
 
-RmsNormImpl::RmsNormImpl(int64_t hidden_size, double eps) : eps_(eps) {
-  weight = register_parameter("weight", torch::ones({hidden_size}));
+RmsNormImpl::RmsNormImpl(int64_t hidden_size, double eps, const ModelInit& init) : eps_(eps) {
+  weight = register_parameter("weight", torch::ones({hidden_size}, init.options));
 }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
@@ -122,8 +146,8 @@ torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
 
 // -------------------------------------------------------- RotaryEmbedding --
 
-RotaryEmbeddingImpl::RotaryEmbeddingImpl(const ModelConfig& config) {
-  inv_freq = register_buffer("inv_freq", ComputeInvFreq(config));
+RotaryEmbeddingImpl::RotaryEmbeddingImpl(const ModelConfig& config, const ModelInit& init) {
+  inv_freq = register_buffer("inv_freq", ComputeInvFreq(config).to(init.options.device()));
 }
 
 void RotaryEmbeddingImpl::to(torch::Device device, torch::Dtype dtype, bool non_blocking) {
@@ -144,19 +168,19 @@ RopeTables RotaryEmbeddingImpl::forward(const torch::Tensor& position_ids) {
 
 // -------------------------------------------------------------- Attention --
 
-AttentionImpl::AttentionImpl(const ModelConfig& config)
+AttentionImpl::AttentionImpl(const ModelConfig& config, const ModelInit& init)
     : num_heads_(config.num_attention_heads),
       num_kv_heads_(config.num_key_value_heads),
       head_dim_(config.head_dim),
       scale_(config.AttentionScale()) {
   const int64_t h = config.hidden_size;
   const double std = config.initializer_range;
-  q_proj = register_module("q_proj", MakeLinear(h, num_heads_ * head_dim_, config.QkvBias(), std));
+  q_proj = register_module("q_proj", Linear(h, num_heads_ * head_dim_, config.QkvBias(), std, init));
   k_proj =
-      register_module("k_proj", MakeLinear(h, num_kv_heads_ * head_dim_, config.QkvBias(), std));
+      register_module("k_proj", Linear(h, num_kv_heads_ * head_dim_, config.QkvBias(), std, init));
   v_proj =
-      register_module("v_proj", MakeLinear(h, num_kv_heads_ * head_dim_, config.QkvBias(), std));
-  o_proj = register_module("o_proj", MakeLinear(num_heads_ * head_dim_, h, config.OBias(), std));
+      register_module("v_proj", Linear(h, num_kv_heads_ * head_dim_, config.QkvBias(), std, init));
+  o_proj = register_module("o_proj", Linear(num_heads_ * head_dim_, h, config.OBias(), std, init));
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope,
@@ -181,12 +205,12 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& r
 
 // -------------------------------------------------------------------- Mlp --
 
-MlpImpl::MlpImpl(const ModelConfig& config) {
+MlpImpl::MlpImpl(const ModelConfig& config, const ModelInit& init) {
   const int64_t h = config.hidden_size, i = config.intermediate_size;
   const double std = config.initializer_range;
-  gate_proj = register_module("gate_proj", MakeLinear(h, i, config.mlp_bias, std));
-  up_proj = register_module("up_proj", MakeLinear(h, i, config.mlp_bias, std));
-  down_proj = register_module("down_proj", MakeLinear(i, h, config.mlp_bias, std));
+  gate_proj = register_module("gate_proj", Linear(h, i, config.mlp_bias, std, init));
+  up_proj = register_module("up_proj", Linear(h, i, config.mlp_bias, std, init));
+  down_proj = register_module("down_proj", Linear(i, h, config.mlp_bias, std, init));
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
@@ -195,15 +219,15 @@ torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
 
 // ----------------------------------------------------------- DecoderLayer --
 
-DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config)
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& config, const ModelInit& init)
     : residual_multiplier_(config.residual_multiplier) {
   // Registration order = transformers' parameter order.
-  self_attn = register_module("self_attn", Attention(config));
-  mlp = register_module("mlp", Mlp(config));
+  self_attn = register_module("self_attn", Attention(config, init));
+  mlp = register_module("mlp", Mlp(config, init));
   input_layernorm =
-      register_module("input_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+      register_module("input_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps, init));
   post_attention_layernorm = register_module(
-      "post_attention_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps));
+      "post_attention_layernorm", RmsNorm(config.hidden_size, config.rms_norm_eps, init));
 }
 
 torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RopeTables& rope,
@@ -218,25 +242,24 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RopeTables
 
 // ---------------------------------------------------------- LlamaBackbone --
 
-LlamaBackboneImpl::LlamaBackboneImpl(const ModelConfig& raw_config)
+LlamaBackboneImpl::LlamaBackboneImpl(const ModelConfig& raw_config, const ModelInit& init)
     : config_(WithDerivedDefaults(raw_config)) {
   const ModelConfig& config = config_;
-  auto embed_options = torch::nn::EmbeddingOptions(config.vocab_size, config.hidden_size);
   // transformers passes pad_token_id as padding_idx: that row gets no gradient.
+  std::optional<int64_t> padding_idx;
   if (config.pad_token_id && *config.pad_token_id >= 0 &&
       *config.pad_token_id < config.vocab_size) {
-    embed_options.padding_idx(*config.pad_token_id);
+    padding_idx = *config.pad_token_id;
   }
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(embed_options));
-  {
-    torch::NoGradGuard no_grad;
-    torch::nn::init::normal_(embed_tokens->weight, 0.0, config.initializer_range);
-    if (embed_options.padding_idx()) embed_tokens->weight[*embed_options.padding_idx()].zero_();
-  }
+  embed_tokens = register_module(
+      "embed_tokens", Embedding(config.vocab_size, config.hidden_size, padding_idx,
+                                config.initializer_range, init));
   layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < config.num_hidden_layers; ++i) layers->push_back(DecoderLayer(config));
-  norm = register_module("norm", RmsNorm(config.hidden_size, config.rms_norm_eps));
-  rotary_emb = register_module("rotary_emb", RotaryEmbedding(config));
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    layers->push_back(DecoderLayer(config, init));
+  }
+  norm = register_module("norm", RmsNorm(config.hidden_size, config.rms_norm_eps, init));
+  rotary_emb = register_module("rotary_emb", RotaryEmbedding(config, init));
 }
 
 torch::Tensor LlamaBackboneImpl::forward(const torch::Tensor& input_ids,
@@ -283,13 +306,13 @@ torch::Tensor LlamaBackboneImpl::forward(const torch::Tensor& input_ids,
 
 // ------------------------------------------------------- LlamaForCausalLM --
 
-LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& raw_config)
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& raw_config, const ModelInit& init)
     : config_(WithDerivedDefaults(raw_config)) {
   const ModelConfig& config = config_;
-  model = register_module("model", LlamaBackbone(config));
+  model = register_module("model", LlamaBackbone(config, init));
   if (!config.tie_word_embeddings) {
     lm_head = register_module(
-        "lm_head", MakeLinear(config.hidden_size, config.vocab_size, false, config.initializer_range));
+        "lm_head", Linear(config.hidden_size, config.vocab_size, false, config.initializer_range, init));
   }
 }
 

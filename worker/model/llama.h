@@ -22,17 +22,52 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
-#include <torch/nn/modules/embedding.h>
-#include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
+
+#include <optional>
 
 #include "worker/model/model_config.h"
 
 namespace foak {
 
+// Where and how the parameters are created. Random init follows transformers
+// (normal(0, initializer_range) for linear and embedding weights, zeros for
+// biases, ones for norms) and draws from the generator of `options`' device;
+// `random = false` leaves linear and embedding weights uninitialised, for a
+// model whose weights are loaded next (no wasted init of an 8B model, and no
+// CPU copy when it is built on the GPU).
+struct ModelInit {
+  torch::TensorOptions options = torch::TensorOptions().dtype(torch::kFloat);
+  bool random = true;
+};
+
+// y = x W^T + b with transformers' parameter names ("weight", "bias").
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in_features, int64_t out_features, bool bias, double std,
+             const ModelInit& init);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::Tensor weight;  // (out, in)
+  torch::Tensor bias;    // (out) or undefined
+};
+TORCH_MODULE(Linear);
+
+// Token embedding; the `padding_idx` row gets no gradient (as in transformers).
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t num_embeddings, int64_t dim, std::optional<int64_t> padding_idx,
+                double std, const ModelInit& init);
+  torch::Tensor forward(const torch::Tensor& ids);
+  torch::Tensor weight;  // (num_embeddings, dim)
+
+ private:
+  std::optional<int64_t> padding_idx_;
+};
+TORCH_MODULE(Embedding);
+
 class RmsNormImpl : public torch::nn::Module {
  public:
-  RmsNormImpl(int64_t hidden_size, double eps);
+  RmsNormImpl(int64_t hidden_size, double eps, const ModelInit& init = {});
   torch::Tensor forward(const torch::Tensor& x);  // (..., H)
   torch::Tensor weight;
 
@@ -49,7 +84,7 @@ struct RopeTables {
 
 class RotaryEmbeddingImpl : public torch::nn::Module {
  public:
-  explicit RotaryEmbeddingImpl(const ModelConfig& config);
+  RotaryEmbeddingImpl(const ModelConfig& config, const ModelInit& init = {});
   RopeTables forward(const torch::Tensor& position_ids);  // (B, T) int64
   // Moving to a device moves inv_freq; changing the model's dtype leaves it in
   // fp32 (transformers builds it in fp32 whatever the model dtype).
@@ -62,11 +97,11 @@ TORCH_MODULE(RotaryEmbedding);
 
 class AttentionImpl : public torch::nn::Module {
  public:
-  AttentionImpl(const ModelConfig& config);
+  AttentionImpl(const ModelConfig& config, const ModelInit& init);
   // x: (B, T, H); mask: additive (B, 1, T, T) fp32 or undefined for plain causal.
   torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope,
                         const torch::Tensor& mask);
-  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
   int64_t num_heads_, num_kv_heads_, head_dim_;
@@ -76,15 +111,15 @@ TORCH_MODULE(Attention);
 
 class MlpImpl : public torch::nn::Module {
  public:
-  explicit MlpImpl(const ModelConfig& config);
+  MlpImpl(const ModelConfig& config, const ModelInit& init);
   torch::Tensor forward(const torch::Tensor& x);  // (B, T, H)
-  torch::nn::Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
 };
 TORCH_MODULE(Mlp);
 
 class DecoderLayerImpl : public torch::nn::Module {
  public:
-  explicit DecoderLayerImpl(const ModelConfig& config);
+  DecoderLayerImpl(const ModelConfig& config, const ModelInit& init);
   torch::Tensor forward(const torch::Tensor& x, const RopeTables& rope, const torch::Tensor& mask);
   RmsNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
   Attention self_attn{nullptr};
@@ -98,10 +133,10 @@ TORCH_MODULE(DecoderLayer);
 // The "model." prefix of transformers: embeddings, layers, final norm.
 class LlamaBackboneImpl : public torch::nn::Module {
  public:
-  explicit LlamaBackboneImpl(const ModelConfig& config);
+  LlamaBackboneImpl(const ModelConfig& config, const ModelInit& init);
   // input_ids, position_ids: (B, T) int64 -> hidden states (B, T, H).
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids);
-  torch::nn::Embedding embed_tokens{nullptr};
+  Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers{nullptr};
   RmsNorm norm{nullptr};
   RotaryEmbedding rotary_emb{nullptr};
@@ -113,10 +148,9 @@ TORCH_MODULE(LlamaBackbone);
 
 class LlamaForCausalLMImpl : public torch::nn::Module {
  public:
-  // Parameters are created in fp32 on CPU with transformers' init (normal(0,
-  // initializer_range) for linear and embedding weights, zeros for biases, ones
-  // for norms) from the current torch generator; call .to(dtype/device) after.
-  explicit LlamaForCausalLMImpl(const ModelConfig& config);
+  // Parameters are created with `init.options` (default fp32 on CPU), randomly
+  // initialised as transformers does unless init.random is false.
+  explicit LlamaForCausalLMImpl(const ModelConfig& config, const ModelInit& init = {});
 
   // input_ids (B, T) int64; position_ids (B, T) int64 or undefined (= 0..T-1).
   // Returns logits (B, T, V) in the parameter dtype, already divided by
@@ -129,7 +163,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
 
   const ModelConfig& config() const { return config_; }
   LlamaBackbone model{nullptr};
-  torch::nn::Linear lm_head{nullptr};  // null when tie_word_embeddings
+  Linear lm_head{nullptr};  // null when tie_word_embeddings
 
  private:
   ModelConfig config_;

@@ -18,6 +18,7 @@
 #include "worker/train/checkpoint.h"
 #include "worker/train/memory_stats.h"
 #include "worker/train/metrics_writer.h"
+#include "worker/train/precision.h"
 #include "worker/train/trainer.h"
 
 namespace foak {
@@ -52,12 +53,19 @@ TrainerOptions MakeTrainerOptions(const JobConfig& job, int64_t max_steps) {
   return options;
 }
 
-// Loads the model in fp32 on CPU (the trainer moves and casts it).
+// Builds the model uninitialised on `device` (bf16 for pure bf16, else fp32:
+// bf16-mixed takes its fp32 masters from it) and loads the weights into it
+// straight from the memory-mapped safetensors, with no CPU copy of the model.
 absl::StatusOr<LlamaForCausalLM> LoadModel(const ModelConfig& config, const std::string& dir,
-                                           int64_t seed) {
+                                           int64_t seed, torch::Device device,
+                                           Precision precision) {
   try {
     torch::manual_seed(static_cast<uint64_t>(seed));
-    LlamaForCausalLM model(config);
+    ModelInit init;
+    init.options = torch::TensorOptions().device(device).dtype(
+        precision == Precision::kBf16 ? torch::kBFloat16 : torch::kFloat);
+    init.random = false;
+    LlamaForCausalLM model(config, init);
     RETURN_IF_ERROR(LoadWeights(model, dir));
     return model;
   } catch (const std::exception& e) {
@@ -111,7 +119,7 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
   const int64_t micro_batches_per_epoch = (rows_per_epoch + h.batch_size - 1) / h.batch_size;
   const int64_t max_steps = job.ResolveMaxSteps(micro_batches_per_epoch);
 
-  ASSIGN_OR_RETURN(LlamaForCausalLM model, LoadModel(config, job.model, h.seed));
+  ASSIGN_OR_RETURN(LlamaForCausalLM model, LoadModel(config, job.model, h.seed, device, h.precision));
   ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
                    Trainer::Create(model, MakeTrainerOptions(job, max_steps), device));
   Info(info, absl::StrFormat(

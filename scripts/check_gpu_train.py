@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Trains the debug model with foak-worker on CUDA in each precision and checks
+the run: finite losses that fall, a final Hugging Face checkpoint, metrics on
+every logged step. Standard library only; used by scripts/gpu_host.sh.
+
+  check_gpu_train.py --worker BUILD/worker/foak-worker --work DIR [--device cuda]
+"""
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--worker", required=True)
+    ap.add_argument("--work", required=True)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--precisions", default="bf16-mixed,bf16,fp32")
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    model = os.path.join(args.work, "debug-model")
+    subprocess.run([args.worker, "init-model", "--config",
+                    os.path.join(REPO, "examples/debug_model/config.json"), "--out", model,
+                    "--seed", "1"], check=True)
+    with open(os.path.join(REPO, "examples/demo_job.json")) as f:
+        base = json.load(f)
+    failures = []
+    print(f"{'precision':<11} {'device':<6} {'steps':>5} {'loss first':>10} {'loss last':>9} "
+          f"{'tokens/s':>9} {'peak MiB':>8} {'wall s':>6}  result")
+    for precision in args.precisions.split(","):
+        job = json.loads(json.dumps(base))
+        job["name"] = f"gpu-{precision}"
+        job["model"] = model
+        job["dataset"]["train"] = os.path.join(REPO, base["dataset"]["train"])
+        job["output_dir"] = os.path.join(args.work, f"out-{precision}")
+        job["device"] = args.device
+        job["hyperparameters"]["precision"] = precision
+        job_path = os.path.join(args.work, f"job-{precision}.json")
+        with open(job_path, "w") as f:
+            json.dump(job, f, indent=2)
+        t0 = time.time()
+        proc = subprocess.run([args.worker, "train", "--job", job_path], capture_output=True,
+                              text=True, timeout=240)
+        wall = time.time() - t0
+        problems = []
+        if proc.returncode != 0:
+            problems.append(f"rc {proc.returncode}: {proc.stderr.strip()[-400:]}")
+        rows = []
+        metrics = os.path.join(job["output_dir"], "metrics.jsonl")
+        if os.path.exists(metrics):
+            with open(metrics) as f:
+                rows = [json.loads(line) for line in f if line.strip()]
+        losses = [r.get("loss") for r in rows if "loss" in r]
+        if not losses or any(v is None or not math.isfinite(v) for v in losses):
+            problems.append(f"losses not all finite: {losses[:5]}")
+        elif not losses[-1] < 0.8 * losses[0]:
+            problems.append(f"loss did not fall by 20%: {losses[0]:.3f} -> {losses[-1]:.3f}")
+        final = os.path.join(job["output_dir"], "final")
+        for name in ("config.json", "model.safetensors"):
+            if not os.path.exists(os.path.join(final, name)):
+                problems.append(f"no {name} in {final}")
+        last = rows[-1] if rows else {}
+        tps = max((r.get("tokens_per_second", 0) for r in rows), default=0)
+        peak = last.get("peak_memory_bytes", 0) / 2**20
+        print(f"{precision:<11} {args.device:<6} {last.get('step', 0):>5} "
+              f"{(losses or [float('nan')])[0]:>10.4f} {(losses or [float('nan')])[-1]:>9.4f} "
+              f"{tps:>9.0f} {peak:>8.1f} {wall:>6.1f}  {'ok' if not problems else 'FAIL'}")
+        for p in problems:
+            print(f"    {p}")
+        failures += problems
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
