@@ -4,6 +4,7 @@
 // exit 1 with a message naming the culprit and leave no "final" folder.
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -220,6 +221,56 @@ TEST(WorkerCli, CorruptModelFolderFailsNamingTheFile) {
         ASSERT_TRUE(WriteFileAtomically(model + "/config.json", j.dump()).ok());
       },
       "vocab_size = 200");
+}
+
+// Rewrites the model's config.json through `edit`.
+void EditConfig(const std::string& model, void (*edit)(nlohmann::json&)) {
+  nlohmann::json j = nlohmann::json::parse(*ReadFileToString(model + "/config.json"));
+  edit(j);
+  ASSERT_TRUE(WriteFileAtomically(model + "/config.json", j.dump()).ok());
+}
+
+// Replaces the first `from` in model.safetensors' JSON header by `to` (same
+// length, so the data offsets stay valid).
+void EditSafetensorsHeader(const std::string& model, const std::string& from,
+                           const std::string& to) {
+  ASSERT_EQ(from.size(), to.size());
+  std::string bytes = *ReadFileToString(model + "/model.safetensors");
+  const size_t at = bytes.find(from);
+  ASSERT_NE(at, std::string::npos) << from;
+  ASSERT_LT(at, 8 + static_cast<size_t>(static_cast<unsigned char>(bytes[0])) +
+                    256 * static_cast<size_t>(static_cast<unsigned char>(bytes[1])));
+  bytes.replace(at, from.size(), to);
+  ASSERT_TRUE(WriteFileAtomically(model + "/model.safetensors", bytes).ok());
+}
+
+TEST(WorkerCli, DamagedWeightsAndConfigFailNamingWhatIsWrong) {
+  ExpectCorruptModelFails(
+      "no config.json",
+      [](const std::string& model) { ASSERT_EQ(::unlink((model + "/config.json").c_str()), 0); },
+      "config.json");
+  ExpectCorruptModelFails(
+      "unsupported model_type",
+      [](const std::string& model) {
+        EditConfig(model, [](nlohmann::json& j) { j["model_type"] = "gpt2"; });
+      },
+      "gpt2");
+  ExpectCorruptModelFails(
+      "config.json disagrees with the tensor shapes",
+      [](const std::string& model) {
+        EditConfig(model, [](nlohmann::json& j) { j["intermediate_size"] = 180; });
+      },
+      "model.layers.0.mlp.gate_proj.weight' has shape [172,64] but config.json (intermediate_size=180");
+  ExpectCorruptModelFails(
+      "unknown dtype in the header",
+      [](const std::string& model) { EditSafetensorsHeader(model, "\"F32\"", "\"Q32\""); },
+      "Q32");
+  ExpectCorruptModelFails(
+      "a tensor missing (renamed in the header)",
+      [](const std::string& model) {
+        EditSafetensorsHeader(model, "model.norm.weight", "model.norm.weighX");
+      },
+      "model.norm.weight");
 }
 
 TEST(WorkerCli, BadDatasetLineNamesFileAndLine) {
