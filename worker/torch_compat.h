@@ -18,16 +18,10 @@
 //    does; a step of 0 divides by zero and turns the parameters into NaN.
 //    FusedAdamWStep increments the steps itself for that reason.
 //
-// 3. c10d (documented here, wrapped by the trainer's process-group code):
-//    - NCCL: on 2.x <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp> declares
-//      nothing unless USE_C10D_NCCL is defined; Debian's 1.13 has no NCCL.
-//    - 2.x splits process groups into c10d::Backend implementations behind a
-//      c10d::ProcessGroup; the backend classes (ProcessGroupGloo,
-//      ProcessGroupNCCL) can still be constructed from a store and used
-//      directly for allreduce/broadcast/barrier, which is what foak does.
-//    - 2.x backends should be shut down (shutdown()) before process exit or
-//      NCCL logs a resource-leak warning; 1.13 has no shutdown().
-//    - Gloo on 1.13 needs libgloo-dev at build time (see GPU_HOST.md).
+// 3. c10d: ProcessGroupGloo / ProcessGroupNCCL are c10d::ProcessGroup on 1.13
+//    and c10d::Backend on 2.x; NCCL exists only on 2.x with USE_C10D_NCCL and
+//    needs shutdown(). Those wrappers live in torch_compat_c10d.h (heavy
+//    headers, included only by worker/parallel/collectives.cc).
 #ifndef FOAK_WORKER_TORCH_COMPAT_H_
 #define FOAK_WORKER_TORCH_COMPAT_H_
 
