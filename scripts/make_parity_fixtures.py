@@ -13,8 +13,9 @@ saves it with save_pretrained, and records on a fixed batch, in fp32 on CPU:
     parameter, and packed_input_ids / packed_position_ids / packed_logits for a
     row that packs two sequences (position ids restarting at 0; the expected
     logits are those of each sequence run alone);
-  reference.json: versions, the AdamW settings, and the losses of 3 AdamW steps
-    on the same batch (decay on all but norms and biases, global-norm clipping).
+  reference.json: versions, the AdamW settings, the losses of 3 AdamW steps
+    on the same batch (decay on all but norms and biases, global-norm clipping),
+    and a greedy generate() of 12 tokens from an 8-token prompt.
 The C++ tests (tests/unit/parity_test.cc, adamw_parity_test.cc) assert that foak
 reproduces these numbers.
 """
@@ -142,6 +143,17 @@ def make_case(out_dir, name, model_type, kwargs, seed):
           f"{packed_err:.3e} (expected: eager attention does not split packed rows)")
     save_file(tensors, os.path.join(case_dir, "reference.safetensors"))
 
+    # Greedy generation (transformers' generate, KV cache on) from a short
+    # prompt: foak-worker generate must pick the same tokens.
+    prompt = torch.randint(3, VOCAB, (1, 8), generator=g)
+    with torch.no_grad():
+        generated = model.generate(input_ids=prompt, attention_mask=torch.ones_like(prompt),
+                                   do_sample=False, num_beams=1, max_new_tokens=12,
+                                   eos_token_id=COMMON["eos_token_id"],
+                                   pad_token_id=COMMON["pad_token_id"])
+    greedy = {"prompt": prompt[0].tolist(), "output": generated[0, prompt.shape[1]:].tolist(),
+              "max_new_tokens": 12, "eos_token_id": COMMON["eos_token_id"]}
+
     # Three AdamW steps on the same batch, from a fresh copy of the saved model.
     model = AutoModelForCausalLM.from_pretrained(case_dir, attn_implementation="eager",
                                                  dtype=torch.float32)
@@ -174,6 +186,7 @@ def make_case(out_dir, name, model_type, kwargs, seed):
         "adamw_no_decay": "parameters whose name ends in .bias or contains 'norm'",
         "adamw_losses": losses,
         "adamw_grad_norms_before_clip": norms,
+        "greedy_generation": greedy,
     }
     with open(os.path.join(case_dir, "reference.json"), "w") as f:
         json.dump(meta, f, indent=2)

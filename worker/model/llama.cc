@@ -109,7 +109,10 @@ LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool has_bias,
   if (has_bias) bias = register_parameter("bias", torch::zeros({out_features}, init.options));
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return F::linear(x, weight, bias); }
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  torch::Tensor out = F::linear(x, weight, bias);
+  return adapter ? adapter(x, out) : out;
+}
 
 EmbeddingImpl::EmbeddingImpl(int64_t num_embeddings, int64_t dim,
                              std::optional<int64_t> padding_idx, double std,
@@ -325,11 +328,15 @@ torch::Tensor LlamaForCausalLMImpl::LmHeadWeight() const {
   return lm_head ? lm_head->weight : model->embed_tokens->weight;
 }
 
-torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids,
-                                            const torch::Tensor& position_ids) {
-  torch::Tensor logits = F::linear(Hidden(input_ids, position_ids), LmHeadWeight());  // (B, T, V)
+torch::Tensor LlamaForCausalLMImpl::LogitsFromHidden(const torch::Tensor& hidden) {
+  torch::Tensor logits = F::linear(hidden, LmHeadWeight());  // (..., V)
   if (config_.logits_scaling != 1.0) logits = logits / config_.logits_scaling;
   return logits;
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids,
+                                            const torch::Tensor& position_ids) {
+  return LogitsFromHidden(Hidden(input_ids, position_ids));  // (B, T, V)
 }
 
 // ------------------------------------------------------------------- Loss --

@@ -24,6 +24,7 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/pimpl.h>
 
+#include <functional>
 #include <optional>
 
 #include "worker/model/model_config.h"
@@ -44,11 +45,20 @@ struct ModelInit {
 // y = x W^T + b with transformers' parameter names ("weight", "bias").
 class LinearImpl : public torch::nn::Module {
  public:
+  // Extension point for code that wraps the model from outside (LoRA, see
+  // worker/lora/): when set, forward returns adapter(x, x W^T + b) instead of
+  // x W^T + b. The wrapper registers its own parameters as submodules of this
+  // Linear, so they appear in named_parameters() under this layer's name.
+  // x: (..., in), base_out: (..., out) -> (..., out).
+  using Adapter =
+      std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& base_out)>;
+
   LinearImpl(int64_t in_features, int64_t out_features, bool bias, double std,
              const ModelInit& init);
   torch::Tensor forward(const torch::Tensor& x);
   torch::Tensor weight;  // (out, in)
   torch::Tensor bias;    // (out) or undefined
+  Adapter adapter;       // empty: a plain linear layer
 };
 TORCH_MODULE(Linear);
 
@@ -158,6 +168,10 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& position_ids = {});
   // Final hidden states (B, T, H) before lm_head (for fused linear CE, issue 4).
   torch::Tensor Hidden(const torch::Tensor& input_ids, const torch::Tensor& position_ids = {});
+  // lm_head (and Granite's logits_scaling) on hidden states (..., H) -> (..., V);
+  // forward() = LogitsFromHidden(Hidden()). Generation applies it to the last
+  // position only.
+  torch::Tensor LogitsFromHidden(const torch::Tensor& hidden);
   // The lm_head weight (V, H): lm_head.weight, or the embedding when tied.
   torch::Tensor LmHeadWeight() const;
 
