@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/file_util.h"
+#include "tests/testing/tiny_config.h"
 #include "nlohmann/json.hpp"
 #include "worker/generate/sampler.h"
 #include "worker/model/llama.h"
@@ -24,16 +25,8 @@ namespace foak {
 namespace {
 
 ModelConfig TinyConfig() {
-  ModelConfig c;
-  c.model_type = "llama";
+  ModelConfig c = testing::TinyLlamaConfig();
   c.vocab_size = 97;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 128;
   c.initializer_range = 0.5;  // peaked logits: a clear argmax at every step
   return c;
 }

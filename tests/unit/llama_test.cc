@@ -24,25 +24,12 @@
 #include "worker/model/model_config.h"
 #include "worker/model/safetensors.h"
 #include "worker/model/weights.h"
+#include "tests/testing/tiny_config.h"
 
 namespace foak {
 namespace {
 
-ModelConfig TinyConfig() {
-  ModelConfig c;
-  c.model_type = "llama";
-  c.vocab_size = 250;
-  c.hidden_size = 64;
-  c.intermediate_size = 160;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 16;
-  c.max_position_embeddings = 256;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 10000.0;
-  return c;
-}
+ModelConfig TinyConfig() { return testing::TinyLlamaConfig(); }
 
 // A model whose weights come from `seed`, with norm weights moved off 1 so
 // their use shows in the output.

@@ -10,22 +10,14 @@
 #include <string>
 
 #include "worker/model/llama.h"
+#include "tests/testing/tiny_config.h"
 #include "worker/model/model_config.h"
 
 namespace foak {
 namespace {
 
 ModelConfig TinyConfig() {
-  ModelConfig c;
-  c.model_type = "llama";
-  c.vocab_size = 250;
-  c.hidden_size = 64;
-  c.intermediate_size = 160;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 16;
-  c.max_position_embeddings = 256;
+  ModelConfig c = testing::TinyLlamaConfig();
   c.attention_bias = true;
   c.pad_token_id = 3;
   return c;

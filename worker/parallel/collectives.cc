@@ -71,6 +71,19 @@ std::vector<std::string> Collectives::AvailableBackends() {
   return names;
 }
 
+absl::StatusOr<std::unique_ptr<Collectives>> Collectives::Join(const CollectivesOptions& options,
+                                                               std::unique_ptr<State> state) {
+  absl::StatusOr<c10::intrusive_ptr<compat::C10dBackend>> backend;
+  try {
+    backend = MakeBackend(options, state->store);
+  } catch (const std::exception& e) {
+    return Failed("creating the process group", e);
+  }
+  if (!backend.ok()) return backend.status();
+  state->backend = *std::move(backend);
+  return std::unique_ptr<Collectives>(new Collectives(options, std::move(state)));
+}
+
 std::shared_ptr<InProcessStore> Collectives::MakeInProcessStore() {
   return std::make_shared<InProcessStore>();
 }
@@ -103,15 +116,7 @@ absl::StatusOr<std::unique_ptr<Collectives>> Collectives::CreateWithTcpStore(
     return absl::UnavailableError(absl::StrCat("collectives: TCP store at ", host, ":", port,
                                                " (rank ", options.rank, "): ", e.what()));
   }
-  absl::StatusOr<c10::intrusive_ptr<compat::C10dBackend>> backend;
-  try {
-    backend = MakeBackend(options, state->store);
-  } catch (const std::exception& e) {
-    return Failed("creating the process group", e);
-  }
-  if (!backend.ok()) return backend.status();
-  state->backend = *std::move(backend);
-  return std::unique_ptr<Collectives>(new Collectives(options, std::move(state)));
+  return Join(options, std::move(state));
 }
 
 absl::StatusOr<std::unique_ptr<Collectives>> Collectives::CreateInProcess(
@@ -119,15 +124,7 @@ absl::StatusOr<std::unique_ptr<Collectives>> Collectives::CreateInProcess(
   if (absl::Status s = CheckOptions(options); !s.ok()) return s;
   auto state = std::make_unique<State>();
   state->store = store->store;
-  absl::StatusOr<c10::intrusive_ptr<compat::C10dBackend>> backend;
-  try {
-    backend = MakeBackend(options, state->store);
-  } catch (const std::exception& e) {
-    return Failed("creating the process group", e);
-  }
-  if (!backend.ok()) return backend.status();
-  state->backend = *std::move(backend);
-  return std::unique_ptr<Collectives>(new Collectives(options, std::move(state)));
+  return Join(options, std::move(state));
 }
 
 absl::Status Collectives::AllReduceSum(std::vector<at::Tensor>& tensors) {

@@ -62,6 +62,9 @@ class Collectives {
  private:
   struct State;
   Collectives(const CollectivesOptions& options, std::unique_ptr<State> state);
+  // Creates the backend over state->store.
+  static absl::StatusOr<std::unique_ptr<Collectives>> Join(const CollectivesOptions& options,
+                                                           std::unique_ptr<State> state);
   CollectivesOptions options_;
   std::unique_ptr<State> state_;
 };
