@@ -12,6 +12,8 @@ PKGS=(
   libgtest-dev libgmock-dev googletest
   libsqlite3-dev libcivetweb-dev
   python3 ccache
+  libpcre2-dev                      # tokenizer.json regex pre-tokenizers (worker/tokenizer)
+  libsentencepiece-dev sentencepiece  # tokenizer.model; spm_train made the SentencePiece fixture
 )
 
 SUDO=""

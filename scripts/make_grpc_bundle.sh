@@ -25,6 +25,8 @@ GRPC_PKGS=(
 )
 # ... what our top CMakeLists.txt also finds (nlohmann_json 3, GTest) ...
 TEST_PKGS=(nlohmann-json3-dev libgtest-dev libgmock-dev googletest)
+# ... PCRE2 for the tokenizers' regex pre-tokenizers (worker/tokenizer) ...
+TOKENIZER_PKGS=(libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3)
 # ... and fallbacks that gpu_host.sh unpacks only when the host lacks them.
 FALLBACK_PKGS=(libssl-dev pkgconf pkgconf-bin libpkgconf3)
 
@@ -47,13 +49,13 @@ rm -f "$DIR"/*.deb
 # apt-get download writes into the current directory; _apt may need to read it.
 (
   cd "$DIR"
-  apt-get download -o APT::Sandbox::User=root "${GRPC_PKGS[@]}" "${TEST_PKGS[@]}" "${FALLBACK_PKGS[@]}"
+  apt-get download -o APT::Sandbox::User=root "${GRPC_PKGS[@]}" "${TEST_PKGS[@]}" "${TOKENIZER_PKGS[@]}" "${FALLBACK_PKGS[@]}"
 )
 
 # Fail loudly if any package did not arrive (apt-get download exits non-zero
 # for unknown names, but check the files too).
 missing=()
-for p in "${GRPC_PKGS[@]}" "${TEST_PKGS[@]}" "${FALLBACK_PKGS[@]}"; do
+for p in "${GRPC_PKGS[@]}" "${TEST_PKGS[@]}" "${TOKENIZER_PKGS[@]}" "${FALLBACK_PKGS[@]}"; do
   if ! compgen -G "$DIR/${p}_*.deb" >/dev/null; then
     missing+=("$p")
   fi

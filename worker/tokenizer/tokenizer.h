@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -59,6 +60,10 @@ class Tokenizer {
 
   // Encode + BOS/EOS per special(): what one training example starts from.
   std::vector<int64_t> EncodeExample(std::string_view text) const;
+
+  // Set by LoadTokenizer from tokenizer_config.json (and by tests).
+  void set_special(const SpecialTokens& special) { special_ = special; }
+  void set_chat_template(std::string chat_template) { chat_template_ = std::move(chat_template); }
 
  protected:
   SpecialTokens special_;
