@@ -42,7 +42,7 @@ constexpr char kMainUsage[] =
     "Usage: foak-worker <command> [options]\n"
     "\n"
     "Commands:\n"
-    "  train       --job FILE\n"
+    "  train       --job FILE [--resume latest|PATH]\n"
     "  init-model  --config CONFIG.json --out DIR [--seed N] [--dtype float32|bfloat16]\n"
     "  forward     --model DIR --input-ids IDS --out FILE.safetensors [--position-ids IDS]\n"
     "              [--dtype float32|bfloat16] [--device auto|cpu|cuda[:N]]\n"
@@ -50,12 +50,15 @@ constexpr char kMainUsage[] =
     "Run 'foak-worker <command> --help' for the details of a command.\n";
 
 constexpr char kTrainUsage[] =
-    "Usage: foak-worker train --job FILE\n"
+    "Usage: foak-worker train --job FILE [--resume latest|PATH]\n"
     "\n"
     "Fine-tunes the model of a JSON job file (see examples/demo_job.json and\n"
     "worker/train/job.h for every field and its default). Metrics go to stdout and\n"
     "<output_dir>/metrics.jsonl (one JSON line per logged step); the trained model\n"
-    "is written to <output_dir>/final in Hugging Face format.\n";
+    "is written to <output_dir>/final in Hugging Face format.\n"
+    "  --resume R   overrides the job's resume_from_checkpoint: latest (the newest\n"
+    "               complete <output_dir>/checkpoint-<step>, or a fresh start when\n"
+    "               there is none), PATH (that checkpoint folder) or none\n";
 
 constexpr char kInitModelUsage[] =
     "Usage: foak-worker init-model --config CONFIG.json --out DIR [--seed N]\n"
@@ -171,6 +174,9 @@ absl::StatusOr<std::vector<std::vector<int64_t>>> ParseIdRows(const std::string&
 
 absl::Status RunTrain(const Flags& flags) {
   ASSIGN_OR_RETURN(JobConfig job, LoadJobConfig(flags.Get("job")));
+  if (flags.values.count("resume") != 0) {
+    job.resume_from_checkpoint = ParseResumeFlag(flags.Get("resume"));
+  }
   return RunTrainJob(job, stdout, stderr);
 }
 
@@ -266,7 +272,7 @@ struct Command {
 
 int Main(int argc, char** argv) {
   const std::vector<Command> commands = {
-      {"train", kTrainUsage, {"job"}, {"job"}, RunTrain},
+      {"train", kTrainUsage, {"job", "resume"}, {"job"}, RunTrain},
       {"init-model", kInitModelUsage, {"config", "out", "seed", "dtype"}, {"config", "out"},
        RunInitModel},
       {"forward", kForwardUsage, {"model", "input-ids", "position-ids", "out", "dtype", "device"},

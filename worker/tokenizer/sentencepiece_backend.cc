@@ -1,46 +1,48 @@
+// The SentencePiece module (libfoak_spm.so): see sentencepiece_backend.h for
+// why it is a separately loaded shared object.
 #include "worker/tokenizer/sentencepiece_backend.h"
 
 #include <sentencepiece_processor.h>
 
 namespace foak::tokenizer {
+namespace {
 
-struct SpBackend::Impl {
-  sentencepiece::SentencePieceProcessor sp;
+class SpBackendImpl : public SpBackend {
+ public:
+  std::vector<int> Encode(std::string_view text) const override {
+    std::vector<int> ids;
+    sp_.Encode(text, &ids).IgnoreError();
+    return ids;
+  }
+  std::string Decode(const std::vector<int>& ids) const override {
+    std::string text;
+    sp_.Decode(ids, &text).IgnoreError();
+    return text;
+  }
+  int size() const override { return sp_.GetPieceSize(); }
+  int bos_id() const override { return sp_.bos_id(); }
+  int eos_id() const override { return sp_.eos_id(); }
+  int unk_id() const override { return sp_.unk_id(); }
+  int pad_id() const override { return sp_.pad_id(); }
+  bool IsControl(int id) const override { return sp_.IsControl(id); }
+  bool IsUnknown(int id) const override { return sp_.IsUnknown(id); }
+  std::string IdToPiece(int id) const override { return sp_.IdToPiece(id); }
+  int PieceToId(std::string_view piece) const override { return sp_.PieceToId(piece); }
+
+  sentencepiece::SentencePieceProcessor sp_;
 };
 
-SpBackend::SpBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-SpBackend::~SpBackend() = default;
+}  // namespace
+}  // namespace foak::tokenizer
 
-std::unique_ptr<SpBackend> SpBackend::Load(const std::string& path, std::string* error) {
-  auto impl = std::make_unique<Impl>();
-  const auto status = impl->sp.Load(path);
+extern "C" __attribute__((visibility("default"))) foak::tokenizer::SpBackend* foak_spm_load_model(
+    const char* model_path, std::string* error) {
+  auto impl = new foak::tokenizer::SpBackendImpl();
+  const auto status = impl->sp_.Load(model_path);
   if (!status.ok()) {
     *error = status.ToString();
+    delete impl;
     return nullptr;
   }
-  return std::unique_ptr<SpBackend>(new SpBackend(std::move(impl)));
+  return impl;
 }
-
-std::vector<int> SpBackend::Encode(std::string_view text) const {
-  std::vector<int> ids;
-  impl_->sp.Encode(text, &ids).IgnoreError();
-  return ids;
-}
-
-std::string SpBackend::Decode(const std::vector<int>& ids) const {
-  std::string text;
-  impl_->sp.Decode(ids, &text).IgnoreError();
-  return text;
-}
-
-int SpBackend::size() const { return impl_->sp.GetPieceSize(); }
-int SpBackend::bos_id() const { return impl_->sp.bos_id(); }
-int SpBackend::eos_id() const { return impl_->sp.eos_id(); }
-int SpBackend::unk_id() const { return impl_->sp.unk_id(); }
-int SpBackend::pad_id() const { return impl_->sp.pad_id(); }
-bool SpBackend::IsControl(int id) const { return impl_->sp.IsControl(id); }
-bool SpBackend::IsUnknown(int id) const { return impl_->sp.IsUnknown(id); }
-std::string SpBackend::IdToPiece(int id) const { return impl_->sp.IdToPiece(id); }
-int SpBackend::PieceToId(std::string_view piece) const { return impl_->sp.PieceToId(piece); }
-
-}  // namespace foak::tokenizer

@@ -4,7 +4,11 @@
 #include <torch/csrc/autograd/generated/variable_factories.h>
 
 #include <cmath>
+#include <set>
 #include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 #include "worker/model/llama.h"
 #include "worker/torch_compat.h"
@@ -112,6 +116,7 @@ void AdamW::StepGroup(size_t g, double lr) {
       v[i].mul_(b2).addcmul_(grads[i], grads[i], 1.0 - b2);
       torch::Tensor denom = (v[i].sqrt() / bias_correction2_sqrt).add_(options_.eps);
       p.addcdiv_(m[i], denom, -step_size);
+      steps[i].add_(1);  // kept in step with the fused path (checkpoints carry them)
     }
   }
   if (options_.precision == Precision::kBf16Mixed) {
@@ -127,6 +132,78 @@ void AdamW::ZeroGrad() {
   }
   grads_.clear();
   prepared_ = false;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> AdamW::NamedState() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    for (size_t i = 0; i < groups_[g].names.size(); ++i) {
+      const std::string& name = groups_[g].names[i];
+      out.emplace_back(name + ".exp_avg", exp_avgs_[g][i]);
+      out.emplace_back(name + ".exp_avg_sq", exp_avg_sqs_[g][i]);
+      out.emplace_back(name + ".step", state_steps_[g][i]);
+      if (options_.precision == Precision::kBf16Mixed) {
+        out.emplace_back(name + ".master", masters_[g][i]);
+      }
+    }
+  }
+  return out;
+}
+
+absl::Status AdamW::LoadNamedState(const std::map<std::string, torch::Tensor>& state,
+                                   int64_t step_count, const std::string& source) {
+  // Check everything before changing anything.
+  std::vector<std::string> problems;
+  std::set<std::string> expected;
+  const std::vector<std::pair<std::string, torch::Tensor>> targets = NamedState();
+  for (const auto& [key, target] : targets) {
+    expected.insert(key);
+    auto it = state.find(key);
+    if (it == state.end()) {
+      problems.push_back(absl::StrCat("missing '", key, "'"));
+      continue;
+    }
+    const torch::Tensor& src = it->second;
+    if (src.sizes() != target.sizes() || src.scalar_type() != target.scalar_type()) {
+      problems.push_back(absl::StrCat("'", key, "' is ", c10::toString(src.scalar_type()), " ",
+                                      c10::str(src.sizes()), " but this run needs ",
+                                      c10::toString(target.scalar_type()), " ",
+                                      c10::str(target.sizes())));
+    }
+  }
+  for (const auto& item : state) {
+    if (expected.count(item.first) == 0) {
+      problems.push_back(absl::StrCat("unexpected '", item.first,
+                                      "' (not a trainable parameter of this run, or another "
+                                      "precision)"));
+    }
+  }
+  if (!problems.empty()) {
+    if (problems.size() > 8) {
+      const size_t more = problems.size() - 8;
+      problems.resize(8);
+      problems.push_back(absl::StrCat("and ", more, " more"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": the optimizer state does not fit this run's trainable parameters and "
+        "precision ", PrecisionName(options_.precision), ": ", absl::StrJoin(problems, "; ")));
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& [key, target] : targets) {
+    torch::Tensor t = target;  // shares storage: copies in place
+    t.copy_(state.at(key));
+  }
+  if (options_.precision == Precision::kBf16Mixed) {
+    for (size_t g = 0; g < groups_.size(); ++g) {
+      for (size_t i = 0; i < groups_[g].params.size(); ++i) {
+        groups_[g].params[i].detach().copy_(masters_[g][i]);
+      }
+    }
+  }
+  step_ = step_count;
+  grads_.clear();
+  prepared_ = false;
+  return absl::OkStatus();
 }
 
 }  // namespace foak

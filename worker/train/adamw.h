@@ -21,6 +21,12 @@
 // On CUDA with LibTorch 2.x the whole group goes through one fused multi-
 // tensor kernel (compat::FusedAdamWStep, the same math in fp32 registers);
 // otherwise each tensor is updated with the formulas above.
+//
+// Checkpoints (NamedState / LoadNamedState) key the state by parameter NAME,
+// not position, so a resumed run survives a change of parameter order and a
+// LoRA run stores state for its trainable parameters only. The per-tensor step
+// counters are kept by both update paths, so a checkpoint written by the
+// per-tensor path resumes correctly on the fused one and vice versa.
 #ifndef FOAK_WORKER_TRAIN_ADAMW_H_
 #define FOAK_WORKER_TRAIN_ADAMW_H_
 
@@ -28,8 +34,12 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "absl/status/status.h"
 
 #include "worker/train/precision.h"
 
@@ -76,6 +86,19 @@ class AdamW {
   // Moments, per group and parameter (for tests and, later, resume).
   const std::vector<std::vector<torch::Tensor>>& exp_avgs() const { return exp_avgs_; }
   const std::vector<std::vector<torch::Tensor>>& exp_avg_sqs() const { return exp_avg_sqs_; }
+
+  // The state by parameter name, as tensors on the parameters' device (no
+  // copies): "<name>.exp_avg", "<name>.exp_avg_sq", "<name>.step" (fp32 scalar,
+  // the updates this parameter received) and, in bf16-mixed mode,
+  // "<name>.master" (the fp32 master weight).
+  std::vector<std::pair<std::string, torch::Tensor>> NamedState() const;
+  // Copies a NamedState() back in place and sets step_count(). Every expected
+  // tensor must be present with the same shape and dtype (so the copy is
+  // bit-exact); extra ones are an error too. In bf16-mixed mode the bf16
+  // parameters are then rounded from the restored masters. `source` names the
+  // file in errors.
+  absl::Status LoadNamedState(const std::map<std::string, torch::Tensor>& state,
+                              int64_t step_count, const std::string& source);
 
  private:
   void StepGroup(size_t g, double lr);

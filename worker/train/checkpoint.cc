@@ -1,11 +1,22 @@
 #include "worker/train/checkpoint.h"
 
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <torch/cuda.h>
+
 #include <cerrno>
 #include <cstdio>
+#include <map>
+#include <mutex>
+#include <optional>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "worker/model/safetensors.h"
+#include "worker/train/checkpoint_dir.h"
 
 namespace foak {
 namespace {
@@ -19,6 +30,7 @@ absl::Status Rename(const std::string& from, const std::string& to) {
 
 absl::Status WriteWeightsAndTokenizer(Trainer& trainer, const std::string& dir,
                                       const CheckpointOptions& options) {
+  if (options.save_model) return options.save_model(trainer, dir);
   SaveOptions save;
   save.max_shard_bytes = options.max_shard_bytes;
   RETURN_IF_ERROR(trainer.SaveWeights(dir, save));
@@ -30,6 +42,61 @@ absl::Status WriteWeightsAndTokenizer(Trainer& trainer, const std::string& dir,
     RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, name), contents));
   }
   return absl::OkStatus();
+}
+
+std::optional<DType> StateDtype(torch::Dtype dtype) {
+  switch (dtype) {
+    case torch::kFloat: return DType::kF32;
+    case torch::kBFloat16: return DType::kBF16;
+    case torch::kHalf: return DType::kF16;
+    case torch::kDouble: return DType::kF64;
+    default: return std::nullopt;
+  }
+}
+
+std::optional<torch::Dtype> TorchDtype(DType dtype) {
+  switch (dtype) {
+    case DType::kF32: return torch::kFloat;
+    case DType::kBF16: return torch::kBFloat16;
+    case DType::kF16: return torch::kHalf;
+    case DType::kF64: return torch::kDouble;
+    default: return std::nullopt;
+  }
+}
+
+absl::Status WriteOptimizerState(const AdamW& optimizer, Precision precision,
+                                 const std::string& path) {
+  std::vector<torch::Tensor> host;  // owns the bytes the views point at
+  std::vector<TensorView> views;
+  for (const auto& [name, tensor] : optimizer.NamedState()) {
+    torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
+    std::optional<DType> dtype = StateDtype(t.scalar_type());
+    if (!dtype) {
+      return absl::InternalError(absl::StrCat("optimizer state '", name, "' has dtype ",
+                                              c10::toString(t.scalar_type()),
+                                              ", which checkpoints do not store"));
+    }
+    views.push_back(TensorView{name, *dtype, std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),
+                               t.data_ptr(), static_cast<uint64_t>(t.nbytes())});
+    host.push_back(std::move(t));
+  }
+  return WriteSafetensors(path, views,
+                          {{"format", "foak-adamw"},
+                           {"step_count", absl::StrCat(optimizer.step_count())},
+                           {"precision", PrecisionName(precision)}});
+}
+
+absl::Status WriteTrainingCheckpointInto(Trainer& trainer, const TrainerState& state,
+                                         const std::string& tmp,
+                                         const CheckpointOptions& options) {
+  RETURN_IF_ERROR(WriteWeightsAndTokenizer(trainer, tmp, options));
+  try {
+    RETURN_IF_ERROR(WriteOptimizerState(trainer.optimizer(), trainer.precision(),
+                                        JoinPath(tmp, kOptimizerStateFile)));
+  } catch (const std::exception& e) {
+    return TorchErrorToStatus(e, absl::StrCat("saving the optimizer state to ", tmp));
+  }
+  return WriteFileAtomically(JoinPath(tmp, kTrainerStateFile), TrainerStateToJson(state));
 }
 
 }  // namespace
@@ -47,6 +114,7 @@ absl::Status WriteCheckpoint(Trainer& trainer, const std::string& dir,
   RETURN_IF_ERROR(RemoveTree(partial));  // left by an earlier crash
 
   absl::Status written = WriteWeightsAndTokenizer(trainer, partial, options);
+  if (written.ok()) written = FsyncTree(partial);
   if (!written.ok()) {
     RemoveTree(partial).IgnoreError();  // no half-written folder stays behind
     return written;
@@ -58,6 +126,109 @@ absl::Status WriteCheckpoint(Trainer& trainer, const std::string& dir,
   }
   RETURN_IF_ERROR(Rename(partial, dir));
   if (had_old) RemoveTree(old).IgnoreError();  // best effort: the new checkpoint is in place
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> WriteTrainingCheckpoint(Trainer& trainer, TrainerState state,
+                                                    const std::string& output_dir,
+                                                    const CheckpointOptions& options) {
+  state.global_step = trainer.step();
+  state.lr_schedule = trainer.schedule().options();
+  state.cpu_rng_state = CaptureCpuRngState();
+  state.cuda_rng_states = CaptureCudaRngStates();
+  const std::string tmp = CheckpointTempDir(output_dir, state.global_step);
+  const std::string dir = JoinPath(output_dir, CheckpointDirName(state.global_step));
+  RETURN_IF_ERROR(RemoveTree(tmp));
+  absl::Status written = WriteTrainingCheckpointInto(trainer, state, tmp, options);
+  if (written.ok()) written = CommitCheckpointDir(tmp, dir);
+  if (!written.ok()) {
+    RemoveTree(tmp).IgnoreError();
+    return written;
+  }
+  RETURN_IF_ERROR(RotateCheckpoints(output_dir, options.save_total_limit, dir).status());
+  return dir;
+}
+
+absl::Status RestoreTrainingState(Trainer& trainer, const std::string& dir,
+                                  const TrainerState& state) {
+  const std::string path = JoinPath(dir, kOptimizerStateFile);
+  ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(path));
+  auto meta = file->metadata().find("step_count");
+  int64_t step_count = -1;
+  if (meta == file->metadata().end() || !absl::SimpleAtoi(meta->second, &step_count) ||
+      step_count != state.global_step) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": metadata step_count is ",
+        meta == file->metadata().end() ? std::string("missing") : meta->second,
+        " but trainer_state.json says global_step ", state.global_step));
+  }
+  try {
+    std::map<std::string, torch::Tensor> tensors;
+    for (const TensorInfo& info : file->tensors()) {
+      std::optional<torch::Dtype> dtype = TorchDtype(info.dtype);
+      if (!dtype) {
+        return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", info.name,
+                                                       "' has dtype ",
+                                                       std::string(DTypeName(info.dtype)),
+                                                       "; expected F32, BF16, F16 or F64"));
+      }
+      // The mapping is read-only; copy_ only reads from it.
+      tensors[info.name] = torch::from_blob(const_cast<void*>(file->Data(info)), info.shape,
+                                            torch::TensorOptions().dtype(*dtype));
+    }
+    RETURN_IF_ERROR(trainer.optimizer().LoadNamedState(tensors, step_count, path));
+  } catch (const std::exception& e) {
+    return TorchErrorToStatus(e, absl::StrCat("restoring the optimizer state from ", path));
+  }
+  trainer.RestoreStep(state.global_step);
+  return RestoreRngStates(state.cpu_rng_state, state.cuda_rng_states,
+                          JoinPath(dir, kTrainerStateFile));
+}
+
+std::string CaptureCpuRngState() {
+  at::Generator gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  at::Tensor s = gen.get_state().contiguous();  // uint8
+  return std::string(static_cast<const char*>(s.data_ptr()), static_cast<size_t>(s.nbytes()));
+}
+
+std::vector<std::string> CaptureCudaRngStates() {
+  std::vector<std::string> out;
+  const int64_t n = torch::cuda::is_available() ? static_cast<int64_t>(torch::cuda::device_count()) : 0;
+  for (int64_t i = 0; i < n; ++i) {
+    at::Generator gen = at::globalContext().defaultGenerator(
+        at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(i)));
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    at::Tensor s = gen.get_state().contiguous();
+    out.emplace_back(static_cast<const char*>(s.data_ptr()), static_cast<size_t>(s.nbytes()));
+  }
+  return out;
+}
+
+absl::Status RestoreRngStates(const std::string& cpu, const std::vector<std::string>& cuda,
+                              const std::string& source) {
+  auto to_tensor = [](const std::string& bytes) {
+    return torch::from_blob(const_cast<char*>(bytes.data()),
+                            {static_cast<int64_t>(bytes.size())}, torch::kUInt8)
+        .clone();
+  };
+  try {
+    {
+      at::Generator gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(to_tensor(cpu));
+    }
+    const size_t n = torch::cuda::is_available() ? torch::cuda::device_count() : 0;
+    // A run resumed on fewer or more GPUs restores the ones both have.
+    for (size_t i = 0; i < n && i < cuda.size(); ++i) {
+      at::Generator gen = at::globalContext().defaultGenerator(
+          at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(i)));
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(to_tensor(cuda[i]));
+    }
+  } catch (const std::exception& e) {
+    return TorchErrorToStatus(e, absl::StrCat(source, ": restoring the RNG states"));
+  }
   return absl::OkStatus();
 }
 

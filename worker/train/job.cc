@@ -160,6 +160,7 @@ absl::Status ParseHyperparameters(ObjectReader& r, Hyperparameters* h) {
   RETURN_IF_ERROR(r.Bool("packing", &h->packing));
   RETURN_IF_ERROR(r.Int("logging_steps", 1, &h->logging_steps));
   RETURN_IF_ERROR(r.Int("save_steps", 0, &h->save_steps));
+  RETURN_IF_ERROR(r.Int("save_total_limit", 0, &h->save_total_limit));
   RETURN_IF_ERROR(r.Int("max_shard_bytes", 1, &h->max_shard_bytes));
   return r.CheckNoUnknownKeys();
 }
@@ -258,8 +259,61 @@ absl::StatusOr<JobConfig> ParseJobConfig(const std::string& json_text, const std
       return r.BadValue("kernels", "[]: this build has no fused kernels yet (issue 4)");
     }
   }
+  if (const Json* resume = r.Get("resume_from_checkpoint"); resume != nullptr) {
+    if (resume->is_boolean()) {
+      job.resume_from_checkpoint.mode =
+          resume->get<bool>() ? ResumeFrom::Mode::kLatest : ResumeFrom::Mode::kNone;
+    } else if (resume->is_string() && !resume->get<std::string>().empty()) {
+      job.resume_from_checkpoint = ParseResumeFlag(resume->get<std::string>());
+    } else {
+      return r.BadValue("resume_from_checkpoint",
+                        "false, true, \"latest\" or the path of a checkpoint-<step> folder");
+    }
+  }
+  RETURN_IF_ERROR(r.Bool("resume_ignore_mismatch", &job.resume_ignore_mismatch));
   RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   return job;
+}
+
+ResumeFrom ParseResumeFlag(const std::string& value) {
+  ResumeFrom resume;
+  if (value == "latest" || value == "true") {
+    resume.mode = ResumeFrom::Mode::kLatest;
+  } else if (value.empty() || value == "false" || value == "none") {
+    resume.mode = ResumeFrom::Mode::kNone;
+  } else {
+    resume.mode = ResumeFrom::Mode::kPath;
+    resume.path = Absolute(value);
+    while (resume.path.size() > 1 && resume.path.back() == '/') resume.path.pop_back();
+  }
+  return resume;
+}
+
+std::string HyperparametersToJson(const Hyperparameters& h) {
+  nlohmann::ordered_json j;
+  j["learning_rate"] = h.learning_rate;
+  j["max_steps"] = h.max_steps;
+  j["epochs"] = h.epochs;
+  j["batch_size"] = h.batch_size;
+  j["gradient_accumulation_steps"] = h.gradient_accumulation_steps;
+  j["max_seq_len"] = h.max_seq_len;
+  j["warmup_steps"] = h.warmup_steps;
+  j["warmup_ratio"] = h.warmup_ratio;
+  j["lr_scheduler"] = LrSchedulerTypeName(h.lr_scheduler);
+  j["min_lr_ratio"] = h.min_lr_ratio;
+  j["weight_decay"] = h.weight_decay;
+  j["adam_beta1"] = h.adam_beta1;
+  j["adam_beta2"] = h.adam_beta2;
+  j["adam_epsilon"] = h.adam_epsilon;
+  j["max_grad_norm"] = h.max_grad_norm;
+  j["seed"] = h.seed;
+  j["precision"] = PrecisionName(h.precision);
+  j["packing"] = h.packing;
+  j["logging_steps"] = h.logging_steps;
+  j["save_steps"] = h.save_steps;
+  j["save_total_limit"] = h.save_total_limit;
+  j["max_shard_bytes"] = h.max_shard_bytes;
+  return j.dump();
 }
 
 absl::StatusOr<JobConfig> LoadJobConfig(const std::string& path) {

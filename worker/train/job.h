@@ -48,8 +48,23 @@ struct Hyperparameters {
   Precision precision = Precision::kBf16Mixed;
   bool packing = true;                   // see worker/data/batcher.h
   int64_t logging_steps = 1;             // >= 1: a metrics line every N steps (and the last)
-  int64_t save_steps = 0;                // >= 0: checkpoint-<step>/ every N steps; 0 = final only
+  int64_t save_steps = 0;                // >= 0: checkpoint-<step>/ every N steps and at the
+                                         // end; 0 = no resumable checkpoints, only final/
+  int64_t save_total_limit = 0;          // >= 0: keep the newest K checkpoint-<step>/; 0 = all
   int64_t max_shard_bytes = 5ll << 30;   // > 0: safetensors shard size, as transformers' "5GB"
+};
+
+// Where training starts (transformers' resume_from_checkpoint). JSON:
+//   false (default)         from the model; refused when output_dir already holds
+//                           complete checkpoints (resume them or pick another folder)
+//   true | "latest"         from the newest COMPLETE checkpoint-<step>/ in
+//                           output_dir; from the model when there is none yet
+//                           (so a restarted worker simply continues)
+//   "PATH"                  from that checkpoint folder, which must be complete
+struct ResumeFrom {
+  enum class Mode { kNone, kLatest, kPath };
+  Mode mode = Mode::kNone;
+  std::string path;  // kPath: absolute after parsing
 };
 
 struct JobConfig {
@@ -61,6 +76,10 @@ struct JobConfig {
   Hyperparameters hyperparameters;
   std::string output_dir;    // absolute after parsing, required
   std::string device = "auto";  // "auto" (CUDA when available) | "cpu" | "cuda" | "cuda:N"
+  ResumeFrom resume_from_checkpoint;
+  // Resume even when the checkpoint's dataset, model config or hyperparameters
+  // differ from this job's (then the run is no longer an exact continuation).
+  bool resume_ignore_mismatch = false;
 
   // Warm-up steps for a run of `max_steps`: warmup_steps when > 0, else
   // ceil(warmup_ratio * max_steps), as transformers' get_warmup_steps.
@@ -70,6 +89,14 @@ struct JobConfig {
   // gradient_accumulation_steps))).
   int64_t ResolveMaxSteps(int64_t micro_batches_per_epoch) const;
 };
+
+// The hyperparameters as a JSON object with the job file's keys and
+// spellings (recorded in each checkpoint's trainer_state.json).
+std::string HyperparametersToJson(const Hyperparameters& h);
+
+// Parses a resume_from_checkpoint value given as text (the CLI's --resume):
+// "latest" | "true" | "false" | "none" | a path (made absolute).
+ResumeFrom ParseResumeFlag(const std::string& value);
 
 // `source` (the file name) prefixes every error.
 absl::StatusOr<JobConfig> ParseJobConfig(const std::string& json_text, const std::string& source);

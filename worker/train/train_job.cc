@@ -3,23 +3,30 @@
 #include <torch/cuda.h>
 #include <torch/utils.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <memory>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
-#include "worker/data/batcher.h"
+#include "absl/strings/numbers.h"
 #include "worker/data/byte_tokenizer.h"
-#include "worker/data/text_dataset.h"
 #include "worker/model/model_config.h"
 #include "worker/model/weights.h"
+#include "worker/train/batch_source.h"
 #include "worker/train/checkpoint.h"
 #include "worker/train/memory_stats.h"
 #include "worker/train/metrics_writer.h"
 #include "worker/train/precision.h"
+#include "worker/train/resume.h"
+#include "worker/train/text_batch_source.h"
 #include "worker/train/trainer.h"
+#include "worker/train/trainer_state.h"
 
 namespace foak {
 namespace {
@@ -73,6 +80,38 @@ absl::StatusOr<LlamaForCausalLM> LoadModel(const ModelConfig& config, const std:
   }
 }
 
+// The data seam: the job's dataset as a stream of micro-batches. New dataset
+// formats plug in here (they must be deterministic given the job; see
+// batch_source.h).
+absl::StatusOr<std::unique_ptr<BatchSource>> MakeBatchSource(const JobConfig& job) {
+  ASSIGN_OR_RETURN(std::unique_ptr<TextBatchSource> source, TextBatchSource::Create(job));
+  return std::unique_ptr<BatchSource>(std::move(source));
+}
+
+// What the run is, for refusing to resume a checkpoint of a different one.
+absl::StatusOr<RunFingerprint> MakeFingerprint(const JobConfig& job, const ModelConfig& config,
+                                               int64_t max_steps) {
+  RunFingerprint f;
+  f.method = job.method;
+  f.hyperparameters_json = HyperparametersToJson(job.hyperparameters);
+  f.max_steps = max_steps;
+  ASSIGN_OR_RETURN(f.dataset_hash, FingerprintFile(job.train_data));
+  ModelConfig normalised = config;
+  normalised.torch_dtype = "";  // a checkpoint may store another dtype of the same model
+  f.model_config_hash = FingerprintBytes(ModelConfigToJson(normalised));
+  return f;
+}
+
+// Test hook: FOAK_TEST_EXIT_AFTER_CHECKPOINT=N makes the worker die with
+// _exit(137) (as if SIGKILLed) right after checkpoint-N is committed, so the
+// resume tests can stop a run at an exact step without racing it.
+int64_t TestExitAfterCheckpoint() {
+  const char* value = std::getenv("FOAK_TEST_EXIT_AFTER_CHECKPOINT");
+  int64_t step = -1;
+  if (value == nullptr || !absl::SimpleAtoi(value, &step)) return -1;
+  return step;
+}
+
 }  // namespace
 
 absl::StatusOr<torch::Device> ResolveDevice(const std::string& name) {
@@ -108,25 +147,34 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
     return absl::InvalidArgumentError(
         absl::StrCat(JoinPath(job.model, "config.json"), ": ", s.message()));
   }
+  ASSIGN_OR_RETURN(std::unique_ptr<BatchSource> data, MakeBatchSource(job));
+  const int64_t max_steps = job.ResolveMaxSteps(data->micro_batches_per_epoch());
 
-  TextDatasetOptions data_options;
-  data_options.path = job.train_data;
-  data_options.max_seq_len = h.max_seq_len;
-  data_options.seed = static_cast<uint64_t>(h.seed);
-  ASSIGN_OR_RETURN(std::unique_ptr<TextDataset> dataset, TextDataset::Open(data_options));
-  const TextDatasetStats& stats = dataset->stats();
-  const int64_t rows_per_epoch = h.packing ? stats.num_packed_rows : stats.num_examples;
-  const int64_t micro_batches_per_epoch = (rows_per_epoch + h.batch_size - 1) / h.batch_size;
-  const int64_t max_steps = job.ResolveMaxSteps(micro_batches_per_epoch);
+  // Resume: pick and check the checkpoint before anything is loaded or written.
+  ASSIGN_OR_RETURN(RunFingerprint fingerprint, MakeFingerprint(job, config, max_steps));
+  std::vector<std::string> notes;
+  ASSIGN_OR_RETURN(std::optional<ResumePoint> resume, PlanResume(job, fingerprint, &notes));
+  for (const std::string& note : notes) Info(info, note);
+  const std::string weights_dir = resume.has_value() ? resume->dir : job.model;
 
-  ASSIGN_OR_RETURN(LlamaForCausalLM model, LoadModel(config, job.model, h.seed, device, h.precision));
+  ASSIGN_OR_RETURN(LlamaForCausalLM model,
+                   LoadModel(config, weights_dir, h.seed, device, h.precision));
   ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
                    Trainer::Create(model, MakeTrainerOptions(job, max_steps), device));
-  Info(info, absl::StrFormat(
-                 "training %s on %s (%d examples, %d tokens, %d micro-batches per epoch) for %d "
-                 "steps on %s, precision %s",
-                 job.model, job.train_data, stats.num_examples, stats.num_tokens,
-                 micro_batches_per_epoch, max_steps, device.str(), PrecisionName(h.precision)));
+  TrainerState state;  // the loop's part of the checkpoint state
+  state.fingerprint = fingerprint;
+  if (resume.has_value()) {
+    RETURN_IF_ERROR(RestoreTrainingState(*trainer, resume->dir, resume->state));
+    RETURN_IF_ERROR(data->Skip(resume->state.micro_batches_consumed));
+    state.micro_batches_consumed = resume->state.micro_batches_consumed;
+    state.log_window = resume->state.log_window;
+    state.log_history = resume->state.log_history;
+    state.elapsed_s = resume->state.elapsed_s;
+    state.last_loss = resume->state.last_loss;
+  }
+  Info(info, absl::StrFormat("training %s on %s (%s) for %d steps on %s, precision %s",
+                             job.model, job.train_data, data->Describe(), max_steps, device.str(),
+                             PrecisionName(h.precision)));
   if (h.max_seq_len > config.max_position_embeddings) {
     Info(info, absl::StrCat("warning: max_seq_len ", h.max_seq_len,
                             " exceeds the model's max_position_embeddings ",
@@ -134,63 +182,69 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
   }
 
   RETURN_IF_ERROR(MakeDirs(job.output_dir));
+  const std::string metrics_path = JoinPath(job.output_dir, "metrics.jsonl");
+  if (resume.has_value()) {
+    // Steps after the checkpoint were logged by the interrupted run and are redone.
+    RETURN_IF_ERROR(TruncateMetricsFile(metrics_path, trainer->step()).status());
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<MetricsWriter> metrics,
-                   MetricsWriter::Open(JoinPath(job.output_dir, "metrics.jsonl"), metrics_echo));
+                   MetricsWriter::Open(metrics_path, metrics_echo));
   CheckpointOptions checkpoint_options;
   checkpoint_options.tokenizer_source_dir = job.model;
   checkpoint_options.max_shard_bytes = static_cast<uint64_t>(h.max_shard_bytes);
-
-  BatcherOptions batcher_options;
-  batcher_options.batch_size = h.batch_size;
-  batcher_options.max_seq_len = h.max_seq_len;
-  batcher_options.packing = h.packing;
-  batcher_options.pad_id = ByteTokenizer::kPadId;
-  Batcher batcher(batcher_options, [&dataset] { return dataset->Next(); });
+  checkpoint_options.save_total_limit = h.save_total_limit;
+  const int64_t exit_after_checkpoint = TestExitAfterCheckpoint();
 
   const Clock::time_point start = Clock::now();
+  const double elapsed_before = state.elapsed_s;
   Clock::time_point window_start = start;
-  double window_loss = 0;
-  int64_t window_steps = 0;
-  int64_t window_tokens = 0;
-  for (int64_t step = 1; step <= max_steps; ++step) {
+  LogWindow& window = state.log_window;
+  for (int64_t step = trainer->step() + 1; step <= max_steps; ++step) {
     std::vector<Batch> micro_batches;
     for (int64_t k = 0; k < h.gradient_accumulation_steps; ++k) {
-      ASSIGN_OR_RETURN(Batch batch, batcher.Next());
+      ASSIGN_OR_RETURN(Batch batch, data->Next());
       micro_batches.push_back(std::move(batch));
     }
+    state.micro_batches_consumed += h.gradient_accumulation_steps;
     ASSIGN_OR_RETURN(StepResult result, trainer->Step(micro_batches));
-    window_loss += result.loss;
-    window_tokens += result.input_tokens;
-    ++window_steps;
+    state.last_loss = result.loss;
+    state.last_learning_rate = result.learning_rate;
+    window.loss_sum += result.loss;
+    window.tokens += result.input_tokens;
+    ++window.steps;
     if (step % h.logging_steps == 0 || step == max_steps) {
       const Clock::time_point now = Clock::now();
       const double window_s = Seconds(window_start, now);
       StepMetrics m;
       m.step = result.step;
-      m.loss = window_loss / static_cast<double>(window_steps);
+      m.loss = window.loss_sum / static_cast<double>(window.steps);
       m.learning_rate = result.learning_rate;
       m.grad_norm = result.grad_norm;
-      m.tokens = window_tokens;
-      m.tokens_per_second = window_s > 0 ? static_cast<double>(window_tokens) / window_s : 0.0;
+      m.tokens = window.tokens;
+      m.tokens_per_second = window_s > 0 ? static_cast<double>(window.tokens) / window_s : 0.0;
       m.peak_memory_bytes = PeakMemoryBytes(device);
-      m.elapsed_s = Seconds(start, now);
+      m.elapsed_s = elapsed_before + Seconds(start, now);
       RETURN_IF_ERROR(metrics->Write(m));
-      window_loss = 0;
-      window_steps = 0;
-      window_tokens = 0;
+      state.log_history.push_back(MetricsWriter::ToJsonLine(m));
+      window = LogWindow();
       window_start = now;
     }
-    if (h.save_steps > 0 && step % h.save_steps == 0 && step != max_steps) {
-      const std::string dir = JoinPath(job.output_dir, absl::StrCat("checkpoint-", step));
-      RETURN_IF_ERROR(WriteCheckpoint(*trainer, dir, checkpoint_options));
+    if (h.save_steps > 0 && (step % h.save_steps == 0 || step == max_steps)) {
+      state.epoch = static_cast<double>(state.micro_batches_consumed) /
+                    static_cast<double>(std::max<int64_t>(1, data->micro_batches_per_epoch()));
+      state.elapsed_s = elapsed_before + Seconds(start, Clock::now());
+      ASSIGN_OR_RETURN(std::string dir,
+                       WriteTrainingCheckpoint(*trainer, state, job.output_dir,
+                                               checkpoint_options));
       Info(info, absl::StrCat("saved ", dir));
+      if (step == exit_after_checkpoint) ::_exit(137);
       window_start = Clock::now();  // saving time is not training throughput
     }
   }
   const std::string final_dir = JoinPath(job.output_dir, "final");
   RETURN_IF_ERROR(WriteCheckpoint(*trainer, final_dir, checkpoint_options));
-  Info(info, absl::StrFormat("trained %d steps in %.1f s; final model in %s", max_steps,
-                             Seconds(start, Clock::now()), final_dir));
+  Info(info, absl::StrFormat("trained to step %d in %.1f s; final model in %s", max_steps,
+                             elapsed_before + Seconds(start, Clock::now()), final_dir));
   return absl::OkStatus();
 }
 

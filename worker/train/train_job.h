@@ -7,12 +7,16 @@
 //
 //   1. resolve the device ("auto" = CUDA when torch::cuda::is_available());
 //   2. read config.json; the byte tokenizer needs vocab_size >= 258;
-//   3. open the dataset (validates every line, counts the epoch);
-//   4. torch::manual_seed(seed), build the model, load the weights (fp32);
-//   5. train max_steps optimizer steps of gradient_accumulation_steps
+//   3. open the data as a BatchSource (validates every line, counts the epoch);
+//   4. pick the checkpoint to resume from, if any, and refuse one of a
+//      different run (resume.h);
+//   5. torch::manual_seed(seed), build the model, load the weights (fp32) from
+//      the model or the checkpoint; when resuming restore optimizer, step and
+//      RNG state and skip the consumed micro-batches; cut metrics.jsonl back;
+//   6. train to max_steps optimizer steps of gradient_accumulation_steps
 //      micro-batches each (Trainer::Step), logging every logging_steps and
-//      saving checkpoint-<step>/ every save_steps;
-//   6. save <output_dir>/final: config.json, safetensors, tokenizer files.
+//      saving checkpoint-<step>/ every save_steps and at the end;
+//   7. save <output_dir>/final: config.json, safetensors, tokenizer files.
 #ifndef FOAK_WORKER_TRAIN_TRAIN_JOB_H_
 #define FOAK_WORKER_TRAIN_TRAIN_JOB_H_
 

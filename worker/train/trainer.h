@@ -76,6 +76,11 @@ class Trainer {
   const LrSchedule& schedule() const { return schedule_; }
   const torch::Device& device() const { return device_; }
   int64_t step() const { return step_; }
+  Precision precision() const { return options_.precision; }
+  // Resume: `step` optimizer steps were already taken (the schedule continues
+  // from there). The optimizer's own state is restored by
+  // RestoreTrainingState (checkpoint.h), which calls this.
+  void RestoreStep(int64_t step) { step_ = step; }
 
  private:
   Trainer(LlamaForCausalLM model, const TrainerOptions& options, const torch::Device& device,
