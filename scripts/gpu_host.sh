@@ -27,10 +27,11 @@
 # build, ctest_gpu (`ctest -L gpu`; a SKIPPED gpu test counts as a failure
 # here: it means CUDA was not usable), hf_load (scripts/check_hf_load.py:
 # foak checkpoints load in transformers with the same logits, and the
-# reverse), train_gpu (scripts/check_gpu_train.py), ctest_cpu (every other test, against LibTorch 2.11), bench
+# reverse), peft_load (PEFT loads a foak adapter with the same logits),
+# train_gpu (scripts/check_gpu_train.py), ctest_cpu (every other test, against LibTorch 2.11), bench
 # (Llama-3.2-1B shape, bf16: 4x2048 and 16x512; --bench-8b adds the
 # Llama-3-8B shape at 2x2048). --skip takes a comma-separated list of
-# ctest_gpu, hf_load, train_gpu, ctest_cpu, bench (e.g. on a rerun after a fix).
+# ctest_gpu, hf_load, peft_load, train_gpu, ctest_cpu, bench (e.g. on a rerun after a fix).
 # The bundle is unpacked again only when it changed (a stamp in the prefix),
 # so a rerun on a still-warm machine rebuilds incrementally.
 set -uo pipefail
@@ -145,6 +146,7 @@ finish() {
   done
   [ -f "$OUTDIR/hf_load.txt" ] && { echo "--- hf_load ---"; cat "$OUTDIR/hf_load.txt"; }
   [ -f "$LOGS/hf_load.log" ] && [ ! -f "$OUTDIR/hf_load.txt" ] && { echo "--- hf_load (log tail) ---"; tail -20 "$LOGS/hf_load.log"; }
+  [ -f "$LOGS/peft_load.log" ] && { echo "--- peft_load ---"; tail -6 "$LOGS/peft_load.log"; }
   [ -f "$LOGS/train_gpu.log" ] && { echo "--- train_gpu ---"; grep -v "^\[" "$LOGS/train_gpu.log" | tail -12; }
   [ -f "$OUTDIR/bench.md" ] && { echo "--- bench ---"; cat "$OUTDIR/bench.md"; }
   for f in "$LOGS"/bench_*.log; do
@@ -344,6 +346,21 @@ elif [ -x "$WORKER_BIN" ]; then
   run_step hf_load 150 python3 "$REPO/scripts/check_hf_load.py" "${HF_ARGS[@]}"
 else
   skip_step hf_load "no $WORKER_BIN (build failed?)"
+fi
+
+# --------------------------------------------------------- peft_load -----
+# PEFT loads an adapter that foak saves (fresh, from this build) and computes
+# the same logits (scripts/check_peft_load.py).
+PEFT_TEST_BIN="$BUILD/tests/unit/lora_peft_parity_test"
+if ! wanted peft_load; then
+  :
+elif [ -x "$PEFT_TEST_BIN" ]; then
+  run_step peft_load 90 bash -c "FOAK_PEFT_EXPORT_DIR='$WORK/peft_export' '$PEFT_TEST_BIN' \
+      --gtest_filter='*ExportForPeft' && python3 '$REPO/scripts/check_peft_load.py' \
+      --base '$REPO/tests/testdata/parity/llama3_gqa' --adapter '$WORK/peft_export/adapter' \
+      --logits '$WORK/peft_export/logits.safetensors'"
+else
+  skip_step peft_load "no $PEFT_TEST_BIN (build failed?)"
 fi
 
 # ---------------------------------------------------------- train_gpu -----

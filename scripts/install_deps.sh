@@ -13,6 +13,7 @@ PKGS=(
   libsqlite3-dev libcivetweb-dev
   python3 ccache
   libpcre2-dev                      # tokenizer.json regex pre-tokenizers (worker/tokenizer)
+  libutf8proc-dev                   # tokenizer.json NFC normalizer (Qwen2)
   libsentencepiece-dev sentencepiece  # tokenizer.model; spm_train made the SentencePiece fixture
 )
 

@@ -25,8 +25,9 @@ GRPC_PKGS=(
 )
 # ... what our top CMakeLists.txt also finds (nlohmann_json 3, GTest) ...
 TEST_PKGS=(nlohmann-json3-dev libgtest-dev libgmock-dev googletest)
-# ... PCRE2 for the tokenizers' regex pre-tokenizers (worker/tokenizer) ...
-TOKENIZER_PKGS=(libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3)
+# ... PCRE2 (regex pre-tokenizers) and utf8proc (NFC) for worker/tokenizer ...
+TOKENIZER_PKGS=(libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3
+  libutf8proc-dev libutf8proc2)
 # ... and fallbacks that gpu_host.sh unpacks only when the host lacks them.
 FALLBACK_PKGS=(libssl-dev pkgconf pkgconf-bin libpkgconf3)
 

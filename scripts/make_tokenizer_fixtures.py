@@ -39,6 +39,10 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTDATA = os.path.join(HERE, "..", "tests", "testdata", "tokenizers")
 
+QWEN2_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
 LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -78,6 +82,9 @@ CORPUS = [
     "<s>[INST] hi there [/INST] answer</s>",
     "text<|endoftext|>more text <|endoftext|>",
     "call <tool_call>{\"name\": \"f\"}</tool_call> done",
+    # Decomposed forms that an NFC normalizer composes (Qwen2), and a
+    # compatibility ligature that NFC must leave alone.
+    "Cafe\u0301 re\u0301sume\u0301 man\u0303ana A\u030angstro\u0308m \u1100\u1161 \ufb01le",
     "supercalifragilisticexpialidocious antidisestablishmentarianism",
     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
     "zero\u200bwidth\u200d joiner \ufeffbom",
@@ -192,6 +199,31 @@ def byte_level_llama3(tokenizers):
         "model_max_length": 131072,
         "chat_template": "{% for m in messages %}<|start_header_id|>{{ m['role'] }}"
                          "<|end_header_id|>\n\n{{ m['content'] }}<|eot_id|>{% endfor %}",
+    }
+    return tok, config
+
+
+def byte_level_qwen2(tokenizers):
+    """Qwen2's layout: NFC normalizer, its split regex (single digits), byte-level BPE."""
+    from tokenizers import (Tokenizer, Regex, decoders, models, normalizers, pre_tokenizers,
+                            processors, trainers, AddedToken)
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1000, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(train_text(), trainer)
+    tok.add_special_tokens([AddedToken(s, special=True, normalized=False)
+                            for s in ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]])
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
+        "model_max_length": 32768,
     }
     return tok, config
 
@@ -329,7 +361,7 @@ def main():
     assert not any(t in train_set for t in CORPUS if t), "corpus overlaps the training text"
     import tokenizers
     for name, build in [("gpt2", byte_level_gpt2), ("llama3_bpe", byte_level_llama3),
-                        ("llama2_bpe", byte_fallback_llama2)]:
+                        ("llama2_bpe", byte_fallback_llama2), ("qwen2_bpe", byte_level_qwen2)]:
         folder = os.path.join(args.out, name)
         os.makedirs(folder, exist_ok=True)
         try:

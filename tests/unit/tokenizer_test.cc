@@ -55,7 +55,7 @@ TEST_P(HfParityTest, IdsAndDecodeMatchTheRealLibrary) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfParityTest,
-                         ::testing::Values("gpt2", "llama3_bpe", "llama2_bpe"));
+                         ::testing::Values("gpt2", "llama3_bpe", "llama2_bpe", "qwen2_bpe"));
 
 TEST(TokenizerConfigTest, ChatTemplateListTakesDefaultAndStringIsKept) {
   auto llama2 = LoadTokenizer(kDir + "/llama2_bpe");

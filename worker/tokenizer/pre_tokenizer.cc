@@ -11,6 +11,11 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #endif
+#ifdef FOAK_HAVE_UTF8PROC
+#include <utf8proc.h>
+
+#include <cstdlib>
+#endif
 
 namespace foak::tokenizer {
 namespace {
@@ -41,6 +46,27 @@ class PrependStep : public Step {
  private:
   std::string s_;
 };
+
+#ifdef FOAK_HAVE_UTF8PROC
+// Unicode NFC (canonical composition), as Qwen2's tokenizer.json asks: "e" +
+// U+0301 becomes "é" before the regex and the BPE see it. Compatibility
+// characters (ligatures, full-width forms) are left alone, as NFC does.
+class NfcStep : public Step {
+ public:
+  void Apply(std::vector<Piece>* pieces) const override {
+    for (Piece& p : *pieces) {
+      if (p.text.empty()) continue;
+      utf8proc_uint8_t* out = nullptr;
+      const utf8proc_ssize_t n = utf8proc_map(
+          reinterpret_cast<const utf8proc_uint8_t*>(p.text.data()),
+          static_cast<utf8proc_ssize_t>(p.text.size()), &out,
+          static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+      if (n >= 0 && out != nullptr) p.text.assign(reinterpret_cast<const char*>(out), n);
+      std::free(out);  // invalid UTF-8 (n < 0) is left as it is
+    }
+  }
+};
+#endif
 
 class ReplaceStep : public Step {
  public:
@@ -189,7 +215,7 @@ absl::Status Build(const nlohmann::json& j, const std::string& path, bool normal
                    const std::string& file, std::vector<std::unique_ptr<Step>>* steps) {
   if (j.is_null()) return absl::OkStatus();
   const std::string type = JsonString(j, "type", "");
-  const std::string kNormalizers = "null, Sequence, Prepend, Replace (String pattern)";
+  const std::string kNormalizers = "null, Sequence, Prepend, Replace (String pattern), NFC";
   const std::string kPreTokenizers =
       "null, Sequence, Split (Isolated/Removed, not inverted), ByteLevel, Metaspace";
   if (type == "Sequence") {
@@ -206,6 +232,16 @@ absl::Status Build(const nlohmann::json& j, const std::string& path, bool normal
     return absl::OkStatus();
   }
   if (normalizer) {
+    if (type == "NFC") {
+#ifdef FOAK_HAVE_UTF8PROC
+      steps->push_back(std::make_unique<NfcStep>());
+      return absl::OkStatus();
+#else
+      return absl::UnimplementedError(absl::StrCat(
+          file, ": ", path, ": the NFC normalizer needs utf8proc, which this build lacks "
+          "(install libutf8proc-dev and rebuild)"));
+#endif
+    }
     if (type == "Prepend") {
       steps->push_back(std::make_unique<PrependStep>(JsonString(j, "prepend", "")));
       return absl::OkStatus();
