@@ -37,7 +37,9 @@ def main():
         job = json.loads(json.dumps(base))
         job["name"] = f"gpu-{precision}"
         job["model"] = model
-        job["dataset"]["train"] = os.path.join(REPO, base["dataset"]["train"])
+        for key in ("train", "validation"):
+            if base["dataset"].get(key):
+                job["dataset"][key] = os.path.join(REPO, base["dataset"][key])
         job["output_dir"] = os.path.join(args.work, f"out-{precision}")
         job["device"] = args.device
         job["hyperparameters"]["precision"] = precision
