@@ -58,6 +58,7 @@ def main():
         if os.path.exists(metrics):
             with open(metrics) as f:
                 rows = [json.loads(line) for line in f if line.strip()]
+            rows = [r for r in rows if "loss" in r]  # eval lines carry eval_loss only
         losses = [r.get("loss") for r in rows if "loss" in r]
         if not losses or any(v is None or not math.isfinite(v) for v in losses):
             problems.append(f"losses not all finite: {losses[:5]}")

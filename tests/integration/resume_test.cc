@@ -13,7 +13,11 @@
 //     difference, unless resume_ignore_mismatch; a fresh start into a folder
 //     with checkpoints is refused;
 //   - half-written checkpoints (a .tmp. folder, a folder without
-//     trainer_state.json) are never picked.
+//     trainer_state.json) are never picked;
+//   - the same exact resume for a LoRA run (bf16-mixed, adapter dropout on, so
+//     the RNG state matters) with validation data: every step's metrics AND
+//     every eval_loss match the uninterrupted run, and the adapter and
+//     optimizer state end byte-identical.
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -111,8 +115,10 @@ class ResumeTest : public ::testing::Test {
 };
 TempDir* ResumeTest::dir_ = nullptr;
 
-// step -> the metrics line's fields that must be reproduced exactly.
-std::map<int64_t, std::string> DeterministicMetrics(const std::string& path, int* lines) {
+// step -> the metrics line's fields that must be reproduced exactly; the
+// evaluation lines' (eval_loss, eval_tokens) go to `evals` when given.
+std::map<int64_t, std::string> DeterministicMetrics(const std::string& path, int* lines,
+                                                    std::map<int64_t, std::string>* evals = nullptr) {
   std::map<int64_t, std::string> out;
   *lines = 0;
   const std::string text = ReadFileToString(path).value_or("");
@@ -122,6 +128,13 @@ std::map<int64_t, std::string> DeterministicMetrics(const std::string& path, int
     const std::string line = text.substr(pos, end - pos);
     pos = end == std::string::npos ? text.size() : end + 1;
     const auto j = nlohmann::json::parse(line);
+    if (j.contains("eval_loss")) {
+      if (evals != nullptr) {
+        (*evals)[j.at("step").get<int64_t>()] =
+            j.at("eval_loss").dump() + " " + j.at("eval_tokens").dump();
+      }
+      continue;
+    }
     ++*lines;
     out[j.at("step").get<int64_t>()] = j.at("loss").dump() + " " + j.at("grad_norm").dump() +
                                        " " + j.at("learning_rate").dump() + " " +
@@ -174,6 +187,56 @@ INSTANTIATE_TEST_SUITE_P(Precisions, ExactResume, ::testing::Values("fp32", "bf1
                            return info.param == "fp32" ? std::string("Fp32")
                                                        : std::string("Bf16Mixed");
                          });
+
+TEST_F(ResumeTest, LoraWithValidationStoppedAndResumedMatchesUninterruptedRun) {
+  TempDir full, stopped;
+  const std::string lora = R"(, "method": "lora",
+      "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj", "down_proj"]})";
+  const std::string eval_hp = R"(, "eval_steps": 4, "learning_rate": 0.01)";
+  auto job_in = [&](const std::string& dir) {
+    std::string path = WriteJob(dir, "bf16-mixed", 12, 4, eval_hp, lora);
+    // A quarter of the lines held out for validation.
+    std::string text = *ReadFileToString(path);
+    const std::string train = R"("train": ")" + Data() + R"(")";
+    text.replace(text.find(train), train.size(), train + R"(, "validation_split": 0.25)");
+    EXPECT_TRUE(WriteFileAtomically(path, text).ok());
+    return path;
+  };
+  const RunResult a = Worker("train --job " + job_in(full.path()));
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  const std::string job = job_in(stopped.path());
+  const RunResult b = Worker("train --job " + job, "FOAK_TEST_EXIT_AFTER_CHECKPOINT=8 ");
+  ASSERT_EQ(b.exit_code, 137) << b.err;
+  const std::string ckpt = stopped.path() + "/out/checkpoint-8";
+  EXPECT_TRUE(PathExists(ckpt + "/adapter_model.safetensors"));
+  EXPECT_TRUE(PathExists(ckpt + "/adapter_config.json"));
+  EXPECT_FALSE(PathExists(ckpt + "/model.safetensors")) << "a LoRA checkpoint holds no base";
+  const RunResult c = Worker("train --job " + job + " --resume latest");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_NE(c.err.find("resuming from " + ckpt + " (step 8"), std::string::npos) << c.err;
+
+  int lines_a = 0, lines_c = 0;
+  std::map<int64_t, std::string> evals_a, evals_c;
+  const auto ma = DeterministicMetrics(full.path() + "/out/metrics.jsonl", &lines_a, &evals_a);
+  const auto mc = DeterministicMetrics(stopped.path() + "/out/metrics.jsonl", &lines_c, &evals_c);
+  EXPECT_EQ(lines_a, 12);
+  EXPECT_EQ(lines_c, 12);
+  for (int64_t step = 1; step <= 12; ++step) {
+    ASSERT_TRUE(ma.count(step) && mc.count(step)) << "step " << step;
+    EXPECT_EQ(ma.at(step), mc.at(step)) << "step " << step << " (loss grad_norm lr tokens)";
+  }
+  ASSERT_EQ(evals_a.size(), 3u);  // steps 4, 8, 12
+  EXPECT_EQ(evals_a, evals_c) << "eval_loss must not depend on the interruption";
+  // Training changed the validation loss, so the comparison above has teeth.
+  EXPECT_NE(evals_a.at(4), evals_a.at(12));
+  for (const char* file : {"final/adapter_model.safetensors", "checkpoint-12/adapter_model.safetensors",
+                           "checkpoint-12/optimizer.safetensors"}) {
+    auto x = ReadFileToString(full.path() + "/out/" + file);
+    auto y = ReadFileToString(stopped.path() + "/out/" + file);
+    ASSERT_TRUE(x.ok() && y.ok()) << file;
+    EXPECT_TRUE(*x == *y) << file << " differs";
+  }
+}
 
 // Every folder named checkpoint-<step> must be whole.
 void ExpectOnlyCompleteCheckpoints(const std::string& out) {

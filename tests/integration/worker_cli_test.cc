@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -170,6 +172,62 @@ TEST(WorkerCli, ForwardWritesLogits) {
   EXPECT_FALSE(PathExists(dir + "/x.safetensors"));
 }
 
+// The foak-saved adapter of tests/testdata/peft/foak_export/ on its base model
+// gives the recorded logits through the CLI (PEFT gave the same, see the
+// README there); without the adapter the logits are far from them.
+TEST(WorkerCli, ForwardWithAdapterGivesTheRecordedLogits) {
+  const TempDir tmp;
+  const std::string dir = tmp.path();
+  const std::string testdata = FOAK_TESTDATA_DIR;
+  auto ref = SafetensorsFile::Open(testdata + "/peft/foak_export/logits.safetensors");
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  const TensorInfo* ref_ids = (*ref)->Find("input_ids");
+  const TensorInfo* ref_logits = (*ref)->Find("logits");
+  ASSERT_NE(ref_ids, nullptr);
+  ASSERT_NE(ref_logits, nullptr);
+  ASSERT_EQ(ref_ids->shape.size(), 2u);
+  std::string ids;  // "a,b;c,d"
+  const int64_t* id_data = static_cast<const int64_t*>((*ref)->Data(*ref_ids));
+  for (int64_t b = 0; b < ref_ids->shape[0]; ++b) {
+    for (int64_t t = 0; t < ref_ids->shape[1]; ++t) {
+      ids += (t == 0 ? (b == 0 ? "" : ";") : ",") +
+             std::to_string(id_data[b * ref_ids->shape[1] + t]);
+    }
+  }
+  // Max |got - want| / max |want| over the logits.
+  auto rel_error = [&](const std::string& path) {
+    auto got = SafetensorsFile::Open(path);
+    EXPECT_TRUE(got.ok()) << got.status();
+    if (!got.ok()) return 1e30;
+    const TensorInfo* logits = (*got)->Find("logits");
+    EXPECT_NE(logits, nullptr);
+    if (logits == nullptr || logits->shape != ref_logits->shape) return 1e30;
+    const float* g = static_cast<const float*>((*got)->Data(*logits));
+    const float* w = static_cast<const float*>((*ref)->Data(*ref_logits));
+    double max_diff = 0, max_ref = 0;
+    for (uint64_t i = 0; i < static_cast<uint64_t>(ref_logits->NumElements()); ++i) {
+      max_diff = std::max(max_diff, static_cast<double>(std::fabs(g[i] - w[i])));
+      max_ref = std::max(max_ref, static_cast<double>(std::fabs(w[i])));
+    }
+    return max_diff / max_ref;
+  };
+  const std::string base = "forward --model " + testdata +
+                           "/parity/llama3_gqa --device cpu --input-ids '" + ids + "'";
+  RunResult adapted = Worker(base + " --adapter " + testdata + "/peft/foak_export/adapter --out " +
+                             dir + "/adapted.safetensors");
+  ASSERT_EQ(adapted.exit_code, 0) << adapted.err;
+  EXPECT_LE(rel_error(dir + "/adapted.safetensors"), 1e-6);
+  RunResult plain = Worker(base + " --out " + dir + "/plain.safetensors");
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_GE(rel_error(dir + "/plain.safetensors"), 0.1);
+
+  RunResult missing =
+      Worker(base + " --adapter " + dir + "/no_adapter --out " + dir + "/x.safetensors");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find(dir + "/no_adapter"), std::string::npos) << missing.err;
+  EXPECT_FALSE(PathExists(dir + "/x.safetensors"));
+}
+
 TEST(WorkerCli, BadJobFileNamesTheField) {
   const TempDir tmp;
   const std::string dir = tmp.path();
@@ -294,7 +352,7 @@ TEST(WorkerCli, UsageErrorsExit2AndHelpExits0) {
   EXPECT_NE(missing.err.find("Usage: foak-worker train"), std::string::npos) << missing.err;
   EXPECT_EQ(Worker("train --jobs x").exit_code, 2);
   EXPECT_EQ(Worker("fly").exit_code, 2);
-  for (const char* command : {"train", "init-model", "forward"}) {
+  for (const char* command : {"train", "init-model", "forward", "generate"}) {
     RunResult help = Worker(std::string(command) + " --help");
     EXPECT_EQ(help.exit_code, 0) << command;
     EXPECT_NE(help.out.find(std::string("Usage: foak-worker ") + command), std::string::npos);

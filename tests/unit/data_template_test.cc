@@ -248,6 +248,7 @@ TEST(ChatTemplate, CustomFromJson) {
 
 // ---- encoding and loss masks ----
 
+
 ExampleEncoder MakeEncoder(const Tokenizer* tok, const std::string& template_name,
                            int64_t max_seq_len = 4096, bool train_on_prompt = false) {
   EncoderOptions options;
@@ -264,6 +265,65 @@ Record ChatRecord(const std::vector<Message>& messages) {
   r.format = DataFormat::kChat;
   r.messages = messages;
   return r;
+}
+
+// The prompt for the next assistant turn, as the published templates render
+// with add_generation_prompt=True (written by hand from them).
+std::string GenerationPromptString(const ChatTemplate& t, const std::vector<Message>& messages,
+                                   const std::string& bos) {
+  std::string out;
+  for (const Segment& s : t.RenderGenerationPrompt(messages)) {
+    EXPECT_FALSE(s.trained);
+    out += s.kind == Segment::kBos ? bos : s.kind == Segment::kEos ? "<EOS>" : s.text;
+  }
+  return out;
+}
+
+TEST(ChatTemplate, GenerationPromptEndsWithTheAssistantHeader) {
+  const std::vector<Message> ask = Chat({{Role::kSystem, "Be brief."}, {Role::kUser, "Hi!"}});
+  EXPECT_EQ(GenerationPromptString(Builtin("llama3"), ask, "<|begin_of_text|>"),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi!<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  EXPECT_EQ(GenerationPromptString(Builtin("qwen2"), Chat({{Role::kUser, "Hi!"}}), "!"),
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+            "<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(GenerationPromptString(Builtin("granite"), Chat({{Role::kUser, "Hi!"}}), "!"),
+            "<|start_of_role|>user<|end_of_role|>Hi!<|end_of_text|>\n"
+            "<|start_of_role|>assistant<|end_of_role|>");
+  // Llama 2 and Mistral end at [/INST]: llama2's whitespace-only assistant
+  // prefix is left out.
+  EXPECT_EQ(GenerationPromptString(Builtin("llama2"), ask, "BOS"),
+            "<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi! [/INST]");
+  EXPECT_EQ(GenerationPromptString(Builtin("mistral"), ask, "<s>"),
+            "<s>[INST] Be brief.\n\nHi! [/INST]");
+  EXPECT_EQ(GenerationPromptString(Builtin("plain"), Chat({{Role::kUser, "Hi!"}}), "<B>"),
+            "<B>### User:\nHi!\n\n### Assistant:\n");
+  // Earlier turns render as in training, the assistant's with its end token.
+  const std::vector<Message> multi(kSystemChat.begin(), kSystemChat.end() - 1);
+  EXPECT_EQ(GenerationPromptString(Builtin("chatml"), multi, "!"),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n"
+            "<|im_start|>assistant\nHello.<|im_end|>\n<|im_start|>user\nBye?<|im_end|>\n"
+            "<|im_start|>assistant\n");
+}
+
+TEST(ExampleEncoder, EncodeSegmentsTokenizesAsEncodeDoes) {
+  FakeTokenizer tok("<|begin_of_text|>", "<|eot_id|>", true, false);
+  // The same ids as a training example's, for the same segments.
+  EncodeResult r = MakeEncoder(&tok, "llama3").Encode(ChatRecord(kSystemChat));
+  ASSERT_TRUE(r.example.has_value());
+  EXPECT_EQ(EncodeSegments(Builtin("llama3").Render(kSystemChat), tok), r.example->input_ids);
+  // Scaffolding specials are single ids; "<|eot_id|>" in content stays bytes.
+  const std::vector<Message> ask = Chat({{Role::kUser, "<|eot_id|>"}});
+  const Ids ids = EncodeSegments(Builtin("llama3").RenderGenerationPrompt(ask), tok);
+  const int64_t eot = *tok.TokenToId("<|eot_id|>");
+  EXPECT_EQ(ids.front(), *tok.TokenToId("<|begin_of_text|>"));
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), eot), 1);  // the user turn's suffix only
+  EXPECT_EQ(tok.Decode(ids, false), GenerationPromptString(Builtin("llama3"), ask,
+                                                           "<|begin_of_text|>"));
+  // A tokenizer without BOS skips the BOS segment (Qwen2).
+  FakeTokenizer no_bos("", "<|im_end|>", false, false);
+  EXPECT_EQ(EncodeSegments({Segment::Token(Segment::kBos, false)}, no_bos), Ids{});
 }
 
 TEST(ExampleEncoder, ChatTrainsOnlyAssistantTurnsAndTheirEndTokens) {

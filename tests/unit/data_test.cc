@@ -1,138 +1,25 @@
-// Tests of worker/data: byte tokenizer, JSONL reading, batch layouts, shuffling.
-#include <stdlib.h>
-
+// Tests of worker/data: batch layouts (padding, packing with carried
+// examples) and the shuffle buffer. Records, templates, masks and datasets are
+// tested in data_template_test.cc and data_pipeline_test.cc, the byte
+// tokenizer in tokenizer_test.cc.
 #include <algorithm>
 #include <string>
 #include <vector>
 
-#include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "worker/data/batcher.h"
-#include "worker/data/byte_tokenizer.h"
-#include "worker/data/jsonl_reader.h"
 #include "worker/data/shuffle_buffer.h"
-#include "worker/data/text_dataset.h"
 
 namespace foak {
 namespace {
 
 using Ids = std::vector<int64_t>;
-constexpr int64_t kBos = ByteTokenizer::kBosId;
-constexpr int64_t kEos = ByteTokenizer::kEosId;
+constexpr int64_t kBos = 256;  // the byte tokenizer's <bos>
+constexpr int64_t kEos = 257;  // and <eos>
 constexpr int64_t kIgn = kIgnoreIndex;
-
-// A temp folder for a test's files, removed when the test ends.
-class TempFiles {
- public:
-  TempFiles() {
-    char tmpl[] = "/tmp/foak_data_test_XXXXXX";
-    const char* dir = mkdtemp(tmpl);
-    EXPECT_NE(dir, nullptr);
-    dir_ = dir == nullptr ? "/tmp" : dir;
-  }
-  ~TempFiles() { RemoveTree(dir_).IgnoreError(); }
-  std::string Write(const std::string& name, const std::string& contents) {
-    std::string path = JoinPath(dir_, name);
-    EXPECT_TRUE(WriteFileAtomically(path, contents).ok());
-    return path;
-  }
-
- private:
-  std::string dir_;
-};
 
 bool Contains(const absl::Status& s, const std::string& text) {
   return std::string(s.message()).find(text) != std::string::npos;
-}
-
-TEST(ByteTokenizer, RoundTripsAnyBytes) {
-  ByteTokenizer tok;
-  std::string text = "h\xc3\xa9llo\n\t";
-  text.push_back('\0');
-  text.push_back('\xff');
-  Ids ids = tok.Encode(text);
-  ASSERT_EQ(ids.size(), text.size());
-  EXPECT_EQ(ids[0], 'h');
-  EXPECT_EQ(ids[1], 0xc3);
-  EXPECT_EQ(ids.back(), 255);
-  EXPECT_EQ(tok.Decode(ids), text);
-}
-
-TEST(ByteTokenizer, ExampleIsBosBytesEosAndTruncates) {
-  ByteTokenizer tok;
-  EXPECT_EQ(tok.EncodeExample("ab", 16), (Ids{kBos, 'a', 'b', kEos}));
-  EXPECT_EQ(tok.EncodeExample("ab", 4), (Ids{kBos, 'a', 'b', kEos}));
-  EXPECT_EQ(tok.EncodeExample("abc", 4), (Ids{kBos, 'a', 'b', 'c'}));
-  EXPECT_EQ(tok.EncodeExample("", 4), (Ids{kBos, kEos}));
-  // Decoding skips the specials.
-  EXPECT_EQ(tok.Decode(tok.EncodeExample("xyz", 10)), "xyz");
-}
-
-TEST(ByteTokenizer, ChecksModelVocab) {
-  EXPECT_TRUE(ByteTokenizer::CheckModelVocab(258).ok());
-  EXPECT_TRUE(ByteTokenizer::CheckModelVocab(32000).ok());
-  absl::Status s = ByteTokenizer::CheckModelVocab(257);
-  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_TRUE(Contains(s, "257")) << s;
-  EXPECT_TRUE(Contains(s, ">= 258")) << s;
-}
-
-TEST(JsonlTextReader, ReadsTextsSkipsBlankLinesAndRewinds) {
-  TempFiles tmp;
-  std::string path = tmp.Write(
-      "a.jsonl", "{\"text\": \"one\"}\n\n{\"id\": 7, \"text\": \"two \\u00e9\"}\r\n   \n{\"text\": \"\"}");
-  auto reader = JsonlTextReader::Open(path);
-  ASSERT_TRUE(reader.ok()) << reader.status();
-  std::string text;
-  std::vector<std::string> texts;
-  std::vector<int64_t> lines;
-  while (true) {
-    auto more = (*reader)->Next(&text);
-    ASSERT_TRUE(more.ok()) << more.status();
-    if (!*more) break;
-    texts.push_back(text);
-    lines.push_back((*reader)->line_number());
-  }
-  EXPECT_EQ(texts, (std::vector<std::string>{"one", "two \xc3\xa9", ""}));
-  EXPECT_EQ(lines, (std::vector<int64_t>{1, 3, 5}));
-  ASSERT_TRUE((*reader)->Rewind().ok());
-  ASSERT_TRUE(*(*reader)->Next(&text));
-  EXPECT_EQ(text, "one");
-}
-
-struct BadLineCase {
-  std::string line;
-  std::string expected;
-};
-
-TEST(JsonlTextReader, BadLinesNameFileAndLine) {
-  TempFiles tmp;
-  const std::vector<BadLineCase> cases = {
-      {"{\"text\": \"unterminated}", "invalid JSON"},
-      {"{\"txt\": \"typo\"}", "missing field \"text\""},
-      {"{\"text\": 42}", "field \"text\" must be a string, got number"},
-      {"{\"text\": null}", "must be a string, got null"},
-      {"[\"text\"]", "expected a JSON object"},
-  };
-  for (const BadLineCase& c : cases) {
-    std::string path = tmp.Write("bad.jsonl", "{\"text\": \"fine\"}\n\n" + c.line + "\n");
-    auto reader = JsonlTextReader::Open(path);
-    ASSERT_TRUE(reader.ok());
-    std::string text;
-    ASSERT_TRUE(*(*reader)->Next(&text));
-    auto more = (*reader)->Next(&text);
-    ASSERT_FALSE(more.ok()) << c.line;
-    EXPECT_EQ(more.status().code(), absl::StatusCode::kInvalidArgument);
-    EXPECT_TRUE(Contains(more.status(), path + ":3: ")) << more.status();
-    EXPECT_TRUE(Contains(more.status(), c.expected)) << more.status();
-  }
-}
-
-TEST(JsonlTextReader, MissingFileIsNotFoundNamingThePath) {
-  auto reader = JsonlTextReader::Open("/nonexistent/foak/data.jsonl");
-  ASSERT_FALSE(reader.ok());
-  EXPECT_EQ(reader.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_TRUE(Contains(reader.status(), "/nonexistent/foak/data.jsonl"));
 }
 
 TEST(Batcher, PaddedLayout) {
@@ -241,76 +128,6 @@ TEST(ShuffleBuffer, UniformIndexStaysInRange) {
     EXPECT_GT(c, 800);
     EXPECT_LT(c, 1200);
   }
-}
-
-std::string NumberedJsonl(int n) {
-  std::string s;
-  for (int i = 0; i < n; ++i) s += "{\"text\": \"" + std::to_string(i) + "\"}\n";
-  return s;
-}
-
-std::vector<std::string> ReadTexts(TextDataset& dataset, int n) {
-  ByteTokenizer tok;
-  std::vector<std::string> out;
-  for (int i = 0; i < n; ++i) {
-    auto e = dataset.Next();
-    EXPECT_TRUE(e.ok()) << e.status();
-    out.push_back(tok.Decode(*e));
-  }
-  return out;
-}
-
-TEST(TextDataset, SeededShuffleIsDeterministicPerEpoch) {
-  TempFiles tmp;
-  std::string path = tmp.Write("d.jsonl", NumberedJsonl(50));
-  auto open = [&](uint64_t seed, size_t buffer) {
-    TextDatasetOptions o;
-    o.path = path;
-    o.max_seq_len = 16;
-    o.seed = seed;
-    o.shuffle_buffer_size = buffer;
-    auto d = TextDataset::Open(o);
-    EXPECT_TRUE(d.ok()) << d.status();
-    return std::move(*d);
-  };
-  auto d1 = open(5, 20);
-  auto d2 = open(5, 20);
-  std::vector<std::string> a = ReadTexts(*d1, 100);
-  EXPECT_EQ(a, ReadTexts(*d2, 100));
-  EXPECT_EQ(d1->epoch(), 1);
-  std::vector<std::string> epoch0(a.begin(), a.begin() + 50), epoch1(a.begin() + 50, a.end());
-  EXPECT_NE(epoch0, epoch1);  // each epoch has its own order
-  std::sort(epoch0.begin(), epoch0.end());
-  std::sort(epoch1.begin(), epoch1.end());
-  EXPECT_EQ(epoch0, epoch1);  // ... of the same 50 examples
-  EXPECT_NE(a, ReadTexts(*open(6, 20), 100));
-  std::vector<std::string> in_order = ReadTexts(*open(5, 1), 3);
-  EXPECT_EQ(in_order, (std::vector<std::string>{"0", "1", "2"}));
-}
-
-TEST(TextDataset, CountsAndValidatesUpFront) {
-  TempFiles tmp;
-  // Lengths with <bos>/<eos>: 5, 4 and 9 truncated to max_seq_len 6.
-  std::string path = tmp.Write("c.jsonl", "{\"text\": \"abc\"}\n{\"text\": \"de\"}\n{\"text\": \"fghijkl\"}\n");
-  TextDatasetOptions o;
-  o.path = path;
-  o.max_seq_len = 6;
-  auto d = TextDataset::Open(o);
-  ASSERT_TRUE(d.ok()) << d.status();
-  EXPECT_EQ((*d)->stats().num_examples, 3);
-  EXPECT_EQ((*d)->stats().num_tokens, 5 + 4 + 6);
-  EXPECT_EQ((*d)->stats().num_packed_rows, 3);  // 5 | 4 | 6: no two fit one row of 6
-
-  std::string bad = tmp.Write("b.jsonl", "{\"text\": \"ok\"}\n{\"text\": 1}\n");
-  o.path = bad;
-  auto e = TextDataset::Open(o);
-  ASSERT_FALSE(e.ok());
-  EXPECT_TRUE(Contains(e.status(), bad + ":2:")) << e.status();
-
-  o.path = tmp.Write("e.jsonl", "\n\n");
-  auto empty = TextDataset::Open(o);
-  ASSERT_FALSE(empty.ok());
-  EXPECT_TRUE(Contains(empty.status(), "no examples")) << empty.status();
 }
 
 }  // namespace

@@ -23,6 +23,39 @@ TEST(ProtoJobSpec, DemoJobParses) {
   EXPECT_GT(spec.hyperparameters().learning_rate(), 0.0);
 }
 
+TEST(ProtoJobSpec, LoraJobAndEveryJobFieldParse) {
+  auto text = ReadFileToString(std::string(FOAK_SOURCE_DIR) + "/examples/lora_job.json");
+  ASSERT_TRUE(text.ok()) << text.status();
+  foak::v1::JobSpec spec;
+  auto st = google::protobuf::util::JsonStringToMessage(*text, &spec);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(spec.method(), "lora");
+  EXPECT_EQ(spec.lora().r(), 8);
+  EXPECT_EQ(spec.lora().target_modules().string_value(), "all-linear");
+  EXPECT_TRUE(spec.save_merged());
+
+  // Every field of the worker's job file (worker/train/job.h) has its proto twin.
+  foak::v1::JobSpec all;
+  st = google::protobuf::util::JsonStringToMessage(R"({"name": "n", "model": "m",
+      "dataset": {"train": "t", "validation": "v", "validation_split": 0.1, "format": "chat",
+                  "chat_template": {"user": {"prefix": "U: "}}, "train_on_prompt": true,
+                  "instructions_as_chat": true, "skip_bad_lines": true,
+                  "shuffle_buffer_size": 100},
+      "method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.1,
+                                 "target_modules": ["q_proj"], "use_rslora": true},
+      "save_merged": true, "output_dir": "o", "device": "cpu", "kernels": [],
+      "resume_from_checkpoint": true, "resume_ignore_mismatch": false,
+      "hyperparameters": {"eval_steps": 5, "eval_batch_size": 4, "save_total_limit": 2}})",
+                                                   &all);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(all.dataset().chat_template().struct_value().fields().at("user").struct_value()
+                .fields().at("prefix").string_value(),
+            "U: ");
+  EXPECT_EQ(all.lora().target_modules().list_value().values(0).string_value(), "q_proj");
+  EXPECT_TRUE(all.resume_from_checkpoint().bool_value());
+  EXPECT_EQ(all.hyperparameters().eval_steps(), 5);
+}
+
 TEST(ProtoJobSpec, UnknownFieldIsRejectedByName) {
   foak::v1::JobSpec spec;
   auto st = google::protobuf::util::JsonStringToMessage(

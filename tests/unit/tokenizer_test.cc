@@ -91,6 +91,16 @@ TEST(TokenizerTest, NoTokenizerFilesGiveTheByteTokenizer) {
   EXPECT_EQ((*tok)->Decode({256, 'o', 'k', 257}, /*skip_special=*/true), "ok");
 }
 
+TEST(TokenizerTest, ByteTokenizerRoundTripsEveryByte) {
+  std::unique_ptr<Tokenizer> tok = MakeByteTokenizer();
+  std::string all;
+  for (int b = 0; b < 256; ++b) all.push_back(static_cast<char>(b));
+  const std::vector<int64_t> ids = tok->Encode(all);
+  ASSERT_EQ(ids.size(), 256u);
+  for (int b = 0; b < 256; ++b) EXPECT_EQ(ids[b], b);
+  EXPECT_EQ(tok->Decode(ids), all);
+}
+
 TEST(TokenizerTest, RejectsUnsupportedPreTokenizerNamingFileAndPath) {
   const std::string dir = ::testing::TempDir() + "/bad_tok";
   ASSERT_TRUE(MakeDirs(dir).ok());

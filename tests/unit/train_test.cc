@@ -10,6 +10,7 @@
 #include <torch/utils.h>
 
 #include <cmath>
+#include <map>
 #include <memory>
 #include <random>
 #include <set>
@@ -20,6 +21,7 @@
 #include "nlohmann/json.hpp"
 #include "worker/data/batch.h"
 #include "worker/data/batcher.h"
+#include "worker/lora/lora.h"
 #include "worker/model/llama.h"
 #include "worker/model/model_config.h"
 #include "worker/model/safetensors.h"
@@ -30,6 +32,7 @@
 #include "worker/train/lr_schedule.h"
 #include "worker/train/metrics_writer.h"
 #include "worker/train/trainer.h"
+#include "worker/train/trainer_state.h"
 
 namespace foak {
 namespace {
@@ -75,10 +78,18 @@ TEST(JobConfig, DefaultsAndPathResolution) {
   ASSERT_NE(getcwd(buf, sizeof(buf)), nullptr);
   const std::string cwd = buf;
   EXPECT_EQ(job->model, cwd + "/models/tiny");
-  EXPECT_EQ(job->train_data, cwd + "/data/train.jsonl");
+  EXPECT_EQ(job->dataset.train, cwd + "/data/train.jsonl");
+  EXPECT_EQ(job->dataset.validation, "");
+  EXPECT_FALSE(job->dataset.has_validation());
+  EXPECT_EQ(job->dataset.chat_template, "");
+  EXPECT_FALSE(job->dataset.train_on_prompt);
+  EXPECT_FALSE(job->dataset.instructions_as_chat);
+  EXPECT_FALSE(job->dataset.skip_bad_lines);
+  EXPECT_EQ(job->dataset.shuffle_buffer_size, 10000);
+  EXPECT_FALSE(job->save_merged);
   EXPECT_EQ(job->output_dir, "/tmp/out");
   EXPECT_EQ(job->method, "full");
-  EXPECT_EQ(job->data_format, "text");
+  EXPECT_EQ(job->dataset.format, "auto");
   EXPECT_EQ(job->device, "auto");
   const Hyperparameters& h = job->hyperparameters;
   EXPECT_DOUBLE_EQ(h.learning_rate, 2e-5);
@@ -101,6 +112,72 @@ TEST(JobConfig, DefaultsAndPathResolution) {
   EXPECT_EQ(h.logging_steps, 1);
   EXPECT_EQ(h.save_steps, 0);
   EXPECT_EQ(h.max_shard_bytes, 5ll << 30);
+  EXPECT_EQ(h.eval_steps, 0);
+  EXPECT_EQ(h.eval_batch_size, 0);
+}
+
+TEST(JobConfig, DatasetAndLoraFieldsParse) {
+  auto job = ParseJobConfig(R"({"model": "m", "output_dir": "o",
+      "dataset": {"train": "t.jsonl", "validation": "v.jsonl", "format": "chat",
+                  "chat_template": "chatml", "train_on_prompt": true,
+                  "instructions_as_chat": true, "skip_bad_lines": true,
+                  "shuffle_buffer_size": 1},
+      "method": "lora", "save_merged": true,
+      "lora": {"r": 4, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"],
+               "use_rslora": true},
+      "hyperparameters": {"eval_steps": 20, "eval_batch_size": 16}})",
+                            "job.json");
+  ASSERT_TRUE(job.ok()) << job.status();
+  char buf[4096];
+  ASSERT_NE(getcwd(buf, sizeof(buf)), nullptr);
+  EXPECT_EQ(job->dataset.validation, std::string(buf) + "/v.jsonl");
+  EXPECT_TRUE(job->dataset.has_validation());
+  EXPECT_EQ(job->dataset.format, "chat");
+  EXPECT_EQ(job->dataset.chat_template, "chatml");
+  EXPECT_TRUE(job->dataset.train_on_prompt);
+  EXPECT_TRUE(job->dataset.instructions_as_chat);
+  EXPECT_TRUE(job->dataset.skip_bad_lines);
+  EXPECT_EQ(job->dataset.shuffle_buffer_size, 1);
+  EXPECT_EQ(job->method, "lora");
+  EXPECT_TRUE(job->save_merged);
+  EXPECT_EQ(job->lora.r, 4);
+  EXPECT_DOUBLE_EQ(job->lora.alpha, 16);
+  EXPECT_DOUBLE_EQ(job->lora.dropout, 0.05);
+  EXPECT_EQ(job->lora.target_modules, (std::vector<std::string>{"q_proj", "v_proj"}));
+  EXPECT_TRUE(job->lora.use_rslora);
+  EXPECT_EQ(job->hyperparameters.eval_steps, 20);
+  EXPECT_EQ(job->hyperparameters.eval_batch_size, 16);
+
+  // A custom chat template object, a validation fraction, LoRA defaults.
+  auto custom = ParseJobConfig(R"({"model": "m", "output_dir": "o", "method": "lora",
+      "dataset": {"train": "t.jsonl", "validation_split": 0.1,
+                  "chat_template": {"user": {"prefix": "U: ", "suffix": "\n"},
+                                    "assistant": {"prefix": "A: ", "suffix": "\n"}, "eos": true}}})",
+                               "job.json");
+  ASSERT_TRUE(custom.ok()) << custom.status();
+  EXPECT_DOUBLE_EQ(custom->dataset.validation_split, 0.1);
+  EXPECT_TRUE(custom->dataset.has_validation());
+  EXPECT_NE(custom->dataset.chat_template_json.find("\"U: \""), std::string::npos);
+  EXPECT_EQ(custom->lora.r, 8);
+  EXPECT_EQ(custom->lora.target_modules, (std::vector<std::string>{"all-linear"}));
+  auto all_linear = ParseJobConfig(R"({"model": "m", "output_dir": "o", "method": "lora",
+      "dataset": {"train": "t"}, "lora": {"target_modules": "all-linear"}})", "job.json");
+  ASSERT_TRUE(all_linear.ok()) << all_linear.status();
+  EXPECT_EQ(all_linear->lora.target_modules, (std::vector<std::string>{"all-linear"}));
+}
+
+TEST(JobConfig, DataShapingFieldsAreInTheFingerprintJson) {
+  auto a = ParseJobConfig(R"({"model": "m", "output_dir": "o", "dataset": {"train": "t"}})", "j");
+  auto b = ParseJobConfig(R"({"model": "m", "output_dir": "o",
+      "dataset": {"train": "t", "train_on_prompt": true}})", "j");
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_NE(DatasetOptionsToJson(a->dataset), DatasetOptionsToJson(b->dataset));
+  const auto j = nlohmann::json::parse(DatasetOptionsToJson(b->dataset));
+  for (const char* key : {"validation_split", "format", "chat_template", "train_on_prompt",
+                          "instructions_as_chat", "skip_bad_lines", "shuffle_buffer_size"}) {
+    EXPECT_TRUE(j.contains(key)) << key;
+  }
+  EXPECT_EQ(LoraToJson(*a), "{}");
 }
 
 TEST(JobConfig, DemoJobParses) {
@@ -176,13 +253,32 @@ TEST(JobConfig, ErrorsNameTheFieldAndWhatIsAllowed) {
       {R"({"model": "m", "output_dir": "o"})", {"dataset is required"}},
       {R"({"model": "m", "dataset": {}, "output_dir": "o"})", {"dataset.train is required"}},
       {R"({"model": "m", "dataset": {"train": "d", "format": "csv"}, "output_dir": "o"})",
-       {"dataset.format = \"csv\"", "\"text\""}},
+       {"dataset.format = \"csv\"", "auto, text, alpaca, prompt_completion, chat"}},
+      {R"({"model": "m", "dataset": {"train": "d", "validation": "v", "validation_split": 0.1},
+           "output_dir": "o"})",
+       {"dataset.validation_split", "together with dataset.validation"}},
+      {R"({"model": "m", "dataset": {"train": "d", "validation_split": 1}, "output_dir": "o"})",
+       {"dataset.validation_split = 1; expected a number in [0, 1)"}},
+      {R"({"model": "m", "dataset": {"train": "d", "chat_template": "llama9"}, "output_dir": "o"})",
+       {"dataset.chat_template", "llama3"}},
+      {R"({"model": "m", "dataset": {"train": "d", "chat_template": {"usr": {}}}, "output_dir": "o"})",
+       {"dataset.chat_template", "usr"}},
+      {R"({"model": "m", "dataset": {"train": "d", "shuffle_buffer_size": 0}, "output_dir": "o"})",
+       {"dataset.shuffle_buffer_size = 0; expected an integer >= 1"}},
+      {"{" + base + R"(, "lora": {"r": 8}})", {"lora is given but method is \"full\""}},
+      {"{" + base + R"(, "save_merged": true})", {"save_merged", "\"method\": \"lora\""}},
+      {"{" + base + R"(, "method": "lora", "lora": {"r": 0}})", {"lora.r = 0; expected an integer >= 1"}},
+      {"{" + base + R"(, "method": "lora", "lora": {"rank": 4}})", {"unknown key 'lora.rank'", "alpha"}},
+      {"{" + base + R"(, "method": "lora", "lora": {"target_modules": ["lm_head"]}})",
+       {"job.json: lora:", "lm_head"}},
+      {"{" + base + R"(, "method": "lora", "lora": {"target_modules": 3}})",
+       {"lora.target_modules = 3", "all-linear"}},
+      {"{" + base + R"(, "hyperparameters": {"eval_steps": -1}})",
+       {"hyperparameters.eval_steps = -1; expected an integer >= 0"}},
       {R"({"model": "m", "dataset": {"train": "d", "extra": 1}, "output_dir": "o"})",
        {"unknown key 'dataset.extra'", "train"}},
-      {R"({"model": "m", "dataset": {"train": "d", "validation": "v"}, "output_dir": "o"})",
-       {"dataset.validation", "not supported yet"}},
       {R"({"model": "m", "dataset": {"train": "d"}})", {"output_dir is required"}},
-      {"{" + base + R"(, "method": "lora"})", {"method = \"lora\"", "\"full\""}},
+      {"{" + base + R"(, "method": "qlora"})", {"method = \"qlora\"", "\"full\" or \"lora\""}},
       {"{" + base + R"(, "device": "gpu"})", {"device = \"gpu\"", "auto, cpu, cuda, cuda:N"}},
       {"{" + base + R"(, "device": "cuda:x"})", {"device = \"cuda:x\""}},
       {"{" + base + R"(, "kernels": ["rms_norm"]})", {"kernels", "issue 4"}},
@@ -451,6 +547,74 @@ TEST(Trainer, SameSeedGivesBitIdenticalRuns) {
   for (size_t i = 0; i < params1.size(); ++i) EXPECT_TRUE(torch::equal(params1[i], params2[i]));
   auto [losses3, params3] = run(6);
   EXPECT_NE(losses1, losses3);
+}
+
+TEST(Trainer, LoraBf16MixedTrainsOnlyFp32AdaptersOverAFrozenBf16Base) {
+  torch::manual_seed(1);
+  LlamaForCausalLM model(TinyConfig());
+  LoraConfig lora;
+  lora.r = 4;
+  lora.alpha = 8;
+  lora.dropout = 0.5;
+  ASSERT_TRUE(ApplyLora(model, lora).ok());
+  TrainerOptions o = Options(Precision::kBf16Mixed);
+  o.keep_trainable_fp32 = true;
+  auto created = Trainer::Create(model, o, torch::Device(torch::kCPU));
+  ASSERT_TRUE(created.ok()) << created.status();
+  Trainer& trainer = **created;
+  std::map<std::string, torch::Tensor> base_before;
+  for (const auto& item : trainer.model()->named_parameters()) {
+    const bool is_lora = item.key().find(".lora_") != std::string::npos;
+    EXPECT_EQ(item.value().requires_grad(), is_lora) << item.key();
+    EXPECT_EQ(item.value().scalar_type(), is_lora ? torch::kFloat : torch::kBFloat16) << item.key();
+    if (!is_lora) base_before[item.key()] = item.value().clone();
+  }
+  for (const auto& group : trainer.optimizer().groups()) {
+    for (const auto& name : group.names) EXPECT_NE(name.find(".lora_"), std::string::npos) << name;
+  }
+  for (const auto& [name, tensor] : trainer.optimizer().NamedState()) {
+    EXPECT_EQ(name.find(".master"), std::string::npos) << "no masters: the adapters are fp32";
+    EXPECT_EQ(tensor.scalar_type(), torch::kFloat) << name;
+  }
+  Batch batch = Batcher::MakePaddedBatch(Examples(2, 4), 257);
+  ASSERT_TRUE(trainer.Step({batch}).ok());
+  for (const auto& item : trainer.model()->named_parameters()) {
+    if (item.key().find(".lora_B") != std::string::npos) {
+      EXPECT_GT(item.value().abs().sum().item<double>(), 0) << item.key() << " was trained";
+    } else if (base_before.count(item.key())) {
+      EXPECT_TRUE(torch::equal(item.value(), base_before[item.key()])) << item.key() << " moved";
+    }
+  }
+  // Evaluation in eval mode: adapter dropout off, so the loss is reproducible.
+  trainer.model()->eval();
+  auto a = trainer.EvalLossSums(batch);
+  auto b = trainer.EvalLossSums(batch);
+  trainer.model()->train();
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->loss_sum, b->loss_sum);
+  EXPECT_EQ(a->target_tokens, batch.NumTargetTokens());
+}
+
+TEST(TrainerState, DataOptionsLoraAndExamplePositionRoundTripAndAreCompared) {
+  TrainerState s;
+  s.examples_consumed = 1234;
+  s.fingerprint.hyperparameters_json = R"({"eval_steps": 5})";
+  s.fingerprint.dataset_options_json = R"({"format":"chat","train_on_prompt":false})";
+  s.fingerprint.lora_json = R"({"r":8})";
+  auto parsed = ParseTrainerState(TrainerStateToJson(s), "trainer_state.json");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->examples_consumed, 1234);
+  EXPECT_EQ(parsed->fingerprint.dataset_options_json, s.fingerprint.dataset_options_json);
+  EXPECT_EQ(parsed->fingerprint.lora_json, s.fingerprint.lora_json);
+
+  RunFingerprint changed = parsed->fingerprint;
+  changed.hyperparameters_json = R"({"eval_steps": 50})";  // evaluation may change freely
+  EXPECT_TRUE(CheckResumeCompatible(parsed->fingerprint, changed, "ckpt").ok());
+  changed.dataset_options_json = R"({"format":"chat","train_on_prompt":true})";
+  changed.lora_json = R"({"r":4})";
+  absl::Status st = CheckResumeCompatible(parsed->fingerprint, changed, "ckpt");
+  EXPECT_TRUE(Contains(st, "dataset.train_on_prompt: false -> true")) << st;
+  EXPECT_TRUE(Contains(st, "lora.r: 8 -> 4")) << st;
 }
 
 TEST(Trainer, Bf16MixedKeepsFp32MastersAndSavesThem) {

@@ -57,7 +57,7 @@ class Batcher {
  public:
   // Examples with their own labels (ExampleDataset::Next).
   static Batcher FromExamples(const BatcherOptions& options, LabeledExampleSource source);
-  // Legacy ids-only source (TextDataset::Next): every token is a target.
+  // Legacy ids-only source: every token is a target.
   Batcher(const BatcherOptions& options, ExampleSource source);
 
   absl::StatusOr<Batch> Next();

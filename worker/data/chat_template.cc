@@ -91,6 +91,16 @@ std::vector<Segment> ChatTemplate::Render(const std::vector<Message>& messages) 
   return out;
 }
 
+std::vector<Segment> ChatTemplate::RenderGenerationPrompt(
+    const std::vector<Message>& messages) const {
+  std::vector<Segment> out = Render(messages);
+  if (!Trim(assistant.prefix).empty()) {
+    out.push_back(Segment::Text(assistant.prefix, false, true));
+  }
+  for (Segment& s : out) s.trained = false;
+  return out;
+}
+
 absl::StatusOr<ChatTemplate> BuiltinChatTemplate(std::string_view name) {
   if (name == "llama3") {
     ChatTemplate t =

@@ -88,6 +88,14 @@ struct ChatTemplate {
 
   // Segments of a chat (messages as ParseRecord accepts them).
   std::vector<Segment> Render(const std::vector<Message>& messages) const;
+
+  // The prompt a model continues to write the next assistant turn (the
+  // published templates' add_generation_prompt): Render(messages) followed by
+  // the assistant prefix. `messages` should end with a user turn (system
+  // only first). An assistant prefix of only whitespace (llama2's " ") is left
+  // out, as Llama 2's template ends the prompt at "[/INST]": the answer's
+  // first token brings the space. Every segment is untrained.
+  std::vector<Segment> RenderGenerationPrompt(const std::vector<Message>& messages) const;
 };
 
 // "llama3", "llama2", "mistral", "chatml", "qwen2", "granite", "plain"; the

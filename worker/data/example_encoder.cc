@@ -1,6 +1,8 @@
 #include "worker/data/example_encoder.h"
 
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 
@@ -15,7 +17,30 @@ constexpr char kAlpacaNoInput[] =
     "Below is an instruction that describes a task. Write a response that appropriately "
     "completes the request.\n\n### Instruction:\n";
 
+// One segment's ids: text tokenized per its parse_special, BOS/EOS as the
+// tokenizer's ids (none when it lacks them, e.g. Qwen2 has no BOS).
+std::vector<int64_t> SegmentIds(const Segment& s, const Tokenizer& tokenizer) {
+  if (s.kind == Segment::kText) {
+    if (s.text.empty()) return {};
+    return tokenizer.Encode(s.text, s.parse_special);
+  }
+  const SpecialTokens& special = tokenizer.special();
+  const std::optional<int64_t>& id = s.kind == Segment::kBos ? special.bos_id : special.eos_id;
+  if (!id.has_value()) return {};
+  return {*id};
+}
+
 }  // namespace
+
+std::vector<int64_t> EncodeSegments(const std::vector<Segment>& segments,
+                                    const Tokenizer& tokenizer) {
+  std::vector<int64_t> ids;
+  for (const Segment& s : segments) {
+    std::vector<int64_t> part = SegmentIds(s, tokenizer);
+    ids.insert(ids.end(), part.begin(), part.end());
+  }
+  return ids;
+}
 
 absl::StatusOr<ExampleEncoder> ExampleEncoder::Create(const EncoderOptions& options,
                                                       const Tokenizer* tokenizer) {
@@ -83,18 +108,9 @@ std::vector<Segment> ExampleEncoder::Render(const Record& record) const {
 }
 
 EncodeResult ExampleEncoder::Encode(const Record& record) const {
-  const SpecialTokens& special = tokenizer_->special();
   Example e;
   for (const Segment& s : Render(record)) {
-    std::vector<int64_t> ids;
-    if (s.kind == Segment::kText) {
-      if (s.text.empty()) continue;
-      ids = tokenizer_->Encode(s.text, s.parse_special);
-    } else {
-      const std::optional<int64_t>& id = s.kind == Segment::kBos ? special.bos_id : special.eos_id;
-      if (!id.has_value()) continue;  // e.g. Qwen2 has no BOS
-      ids.push_back(*id);
-    }
+    const std::vector<int64_t> ids = SegmentIds(s, *tokenizer_);
     const bool trained = s.trained || options_.train_on_prompt;
     for (int64_t id : ids) {
       e.input_ids.push_back(id);

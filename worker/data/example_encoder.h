@@ -86,6 +86,13 @@ class ExampleEncoder {
   const Tokenizer* tokenizer_;
 };
 
+// The ids of rendered segments, tokenized one by one exactly as Encode does
+// (kBos/kEos become the tokenizer's ids, skipped when it has none), with no
+// labels and no truncation: a prompt for generation, e.g.
+// EncodeSegments(chat_template.RenderGenerationPrompt(messages), tokenizer).
+std::vector<int64_t> EncodeSegments(const std::vector<Segment>& segments,
+                                    const Tokenizer& tokenizer);
+
 }  // namespace foak
 
 #endif  // FOAK_WORKER_DATA_EXAMPLE_ENCODER_H_

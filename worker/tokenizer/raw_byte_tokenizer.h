@@ -1,12 +1,8 @@
-// RawByteTokenizer: the Tokenizer face of the byte tokenizer that
-// worker/data/byte_tokenizer.h defines (ids 0-255 = bytes, <bos> = 256,
+// RawByteTokenizer: the byte tokenizer (ids 0-255 = bytes, <bos> = 256,
 // <eos> = 257, which also pads). It is what LoadTokenizer returns for a model
 // folder without tokenizer files, so the debug model of examples/ trains
-// through the same interface as a real model. The ids must stay identical to
-// foak::ByteTokenizer's: checkpoints of the debug model depend on them.
-//
-// It lives here (and does not wrap foak::ByteTokenizer) so that foak_tokenizer
-// does not depend on foak_data: the data pipeline links this library.
+// through the same interface as a real model. The ids must never change:
+// checkpoints of the debug model depend on them.
 #ifndef FOAK_WORKER_TOKENIZER_RAW_BYTE_TOKENIZER_H_
 #define FOAK_WORKER_TOKENIZER_RAW_BYTE_TOKENIZER_H_
 

@@ -29,6 +29,16 @@ class BatchSource {
     for (int64_t i = 0; i < n; ++i) RETURN_IF_ERROR(Next().status());
     return absl::OkStatus();
   }
+  // Examples inside the batches returned so far, or -1 when the source does
+  // not count them. Recorded in checkpoints next to the micro-batch count.
+  virtual int64_t examples_consumed() const { return -1; }
+  // Resume: continue as a source that already returned `micro_batches`
+  // batches holding `examples` examples (-1 = unknown). A source that can seek
+  // by examples overrides this; the default replays Skip(micro_batches).
+  virtual absl::Status Resume(int64_t micro_batches, int64_t examples) {
+    (void)examples;
+    return Skip(micro_batches);
+  }
 };
 
 }  // namespace foak

@@ -35,13 +35,7 @@ absl::Status WriteWeightsAndTokenizer(Trainer& trainer, const std::string& dir,
   save.max_shard_bytes = options.max_shard_bytes;
   RETURN_IF_ERROR(trainer.SaveWeights(dir, save));
   if (options.tokenizer_source_dir.empty()) return absl::OkStatus();
-  for (const std::string& name : TokenizerFileNames()) {
-    const std::string from = JoinPath(options.tokenizer_source_dir, name);
-    if (!PathExists(from)) continue;
-    ASSIGN_OR_RETURN(std::string contents, ReadFileToString(from));
-    RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, name), contents));
-  }
-  return absl::OkStatus();
+  return CopyTokenizerFiles(options.tokenizer_source_dir, dir);
 }
 
 std::optional<DType> StateDtype(torch::Dtype dtype) {
@@ -100,6 +94,16 @@ absl::Status WriteTrainingCheckpointInto(Trainer& trainer, const TrainerState& s
 }
 
 }  // namespace
+
+absl::Status CopyTokenizerFiles(const std::string& source_dir, const std::string& dir) {
+  for (const std::string& name : TokenizerFileNames()) {
+    const std::string from = JoinPath(source_dir, name);
+    if (!PathExists(from)) continue;
+    ASSIGN_OR_RETURN(std::string contents, ReadFileToString(from));
+    RETURN_IF_ERROR(WriteFileAtomically(JoinPath(dir, name), contents));
+  }
+  return absl::OkStatus();
+}
 
 const std::vector<std::string>& TokenizerFileNames() {
   static const std::vector<std::string> kNames = {"tokenizer.json", "tokenizer_config.json",

@@ -8,6 +8,8 @@
 // to continue the run exactly (transformers' Trainer layout, foak's formats):
 //   config.json, model*.safetensors, tokenizer files   the model (fp32 masters
 //                                                      in bf16-mixed), as final/
+//   (LoRA: adapter_config.json + adapter_model.safetensors + tokenizer files
+//    instead, written by CheckpointOptions::save_model; lora_training.h)
 //   optimizer.safetensors   AdamW state keyed by parameter name (see
 //                           AdamW::NamedState), metadata step_count, precision
 //   trainer_state.json      step, data position, LR schedule, RNG states,
@@ -38,6 +40,10 @@ namespace foak {
 
 // The tokenizer files copied when present in the source model folder.
 const std::vector<std::string>& TokenizerFileNames();
+
+// Copies the TokenizerFileNames() present in `source_dir` into `dir` (each
+// written atomically); none present is fine.
+absl::Status CopyTokenizerFiles(const std::string& source_dir, const std::string& dir);
 
 struct CheckpointOptions {
   std::string tokenizer_source_dir;  // "" = copy no tokenizer files

@@ -72,10 +72,18 @@ absl::Status IsCompleteCheckpoint(const std::string& dir) {
                                                       state.global_step, " but the folder is ",
                                                       name));
   }
-  for (const char* file : {kOptimizerStateFile, "config.json"}) {
-    if (!PathExists(JoinPath(dir, file))) {
-      return absl::FailedPreconditionError(absl::StrCat(dir, " lacks ", file));
-    }
+  if (!PathExists(JoinPath(dir, kOptimizerStateFile))) {
+    return absl::FailedPreconditionError(absl::StrCat(dir, " lacks ", kOptimizerStateFile));
+  }
+  // A full fine-tune's checkpoint holds the model (config.json + weights); a
+  // LoRA run's holds the adapter (the base is the job's model folder).
+  const bool model = PathExists(JoinPath(dir, "config.json"));
+  const bool adapter = PathExists(JoinPath(dir, "adapter_config.json")) &&
+                       PathExists(JoinPath(dir, "adapter_model.safetensors"));
+  if (!model && !adapter) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir, " lacks config.json (a model) and adapter_config.json + "
+             "adapter_model.safetensors (a LoRA adapter)"));
   }
   return absl::OkStatus();
 }

@@ -14,7 +14,9 @@
 //
 // Completeness (IsCompleteCheckpoint): the name is exactly checkpoint-<digits>
 // and trainer_state.json exists and parses with "complete": true and the same
-// global_step. trainer_state.json is written last, so this also rejects
+// global_step, optimizer.safetensors exists, and so does the model part:
+// config.json (full fine-tune) or adapter_config.json +
+// adapter_model.safetensors (LoRA). trainer_state.json is written last, so this also rejects
 // folders copied by hand halfway or written by an older foak (weights only).
 #ifndef FOAK_WORKER_TRAIN_CHECKPOINT_DIR_H_
 #define FOAK_WORKER_TRAIN_CHECKPOINT_DIR_H_

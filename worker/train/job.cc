@@ -13,6 +13,8 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "worker/data/chat_template.h"
+#include "worker/data/record.h"
 
 namespace foak {
 namespace {
@@ -103,6 +105,8 @@ class ObjectReader {
     return absl::OkStatus();
   }
 
+  const std::string& source() const { return source_; }
+
   // Call after reading every known field.
   absl::Status CheckNoUnknownKeys() const {
     for (auto it = object_.begin(); it != object_.end(); ++it) {
@@ -162,6 +166,8 @@ absl::Status ParseHyperparameters(ObjectReader& r, Hyperparameters* h) {
   RETURN_IF_ERROR(r.Int("save_steps", 0, &h->save_steps));
   RETURN_IF_ERROR(r.Int("save_total_limit", 0, &h->save_total_limit));
   RETURN_IF_ERROR(r.Int("max_shard_bytes", 1, &h->max_shard_bytes));
+  RETURN_IF_ERROR(r.Int("eval_steps", 0, &h->eval_steps));
+  RETURN_IF_ERROR(r.Int("eval_batch_size", 0, &h->eval_batch_size));
   return r.CheckNoUnknownKeys();
 }
 
@@ -173,6 +179,72 @@ absl::StatusOr<std::string> RequiredPath(ObjectReader& r, const std::string& key
     return r.Error(key, absl::StrCat("is required: ", what));
   }
   return Absolute(value);
+}
+
+absl::Status ParseDataset(ObjectReader& d, DatasetConfig* out) {
+  ASSIGN_OR_RETURN(out->train, RequiredPath(d, "train", "a JSONL file of training examples"));
+  RETURN_IF_ERROR(d.String("validation", &out->validation));
+  if (!out->validation.empty()) out->validation = Absolute(out->validation);
+  RETURN_IF_ERROR(d.Number("validation_split", [](double x) { return x >= 0 && x < 1; },
+                           "a number in [0, 1)", &out->validation_split));
+  if (!out->validation.empty() && out->validation_split > 0) {
+    return d.Error("validation_split", "is given together with dataset.validation; use one: a "
+                                       "separate validation file or a fraction of train");
+  }
+  RETURN_IF_ERROR(d.String("format", &out->format));
+  if (out->format.empty()) out->format = "auto";
+  if (!ParseDataFormat(out->format).ok()) {
+    return d.BadValue("format", "one of auto, text, alpaca, prompt_completion, chat");
+  }
+  if (const Json* t = d.Get("chat_template"); t != nullptr) {
+    if (t->is_string()) {
+      out->chat_template = t->get<std::string>();
+      absl::StatusOr<ChatTemplate> builtin = BuiltinChatTemplate(out->chat_template);
+      if (!builtin.ok()) return d.Error("chat_template", absl::StrCat("= ", builtin.status().message()));
+    } else if (t->is_object()) {
+      absl::StatusOr<ChatTemplate> custom = ParseChatTemplate(*t, d.FieldPath("chat_template"));
+      if (!custom.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(d.source(), ": ", custom.status().message()));
+      }
+      out->chat_template_json = t->dump();
+    } else {
+      return d.BadValue("chat_template", "a template name (llama3, llama2, mistral, chatml, qwen2, "
+                                         "granite, plain) or a custom template object");
+    }
+  }
+  RETURN_IF_ERROR(d.Bool("train_on_prompt", &out->train_on_prompt));
+  RETURN_IF_ERROR(d.Bool("instructions_as_chat", &out->instructions_as_chat));
+  RETURN_IF_ERROR(d.Bool("skip_bad_lines", &out->skip_bad_lines));
+  RETURN_IF_ERROR(d.Int("shuffle_buffer_size", 1, &out->shuffle_buffer_size));
+  return d.CheckNoUnknownKeys();
+}
+
+absl::Status ParseLora(ObjectReader& l, LoraConfig* out) {
+  RETURN_IF_ERROR(l.Int("r", 1, &out->r));
+  RETURN_IF_ERROR(l.Number("alpha", [](double x) { return x > 0; }, "a number > 0", &out->alpha));
+  RETURN_IF_ERROR(l.Number("dropout", [](double x) { return x >= 0 && x < 1; },
+                           "a number in [0, 1)", &out->dropout));
+  if (const Json* t = l.Get("target_modules"); t != nullptr) {
+    const std::string expected = absl::StrCat(
+        "\"all-linear\" or a list of ", absl::StrJoin(LoraTargetModuleNames(), ", "));
+    out->target_modules.clear();
+    if (t->is_string()) {
+      out->target_modules.push_back(t->get<std::string>());
+    } else if (t->is_array()) {
+      for (const Json& name : *t) {
+        if (!name.is_string()) return l.BadValue("target_modules", expected);
+        out->target_modules.push_back(name.get<std::string>());
+      }
+    } else {
+      return l.BadValue("target_modules", expected);
+    }
+  }
+  RETURN_IF_ERROR(l.Bool("use_rslora", &out->use_rslora));
+  RETURN_IF_ERROR(l.CheckNoUnknownKeys());
+  if (absl::Status s = ValidateLoraConfig(*out); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(l.source(), ": lora: ", s.message()));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -211,30 +283,30 @@ absl::StatusOr<JobConfig> ParseJobConfig(const std::string& json_text, const std
 
   const Json* dataset = r.Get("dataset");
   if (dataset == nullptr) {
-    return r.Error("dataset", "is required: {\"train\": \"FILE.jsonl\", \"format\": \"text\"}");
+    return r.Error("dataset", "is required: {\"train\": \"FILE.jsonl\", \"format\": \"auto\"}");
   }
   if (!dataset->is_object()) return r.BadValue("dataset", "an object like {\"train\": \"FILE.jsonl\"}");
   ObjectReader d(*dataset, source, "dataset");
-  ASSIGN_OR_RETURN(job.train_data,
-                   RequiredPath(d, "train", "a JSONL file of {\"text\": ...} lines"));
-  std::string validation;
-  RETURN_IF_ERROR(d.String("validation", &validation));
-  if (!validation.empty()) {
-    return d.Error("validation", "is not supported yet (validation loss arrives with issue 3); "
-                                 "remove it");
-  }
-  RETURN_IF_ERROR(d.String("format", &job.data_format));
-  if (job.data_format.empty()) job.data_format = "text";
-  if (job.data_format != "text") {
-    return d.BadValue("format", "\"text\" (lines of {\"text\": ...}); more formats arrive with "
-                                "issue 3");
-  }
-  RETURN_IF_ERROR(d.CheckNoUnknownKeys());
+  RETURN_IF_ERROR(ParseDataset(d, &job.dataset));
 
   RETURN_IF_ERROR(r.String("method", &job.method));
   if (job.method.empty()) job.method = "full";
-  if (job.method != "full") {
-    return r.BadValue("method", "\"full\" (lora and qlora arrive with issues 3 and 10)");
+  if (job.method != "full" && job.method != "lora") {
+    return r.BadValue("method", "\"full\" or \"lora\" (qlora arrives with issue 10)");
+  }
+  if (const Json* lora = r.Get("lora"); lora != nullptr) {
+    if (job.method != "lora") {
+      return r.Error("lora", "is given but method is \"full\"; set \"method\": \"lora\" or "
+                             "remove the lora object");
+    }
+    if (!lora->is_object()) return r.BadValue("lora", "an object like {\"r\": 8, \"alpha\": 16}");
+    ObjectReader l(*lora, source, "lora");
+    RETURN_IF_ERROR(ParseLora(l, &job.lora));
+  }
+  RETURN_IF_ERROR(r.Bool("save_merged", &job.save_merged));
+  if (job.save_merged && job.method != "lora") {
+    return r.Error("save_merged", "is only meaningful with \"method\": \"lora\" (a full "
+                                  "fine-tune's final/ is already a whole model)");
   }
   if (const Json* hp = r.Get("hyperparameters"); hp != nullptr) {
     if (!hp->is_object()) return r.BadValue("hyperparameters", "an object");
@@ -313,6 +385,32 @@ std::string HyperparametersToJson(const Hyperparameters& h) {
   j["save_steps"] = h.save_steps;
   j["save_total_limit"] = h.save_total_limit;
   j["max_shard_bytes"] = h.max_shard_bytes;
+  j["eval_steps"] = h.eval_steps;
+  j["eval_batch_size"] = h.eval_batch_size;
+  return j.dump();
+}
+
+std::string DatasetOptionsToJson(const DatasetConfig& d) {
+  nlohmann::ordered_json j;
+  j["validation_split"] = d.validation_split;
+  j["format"] = d.format;
+  j["chat_template"] = d.chat_template_json.empty() ? nlohmann::ordered_json(d.chat_template)
+                                                    : nlohmann::ordered_json::parse(d.chat_template_json);
+  j["train_on_prompt"] = d.train_on_prompt;
+  j["instructions_as_chat"] = d.instructions_as_chat;
+  j["skip_bad_lines"] = d.skip_bad_lines;
+  j["shuffle_buffer_size"] = d.shuffle_buffer_size;
+  return j.dump();
+}
+
+std::string LoraToJson(const JobConfig& job) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  if (job.method != "lora") return j.dump();
+  j["r"] = job.lora.r;
+  j["alpha"] = job.lora.alpha;
+  j["dropout"] = job.lora.dropout;
+  j["target_modules"] = job.lora.target_modules;
+  j["use_rslora"] = job.lora.use_rslora;
   return j.dump();
 }
 

@@ -4,15 +4,27 @@
 // complete example:
 //
 //   {"name": "demo", "model": "demo/debug-model",
-//    "dataset": {"train": "examples/data/demo_train.jsonl", "format": "text"},
+//    "dataset": {"train": "examples/data/arith_train.jsonl",
+//                "validation": "examples/data/arith_valid.jsonl", "format": "chat"},
 //    "method": "full", "output_dir": "demo/out", "device": "auto",
-//    "hyperparameters": {"learning_rate": 0.003, "max_steps": 60, ...}}
+//    "hyperparameters": {"learning_rate": 0.005, "max_steps": 160, "eval_steps": 20, ...}}
+//
+// examples/lora_job.json is the same job with "method": "lora" and a "lora"
+// object. Output folder layout (output_dir):
+//   metrics.jsonl        one line per logged step and one per evaluation
+//   checkpoint-<step>/   resumable checkpoints (save_steps)
+//   final/               method full: the trained model (config.json +
+//                        safetensors + tokenizer files); method lora: the PEFT
+//                        adapter (adapter_config.json + adapter_model.safetensors,
+//                        base_model_name_or_path = the model folder) + tokenizer files
+//   merged/              method lora with save_merged: base + adapter merged
+//                        into a plain Hugging Face model folder
 //
 // Parsing is strict: an unknown key is an error naming it and the valid keys
 // (a typo must not silently fall back to a default), and every wrong type or
 // range names the field path and what is allowed, e.g.
 //   job.json: hyperparameters.lr_scheduler = 'cosin'; expected one of cosine, linear, constant
-// Relative paths (model, dataset.train, output_dir) are resolved against the
+// Relative paths (model, dataset.train, dataset.validation, output_dir) are resolved against the
 // current directory when the file is parsed. No torch here.
 #ifndef FOAK_WORKER_TRAIN_JOB_H_
 #define FOAK_WORKER_TRAIN_JOB_H_
@@ -22,6 +34,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "worker/lora/lora_config.h"
 #include "worker/train/lr_schedule.h"
 #include "worker/train/precision.h"
 
@@ -52,6 +65,29 @@ struct Hyperparameters {
                                          // end; 0 = no resumable checkpoints, only final/
   int64_t save_total_limit = 0;          // >= 0: keep the newest K checkpoint-<step>/; 0 = all
   int64_t max_shard_bytes = 5ll << 30;   // > 0: safetensors shard size, as transformers' "5GB"
+  int64_t eval_steps = 0;                // >= 0: validation loss every N steps and at the end;
+                                         // 0 = only at the end (when there is validation data)
+  int64_t eval_batch_size = 0;           // >= 0: padded rows per validation batch; 0 = batch_size
+};
+
+// dataset: the training data and how lines become examples (worker/data).
+struct DatasetConfig {
+  std::string train;               // JSONL file (absolute after parsing), required
+  std::string validation;          // JSONL file for validation loss (absolute), optional
+  double validation_split = 0.0;   // [0, 1): fraction of train lines held out for validation;
+                                   // exclusive with `validation`
+  std::string format = "auto";     // auto | text | alpaca | prompt_completion | chat (record.h)
+  // Chat template: a built-in name (chat_template.h) or, when
+  // chat_template_json is set, a custom template object. Both empty = the
+  // model family's default (DefaultChatTemplate).
+  std::string chat_template;
+  std::string chat_template_json;  // the custom object, as JSON text
+  bool train_on_prompt = false;    // loss on prompt tokens too
+  bool instructions_as_chat = false;  // alpaca / prompt_completion through the chat template
+  bool skip_bad_lines = false;     // count and skip malformed lines instead of failing
+  int64_t shuffle_buffer_size = 10000;  // >= 1 lines held for shuffling (1 = file order)
+
+  bool has_validation() const { return !validation.empty() || validation_split > 0; }
 };
 
 // Where training starts (transformers' resume_from_checkpoint). JSON:
@@ -70,9 +106,12 @@ struct ResumeFrom {
 struct JobConfig {
   std::string name;          // optional, for logs
   std::string model;         // Hugging Face model folder (absolute after parsing), required
-  std::string train_data;    // dataset.train: JSONL of {"text": ...} (absolute), required
-  std::string data_format = "text";  // dataset.format: only "text" so far
-  std::string method = "full";       // only "full" so far (lora: issue 3)
+  DatasetConfig dataset;
+  std::string method = "full";  // "full" | "lora"
+  // method lora: the adapter ("lora": {"r", "alpha", "dropout", "target_modules",
+  // "use_rslora"}; defaults as LoraConfig). An error with method full.
+  LoraConfig lora;
+  bool save_merged = false;  // method lora: also write output_dir/merged/ (base + adapter)
   Hyperparameters hyperparameters;
   std::string output_dir;    // absolute after parsing, required
   std::string device = "auto";  // "auto" (CUDA when available) | "cpu" | "cuda" | "cuda:N"
@@ -93,6 +132,12 @@ struct JobConfig {
 // The hyperparameters as a JSON object with the job file's keys and
 // spellings (recorded in each checkpoint's trainer_state.json).
 std::string HyperparametersToJson(const Hyperparameters& h);
+// The dataset fields that shape the training example stream (everything but
+// the file names, whose contents are fingerprinted separately), as a JSON
+// object with the job file's keys.
+std::string DatasetOptionsToJson(const DatasetConfig& d);
+// The lora object as a JSON object ("{}" for method full).
+std::string LoraToJson(const JobConfig& job);
 
 // Parses a resume_from_checkpoint value given as text (the CLI's --resume):
 // "latest" | "true" | "false" | "none" | a path (made absolute).

@@ -31,8 +31,21 @@ std::string MetricsWriter::ToJsonLine(const StepMetrics& m) {
   return j.dump();
 }
 
-absl::Status MetricsWriter::Write(const StepMetrics& metrics) {
-  const std::string line = ToJsonLine(metrics) + "\n";
+std::string MetricsWriter::ToJsonLine(const EvalMetrics& m) {
+  nlohmann::ordered_json j;
+  j["step"] = m.step;
+  j["eval_loss"] = std::isfinite(m.eval_loss) ? nlohmann::ordered_json(m.eval_loss) : nullptr;
+  j["eval_tokens"] = m.eval_tokens;
+  j["eval_examples"] = m.eval_examples;
+  j["eval_s"] = m.eval_s;
+  return j.dump();
+}
+
+absl::Status MetricsWriter::Write(const StepMetrics& metrics) { return WriteLine(ToJsonLine(metrics)); }
+absl::Status MetricsWriter::Write(const EvalMetrics& metrics) { return WriteLine(ToJsonLine(metrics)); }
+
+absl::Status MetricsWriter::WriteLine(const std::string& json) {
+  const std::string line = json + "\n";
   if (std::fputs(line.c_str(), file_) < 0 || std::fflush(file_) != 0) {
     return ErrnoStatus("cannot write metrics to", path_, errno);
   }

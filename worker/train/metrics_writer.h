@@ -14,6 +14,14 @@
 // are about one per sequence fewer); tokens_per_second: tokens / their wall
 // time; peak_memory_bytes: CUDA allocator peak, or the process's peak RSS on
 // CPU; elapsed_s: since training started. A non-finite loss is written as null.
+//
+// An evaluation (dataset validation data, every eval_steps and at the end) is
+// a line of its own, after the step's training line:
+//   {"step": 20, "eval_loss": 1.87, "eval_tokens": 4210, "eval_examples": 200,
+//    "eval_s": 0.31}
+// eval_loss: sum of the token losses over the whole validation set / the
+// number of target tokens (eval_tokens), the model in eval mode (no dropout).
+// A consumer tells the two kinds apart by the "loss" / "eval_loss" key.
 #ifndef FOAK_WORKER_TRAIN_METRICS_WRITER_H_
 #define FOAK_WORKER_TRAIN_METRICS_WRITER_H_
 
@@ -37,6 +45,14 @@ struct StepMetrics {
   double elapsed_s = 0;
 };
 
+struct EvalMetrics {
+  int64_t step = 0;
+  double eval_loss = 0;
+  int64_t eval_tokens = 0;    // target tokens
+  int64_t eval_examples = 0;
+  double eval_s = 0;          // wall time of the pass
+};
+
 class MetricsWriter {
  public:
   // Appends to `path` (created if absent). `echo` (may be null) gets each line too.
@@ -47,9 +63,12 @@ class MetricsWriter {
   MetricsWriter& operator=(const MetricsWriter&) = delete;
 
   absl::Status Write(const StepMetrics& metrics);
+  absl::Status Write(const EvalMetrics& metrics);
   static std::string ToJsonLine(const StepMetrics& metrics);  // without '\n'
+  static std::string ToJsonLine(const EvalMetrics& metrics);  // without '\n'
 
  private:
+  absl::Status WriteLine(const std::string& line);
   MetricsWriter(std::string path, std::FILE* file, std::FILE* echo)
       : path_(std::move(path)), file_(file), echo_(echo) {}
   std::string path_;

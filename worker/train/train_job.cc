@@ -15,8 +15,9 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "absl/strings/numbers.h"
-#include "worker/data/byte_tokenizer.h"
+#include "worker/lora/lora.h"
 #include "worker/model/model_config.h"
+#include "worker/tokenizer/tokenizer.h"
 #include "worker/model/weights.h"
 #include "worker/train/batch_source.h"
 #include "worker/train/checkpoint.h"
@@ -24,7 +25,9 @@
 #include "worker/train/metrics_writer.h"
 #include "worker/train/precision.h"
 #include "worker/train/resume.h"
-#include "worker/train/text_batch_source.h"
+#include "worker/train/evaluate.h"
+#include "worker/train/example_batch_source.h"
+#include "worker/train/lora_training.h"
 #include "worker/train/trainer.h"
 #include "worker/train/trainer_state.h"
 
@@ -80,12 +83,33 @@ absl::StatusOr<LlamaForCausalLM> LoadModel(const ModelConfig& config, const std:
   }
 }
 
-// The data seam: the job's dataset as a stream of micro-batches. New dataset
-// formats plug in here (they must be deterministic given the job; see
-// batch_source.h).
-absl::StatusOr<std::unique_ptr<BatchSource>> MakeBatchSource(const JobConfig& job) {
-  ASSIGN_OR_RETURN(std::unique_ptr<TextBatchSource> source, TextBatchSource::Create(job));
-  return std::unique_ptr<BatchSource>(std::move(source));
+// The data seam: the job's dataset as a stream of micro-batches (they must be
+// deterministic given the job; see batch_source.h).
+absl::StatusOr<std::unique_ptr<ExampleBatchSource>> MakeBatchSource(const JobConfig& job,
+                                                                    const EncoderOptions& encoder,
+                                                                    const Tokenizer* tokenizer) {
+  return ExampleBatchSource::Create(job, encoder, tokenizer);
+}
+
+// The model folder's tokenizer (the byte tokenizer when it has no tokenizer
+// files), checked against the model's vocabulary.
+absl::StatusOr<std::unique_ptr<Tokenizer>> LoadJobTokenizer(const JobConfig& job,
+                                                            const ModelConfig& config,
+                                                            bool* byte_tokenizer) {
+  *byte_tokenizer = !PathExists(JoinPath(job.model, "tokenizer.json")) &&
+                    !PathExists(JoinPath(job.model, "tokenizer.model"));
+  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, LoadTokenizer(job.model));
+  if (tokenizer->vocab_size() > config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        JoinPath(job.model, "config.json"), ": vocab_size = ", config.vocab_size, " but the ",
+        *byte_tokenizer ? std::string("byte tokenizer (used because the folder has no "
+                                      "tokenizer.json or tokenizer.model)")
+                        : std::string("folder's tokenizer"),
+        " produces ids up to ", tokenizer->vocab_size() - 1,
+        "; the model needs an embedding row for every token id (vocab_size >= ",
+        tokenizer->vocab_size(), ")"));
+  }
+  return tokenizer;
 }
 
 // What the run is, for refusing to resume a checkpoint of a different one.
@@ -95,7 +119,9 @@ absl::StatusOr<RunFingerprint> MakeFingerprint(const JobConfig& job, const Model
   f.method = job.method;
   f.hyperparameters_json = HyperparametersToJson(job.hyperparameters);
   f.max_steps = max_steps;
-  ASSIGN_OR_RETURN(f.dataset_hash, FingerprintFile(job.train_data));
+  ASSIGN_OR_RETURN(f.dataset_hash, FingerprintFile(job.dataset.train));
+  f.dataset_options_json = DatasetOptionsToJson(job.dataset);
+  f.lora_json = LoraToJson(job);
   ModelConfig normalised = config;
   normalised.torch_dtype = "";  // a checkpoint may store another dtype of the same model
   f.model_config_hash = FingerprintBytes(ModelConfigToJson(normalised));
@@ -141,13 +167,17 @@ absl::StatusOr<torch::Device> ResolveDevice(const std::string& name) {
 
 absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FILE* info) {
   const Hyperparameters& h = job.hyperparameters;
+  const bool lora = job.method == "lora";
   ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(job.device));
   ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(job.model));
-  if (absl::Status s = ByteTokenizer::CheckModelVocab(config.vocab_size); !s.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(JoinPath(job.model, "config.json"), ": ", s.message()));
-  }
-  ASSIGN_OR_RETURN(std::unique_ptr<BatchSource> data, MakeBatchSource(job));
+  bool byte_tokenizer = false;
+  ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
+                   LoadJobTokenizer(job, config, &byte_tokenizer));
+  ASSIGN_OR_RETURN(EncoderOptions encoder, MakeEncoderOptions(job, config, byte_tokenizer));
+  ASSIGN_OR_RETURN(std::unique_ptr<ExampleBatchSource> data,
+                   MakeBatchSource(job, encoder, tokenizer.get()));
+  ASSIGN_OR_RETURN(std::unique_ptr<Evaluator> evaluator,
+                   Evaluator::Create(job, encoder, tokenizer.get(), data->pad_id()));
   const int64_t max_steps = job.ResolveMaxSteps(data->micro_batches_per_epoch());
 
   // Resume: pick and check the checkpoint before anything is loaded or written.
@@ -155,26 +185,51 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
   std::vector<std::string> notes;
   ASSIGN_OR_RETURN(std::optional<ResumePoint> resume, PlanResume(job, fingerprint, &notes));
   for (const std::string& note : notes) Info(info, note);
-  const std::string weights_dir = resume.has_value() ? resume->dir : job.model;
+  // A LoRA checkpoint holds only the adapter: the base always comes from the model.
+  const std::string weights_dir = resume.has_value() && !lora ? resume->dir : job.model;
 
   ASSIGN_OR_RETURN(LlamaForCausalLM model,
                    LoadModel(config, weights_dir, h.seed, device, h.precision));
+  if (lora) {
+    std::optional<std::string> adapter_dir;
+    if (resume.has_value()) adapter_dir = resume->dir;
+    ASSIGN_OR_RETURN(int64_t trainable, PrepareLoraModel(model, job, adapter_dir));
+    Info(info, absl::StrFormat("LoRA r=%d alpha=%g on %d projections: %d trainable parameters",
+                               job.lora.r, job.lora.alpha, CountLoraAdapters(model),
+                               trainable));
+  }
+  TrainerOptions trainer_options = MakeTrainerOptions(job, max_steps);
+  trainer_options.keep_trainable_fp32 = lora;
   ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
-                   Trainer::Create(model, MakeTrainerOptions(job, max_steps), device));
+                   Trainer::Create(model, trainer_options, device));
   TrainerState state;  // the loop's part of the checkpoint state
   state.fingerprint = fingerprint;
   if (resume.has_value()) {
     RETURN_IF_ERROR(RestoreTrainingState(*trainer, resume->dir, resume->state));
-    RETURN_IF_ERROR(data->Skip(resume->state.micro_batches_consumed));
+    RETURN_IF_ERROR(data->Resume(resume->state.micro_batches_consumed,
+                                 resume->state.examples_consumed));
     state.micro_batches_consumed = resume->state.micro_batches_consumed;
     state.log_window = resume->state.log_window;
     state.log_history = resume->state.log_history;
     state.elapsed_s = resume->state.elapsed_s;
     state.last_loss = resume->state.last_loss;
   }
-  Info(info, absl::StrFormat("training %s on %s (%s) for %d steps on %s, precision %s",
-                             job.model, job.train_data, data->Describe(), max_steps, device.str(),
-                             PrecisionName(h.precision)));
+  Info(info, absl::StrFormat("training %s (%s) on %s: %s; for %d steps on %s, precision %s",
+                             job.model, job.method, job.dataset.train, data->Describe(),
+                             max_steps, device.str(), PrecisionName(h.precision)));
+  for (const std::string& error : data->stats().bad_line_errors) {
+    Info(info, absl::StrCat("skipped bad line: ", error));
+  }
+  if (evaluator != nullptr) {
+    Info(info, absl::StrCat("validation data: ", DescribeDatasetStats(evaluator->stats()),
+                            "; evaluated ",
+                            h.eval_steps > 0 ? absl::StrCat("every ", h.eval_steps,
+                                                            " steps and at the end")
+                                             : std::string("at the end")));
+    for (const std::string& error : evaluator->stats().bad_line_errors) {
+      Info(info, absl::StrCat("skipped bad line: ", error));
+    }
+  }
   if (h.max_seq_len > config.max_position_embeddings) {
     Info(info, absl::StrCat("warning: max_seq_len ", h.max_seq_len,
                             " exceeds the model's max_position_embeddings ",
@@ -193,6 +248,7 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
   checkpoint_options.tokenizer_source_dir = job.model;
   checkpoint_options.max_shard_bytes = static_cast<uint64_t>(h.max_shard_bytes);
   checkpoint_options.save_total_limit = h.save_total_limit;
+  if (lora) checkpoint_options.save_model = LoraSaveHook(job);
   const int64_t exit_after_checkpoint = TestExitAfterCheckpoint();
 
   const Clock::time_point start = Clock::now();
@@ -206,6 +262,7 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
       micro_batches.push_back(std::move(batch));
     }
     state.micro_batches_consumed += h.gradient_accumulation_steps;
+    state.examples_consumed = data->examples_consumed();
     ASSIGN_OR_RETURN(StepResult result, trainer->Step(micro_batches));
     state.last_loss = result.loss;
     state.last_learning_rate = result.learning_rate;
@@ -229,6 +286,19 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
       window = LogWindow();
       window_start = now;
     }
+    if (evaluator != nullptr && EvalDue(h, step, max_steps)) {
+      const Clock::time_point eval_start = Clock::now();
+      ASSIGN_OR_RETURN(EvalResult eval, evaluator->Run(*trainer));
+      EvalMetrics e;
+      e.step = step;
+      e.eval_loss = eval.loss;
+      e.eval_tokens = eval.target_tokens;
+      e.eval_examples = eval.examples;
+      e.eval_s = Seconds(eval_start, Clock::now());
+      RETURN_IF_ERROR(metrics->Write(e));
+      state.log_history.push_back(MetricsWriter::ToJsonLine(e));
+      window_start = Clock::now();  // evaluation time is not training throughput
+    }
     if (h.save_steps > 0 && (step % h.save_steps == 0 || step == max_steps)) {
       state.epoch = static_cast<double>(state.micro_batches_consumed) /
                     static_cast<double>(std::max<int64_t>(1, data->micro_batches_per_epoch()));
@@ -243,8 +313,14 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
   }
   const std::string final_dir = JoinPath(job.output_dir, "final");
   RETURN_IF_ERROR(WriteCheckpoint(*trainer, final_dir, checkpoint_options));
-  Info(info, absl::StrFormat("trained to step %d in %.1f s; final model in %s", max_steps,
-                             elapsed_before + Seconds(start, Clock::now()), final_dir));
+  Info(info, absl::StrFormat("trained to step %d in %.1f s; final %s in %s", max_steps,
+                             elapsed_before + Seconds(start, Clock::now()),
+                             lora ? "LoRA adapter" : "model", final_dir));
+  if (lora && job.save_merged) {
+    const std::string merged_dir = JoinPath(job.output_dir, "merged");
+    RETURN_IF_ERROR(WriteMergedModel(job, config, final_dir, merged_dir, device));
+    Info(info, absl::StrCat("merged model (base + adapter) in ", merged_dir));
+  }
   return absl::OkStatus();
 }
 

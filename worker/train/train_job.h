@@ -1,22 +1,32 @@
 // RunTrainJob: `foak-worker train --job FILE` end to end. The order matters
 // for what a failure leaves behind: everything that can be checked before
-// training (device, config.json, vocabulary, the whole dataset, the weights)
+// training (device, config.json, tokenizer, the whole dataset, the weights)
 // is checked before the output folder is created, so a bad job or a corrupt
 // model leaves no output at all; after that, metrics.jsonl grows one flushed
-// line per logged step and checkpoints appear atomically (checkpoint.h).
+// line per logged step and per evaluation, and checkpoints appear atomically
+// (checkpoint.h).
 //
 //   1. resolve the device ("auto" = CUDA when torch::cuda::is_available());
-//   2. read config.json; the byte tokenizer needs vocab_size >= 258;
-//   3. open the data as a BatchSource (validates every line, counts the epoch);
+//   2. read config.json; load the model folder's tokenizer (LoadTokenizer:
+//      tokenizer.json, tokenizer.model, else the byte tokenizer), whose ids
+//      must fit the model's vocab_size;
+//   3. open the data (ExampleBatchSource: validates every line, counts the
+//      epoch, reports bad / truncated / dropped lines) and the validation data
+//      (Evaluator), if any;
 //   4. pick the checkpoint to resume from, if any, and refuse one of a
 //      different run (resume.h);
 //   5. torch::manual_seed(seed), build the model, load the weights (fp32) from
-//      the model or the checkpoint; when resuming restore optimizer, step and
-//      RNG state and skip the consumed micro-batches; cut metrics.jsonl back;
+//      the model or the checkpoint (LoRA: always the model, then the
+//      checkpoint's adapter or fresh adapters; lora_training.h); when resuming
+//      restore optimizer, step and RNG state and skip the consumed examples;
+//      cut metrics.jsonl back;
 //   6. train to max_steps optimizer steps of gradient_accumulation_steps
-//      micro-batches each (Trainer::Step), logging every logging_steps and
-//      saving checkpoint-<step>/ every save_steps and at the end;
-//   7. save <output_dir>/final: config.json, safetensors, tokenizer files.
+//      micro-batches each (Trainer::Step), logging every logging_steps,
+//      evaluating every eval_steps and at the end (evaluate.h), saving
+//      checkpoint-<step>/ every save_steps and at the end;
+//   7. save <output_dir>/final: the model (config.json, safetensors, tokenizer
+//      files), or for LoRA the PEFT adapter + tokenizer files, and with
+//      save_merged <output_dir>/merged (base + adapter).
 #ifndef FOAK_WORKER_TRAIN_TRAIN_JOB_H_
 #define FOAK_WORKER_TRAIN_TRAIN_JOB_H_
 

@@ -79,10 +79,15 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(LlamaForCausalLM model,
     adam.eps = options.adam_epsilon;
     adam.precision = options.precision;
     adam.allow_fused = options.allow_fused_adamw;
-    auto to_bf16 = [&model] {
+    const bool frozen_only = options.keep_trainable_fp32 && options.precision == Precision::kBf16Mixed;
+    if (frozen_only) adam.precision = Precision::kFp32;  // fp32 trainables, no masters
+    auto to_bf16 = [&model, frozen_only] {
       // Parameters only: buffers such as RoPE's inv_freq stay fp32.
       torch::NoGradGuard no_grad;
-      for (torch::Tensor& p : model->parameters()) p.set_data(p.detach().to(torch::kBFloat16));
+      for (torch::Tensor& p : model->parameters()) {
+        if (frozen_only && p.requires_grad()) continue;
+        p.set_data(p.detach().to(torch::kBFloat16));
+      }
     };
     // bf16: moments are made like the (bf16) parameters. bf16-mixed: the
     // optimizer copies its fp32 masters before the parameters become bf16.
@@ -148,6 +153,25 @@ absl::StatusOr<StepResult> Trainer::StepUnchecked(const std::vector<Batch>& micr
   return result;
 }
 
+absl::StatusOr<LossSums> Trainer::EvalLossSums(const Batch& batch) {
+  try {
+    const int64_t vocab_size = model_->config().vocab_size;
+    RETURN_IF_ERROR(CheckBatch(batch, 0, vocab_size));
+    torch::NoGradGuard no_grad;
+    torch::Tensor input_ids = ToTensor(batch.input_ids, batch.B, batch.T, device_);
+    torch::Tensor labels = ToTensor(batch.labels, batch.B, batch.T, device_);
+    torch::Tensor position_ids = ToTensor(batch.position_ids, batch.B, batch.T, device_);
+    torch::Tensor logits = model_->forward(input_ids, position_ids);  // (B, T, V)
+    LossParts parts = CausalLmLoss(logits, labels, kIgnoreIndex);
+    LossSums sums;
+    sums.loss_sum = parts.sum.to(torch::kDouble).item<double>();
+    sums.target_tokens = batch.NumTargetTokens();
+    return sums;
+  } catch (const std::exception& e) {
+    return TorchErrorToStatus(e, absl::StrCat("evaluating after step ", step_));
+  }
+}
+
 absl::Status Trainer::SaveWeights(const std::string& dir, const SaveOptions& options) {
   // In bf16-mixed mode point each parameter at its fp32 master for the save
   // (no copy), then restore the bf16 data, also when saving fails.
@@ -157,7 +181,7 @@ absl::Status Trainer::SaveWeights(const std::string& dir, const SaveOptions& opt
     swapped.clear();
   };
   try {
-    if (options_.precision == Precision::kBf16Mixed) {
+    if (options_.precision == Precision::kBf16Mixed && !options_.keep_trainable_fp32) {
       const auto& groups = optimizer_->groups();
       const auto& masters = optimizer_->update_tensors();
       for (size_t g = 0; g < groups.size(); ++g) {

@@ -42,6 +42,16 @@ struct TrainerOptions {
   double adam_epsilon = 1e-8;
   double max_grad_norm = 1.0;     // 0 = no clipping (the norm is still reported)
   bool allow_fused_adamw = true;  // CUDA + LibTorch 2.x only
+  // bf16-mixed with a frozen base (LoRA), as PEFT + transformers' Trainer: only
+  // the frozen parameters (requires_grad false) become bf16; the trainable
+  // ones stay fp32 and are updated in place by an fp32 AdamW (no masters).
+  bool keep_trainable_fp32 = false;
+};
+
+// Sums of one evaluation batch: the summed token loss and the target count.
+struct LossSums {
+  double loss_sum = 0;
+  int64_t target_tokens = 0;
 };
 
 struct StepResult {
@@ -65,6 +75,10 @@ class Trainer {
   // One optimizer step over `micro_batches` (gradient accumulation = their
   // number). Every batch needs at least one target token in total.
   absl::StatusOr<StepResult> Step(const std::vector<Batch>& micro_batches);
+
+  // The loss of `batch` without gradients, in whatever train/eval mode the
+  // model is (Evaluator switches it to eval). Same CausalLmLoss as Step.
+  absl::StatusOr<LossSums> EvalLossSums(const Batch& batch);
 
   // Writes the current weights as a Hugging Face folder (SaveModel). In
   // bf16-mixed mode the fp32 master weights are written, as transformers'

@@ -44,7 +44,8 @@ std::string ToBase64(const std::string& bytes) { return absl::Base64Escape(bytes
 // changing the trajectory.
 const std::set<std::string>& FreeHyperparameters() {
   static const std::set<std::string> kFree = {"logging_steps", "save_steps", "save_total_limit",
-                                              "max_shard_bytes"};
+                                              "max_shard_bytes", "eval_steps",
+                                              "eval_batch_size"};
   return kFree;
 }
 
@@ -83,6 +84,7 @@ std::string TrainerStateToJson(const TrainerState& s) {
   j["global_step"] = s.global_step;
   j["epoch"] = s.epoch;
   j["micro_batches_consumed"] = s.micro_batches_consumed;
+  j["examples_consumed"] = s.examples_consumed;
   j["max_steps"] = s.fingerprint.max_steps;
   j["lr_scheduler"] = {{"type", LrSchedulerTypeName(s.lr_schedule.type)},
                        {"base_lr", s.lr_schedule.base_lr},
@@ -105,7 +107,9 @@ std::string TrainerStateToJson(const TrainerState& s) {
   j["fingerprint"] = {{"method", s.fingerprint.method},
                       {"dataset", s.fingerprint.dataset_hash},
                       {"model_config", s.fingerprint.model_config_hash},
-                      {"hyperparameters", hyperparameters}};
+                      {"hyperparameters", hyperparameters},
+                      {"dataset_options", Json::parse(s.fingerprint.dataset_options_json.empty() ? std::string("{}") : s.fingerprint.dataset_options_json)},
+                      {"lora", Json::parse(s.fingerprint.lora_json.empty() ? std::string("{}") : s.fingerprint.lora_json)}};
   Json history = Json::array();
   for (const std::string& line : s.log_history) history.push_back(Json::parse(line));
   j["log_history"] = history;
@@ -133,6 +137,7 @@ absl::StatusOr<TrainerState> ParseTrainerState(const std::string& json_text,
     s.global_step = at(j, "global_step").get<int64_t>();
     s.epoch = at(j, "epoch").get<double>();
     s.micro_batches_consumed = at(j, "micro_batches_consumed").get<int64_t>();
+    s.examples_consumed = j.value("examples_consumed", int64_t{-1});
     s.fingerprint.max_steps = at(j, "max_steps").get<int64_t>();
     const Json& lr = at(j, "lr_scheduler");
     ASSIGN_OR_RETURN(s.lr_schedule.type,
@@ -166,6 +171,9 @@ absl::StatusOr<TrainerState> ParseTrainerState(const std::string& json_text,
     s.fingerprint.dataset_hash = at(fp, "dataset").get<std::string>();
     s.fingerprint.model_config_hash = at(fp, "model_config").get<std::string>();
     s.fingerprint.hyperparameters_json = at(fp, "hyperparameters").dump();
+    // Absent in checkpoints of foak before datasets and LoRA: "{}".
+    s.fingerprint.dataset_options_json = fp.value("dataset_options", Json::object()).dump();
+    s.fingerprint.lora_json = fp.value("lora", Json::object()).dump();
     for (const Json& line : at(j, "log_history")) s.log_history.push_back(line.dump());
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -186,21 +194,28 @@ absl::Status CheckResumeCompatible(const RunFingerprint& saved, const RunFingerp
   compare("dataset.train contents", saved.dataset_hash, current.dataset_hash);
   compare("model config.json", saved.model_config_hash, current.model_config_hash);
   compare("max_steps (resolved)", absl::StrCat(saved.max_steps), absl::StrCat(current.max_steps));
-  Json old_h, new_h;
+  // Key by key, so a message names the field that changed.
+  auto compare_objects = [&compare](const std::string& prefix, const std::string& old_json,
+                                    const std::string& new_json, bool skip_free) {
+    const Json old_j = Json::parse(old_json.empty() ? std::string("{}") : old_json);
+    const Json new_j = Json::parse(new_json.empty() ? std::string("{}") : new_json);
+    std::set<std::string> keys;
+    for (auto it = old_j.begin(); it != old_j.end(); ++it) keys.insert(it.key());
+    for (auto it = new_j.begin(); it != new_j.end(); ++it) keys.insert(it.key());
+    for (const std::string& key : keys) {
+      if (skip_free && FreeHyperparameters().count(key)) continue;
+      const std::string o = old_j.contains(key) ? old_j[key].dump() : "(absent)";
+      const std::string n = new_j.contains(key) ? new_j[key].dump() : "(absent)";
+      compare(absl::StrCat(prefix, key), o, n);
+    }
+  };
   try {
-    old_h = Json::parse(saved.hyperparameters_json);
-    new_h = Json::parse(current.hyperparameters_json);
+    compare_objects("hyperparameters.", saved.hyperparameters_json, current.hyperparameters_json,
+                    true);
+    compare_objects("dataset.", saved.dataset_options_json, current.dataset_options_json, false);
+    compare_objects("lora.", saved.lora_json, current.lora_json, false);
   } catch (const nlohmann::json::exception& e) {
-    return absl::InternalError(absl::StrCat("comparing hyperparameters: ", e.what()));
-  }
-  std::set<std::string> keys;
-  for (auto it = old_h.begin(); it != old_h.end(); ++it) keys.insert(it.key());
-  for (auto it = new_h.begin(); it != new_h.end(); ++it) keys.insert(it.key());
-  for (const std::string& key : keys) {
-    if (FreeHyperparameters().count(key)) continue;
-    const std::string o = old_h.contains(key) ? old_h[key].dump() : "(absent)";
-    const std::string n = new_h.contains(key) ? new_h[key].dump() : "(absent)";
-    compare(absl::StrCat("hyperparameters.", key), o, n);
+    return absl::InternalError(absl::StrCat("comparing the run fingerprints: ", e.what()));
   }
   if (diffs.empty()) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(

@@ -12,8 +12,12 @@
 //   rng                     CPU generator state, and one per CUDA device
 //   log_window              the partly filled logging window (loss sum, steps,
 //                           tokens), so logging_steps > 1 averages the same
+//   examples_consumed       the same position in examples (Batcher), so the
+//                           dataset can Skip without re-tokenizing (-1: unknown)
 //   fingerprint             what the run was: method, hyperparameters, resolved
-//                           max_steps, dataset file hash, model config hash;
+//                           max_steps, dataset file hash, the dataset options
+//                           that shape the example stream, the LoRA settings,
+//                           model config hash;
 //                           CheckResumeCompatible refuses a different job
 //   log_history             every metrics line so far (as transformers keeps)
 //
@@ -39,6 +43,8 @@ struct RunFingerprint {
   int64_t max_steps = 0;            // resolved
   std::string dataset_hash;         // FingerprintFile of dataset.train
   std::string model_config_hash;    // FingerprintBytes of the normalised config.json
+  std::string dataset_options_json = "{}";  // DatasetOptionsToJson (job.h)
+  std::string lora_json = "{}";             // LoraToJson: {} for method full
 };
 
 struct LogWindow {
@@ -50,6 +56,7 @@ struct LogWindow {
 struct TrainerState {
   int64_t global_step = 0;
   int64_t micro_batches_consumed = 0;
+  int64_t examples_consumed = -1;
   double epoch = 0;
   LrScheduleOptions lr_schedule;
   double last_learning_rate = 0;
@@ -70,7 +77,8 @@ absl::StatusOr<TrainerState> ParseTrainerState(const std::string& json_text,
 // OK when `saved` (from a checkpoint) and `current` (this job) describe the same
 // run. Otherwise FAILED_PRECONDITION listing every difference (old -> new) and
 // how to proceed anyway (resume_ignore_mismatch). logging_steps, save_steps,
-// save_total_limit and max_shard_bytes may change freely.
+// save_total_limit, max_shard_bytes, eval_steps and eval_batch_size may
+// change freely (evaluation does not touch the training trajectory).
 absl::Status CheckResumeCompatible(const RunFingerprint& saved, const RunFingerprint& current,
                                    const std::string& checkpoint_dir);
 
