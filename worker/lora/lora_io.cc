@@ -21,34 +21,13 @@
 #include "worker/lora/lora.h"
 #include "worker/lora/lora_layer.h"
 #include "worker/model/safetensors.h"
+#include "worker/model/weights.h"
 
 namespace foak {
 namespace {
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
-}
-
-std::optional<torch::Dtype> TorchFloatDtype(DType dtype) {
-  switch (dtype) {
-    case DType::kF64: return torch::kFloat64;
-    case DType::kF32: return torch::kFloat32;
-    case DType::kF16: return torch::kFloat16;
-    case DType::kBF16: return torch::kBFloat16;
-    default: return std::nullopt;
-  }
-}
-
-absl::StatusOr<DType> SafetensorsDtype(torch::Dtype dtype) {
-  switch (dtype) {
-    case torch::kFloat64: return DType::kF64;
-    case torch::kFloat32: return DType::kF32;
-    case torch::kFloat16: return DType::kF16;
-    case torch::kBFloat16: return DType::kBF16;
-    default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("LoRA parameters of dtype ", c10::toString(dtype), " cannot be saved"));
-  }
 }
 
 absl::Status Rename(const std::string& from, const std::string& to) {
@@ -124,7 +103,7 @@ absl::Status SaveLoraAdapter(LlamaForCausalLM& model, const LoraConfig& config,
     torch::NoGradGuard no_grad;
     for (const auto& [name, param] : LoraNamedParameters(model)) {
       torch::Tensor t = param.detach().to(torch::kCPU).contiguous();
-      ASSIGN_OR_RETURN(DType dtype, SafetensorsDtype(t.scalar_type()));
+      ASSIGN_OR_RETURN(DType dtype, SafetensorsFloatDtype(t.scalar_type()));
       host.push_back(t);
       views.push_back(TensorView{kPeftNamePrefix + name, dtype,
                                  std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),

@@ -61,31 +61,6 @@ std::string ShapeFields(const std::string& name, const ModelConfig& c) {
   return field("hidden_size", c.hidden_size);
 }
 
-// Floating-point safetensors dtypes a parameter can be loaded from.
-std::optional<torch::Dtype> TorchFloatDtype(DType dtype) {
-  switch (dtype) {
-    case DType::kF64: return torch::kFloat64;
-    case DType::kF32: return torch::kFloat32;
-    case DType::kF16: return torch::kFloat16;
-    case DType::kBF16: return torch::kBFloat16;
-    default: return std::nullopt;
-  }
-}
-
-absl::StatusOr<DType> SafetensorsDtype(torch::Dtype dtype) {
-  switch (dtype) {
-    case torch::kFloat64: return DType::kF64;
-    case torch::kFloat32: return DType::kF32;
-    case torch::kFloat16: return DType::kF16;
-    case torch::kBFloat16: return DType::kBF16;
-    default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "SaveModel: parameter dtype ", c10::toString(dtype),
-          " has no safetensors float type (float64, float32, float16, bfloat16)"));
-  }
-}
-
-// "" keeps the parameter dtype; else the transformers dtype name.
 absl::StatusOr<std::optional<torch::Dtype>> ParseSaveDtype(const std::string& name) {
   if (name.empty()) return std::optional<torch::Dtype>();
   if (name == "float32") return std::optional<torch::Dtype>(torch::kFloat32);
@@ -120,6 +95,29 @@ absl::Status Rename(const std::string& from, const std::string& to) {
 }
 
 }  // namespace
+
+std::optional<torch::Dtype> TorchFloatDtype(DType dtype) {
+  switch (dtype) {
+    case DType::kF64: return torch::kFloat64;
+    case DType::kF32: return torch::kFloat32;
+    case DType::kF16: return torch::kFloat16;
+    case DType::kBF16: return torch::kBFloat16;
+    default: return std::nullopt;
+  }
+}
+
+absl::StatusOr<DType> SafetensorsFloatDtype(torch::Dtype dtype) {
+  switch (dtype) {
+    case torch::kFloat64: return DType::kF64;
+    case torch::kFloat32: return DType::kF32;
+    case torch::kFloat16: return DType::kF16;
+    case torch::kBFloat16: return DType::kBF16;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor dtype ", c10::toString(dtype),
+          " has no safetensors float type (float64, float32, float16, bfloat16)"));
+  }
+}
 
 absl::Status LoadWeights(LlamaForCausalLM& model, const std::string& model_dir) {
   ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsCheckpoint> checkpoint,
@@ -216,7 +214,7 @@ absl::Status SaveModel(LlamaForCausalLM& model, const std::string& model_dir,
       torch::Tensor p = item.value().detach();
       const torch::Dtype dtype = save_dtype.value_or(p.scalar_type());
       if (!first_dtype) first_dtype = dtype;
-      ASSIGN_OR_RETURN(DType st_dtype, SafetensorsDtype(dtype));
+      ASSIGN_OR_RETURN(DType st_dtype, SafetensorsFloatDtype(dtype));
       torch::Tensor t = p.to(torch::kCPU, dtype).contiguous();
       host.push_back(t);
       views.push_back(TensorView{item.key(), st_dtype,

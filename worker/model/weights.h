@@ -16,14 +16,22 @@
 #define FOAK_WORKER_MODEL_WEIGHTS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "worker/model/llama.h"
+#include "worker/model/safetensors.h"
 
 namespace foak {
 
 absl::Status LoadWeights(LlamaForCausalLM& model, const std::string& model_dir);
+
+// The floating-point dtypes safetensors and torch share (F64, F32, F16, BF16):
+// nullopt / an error naming the dtype for anything else.
+std::optional<torch::Dtype> TorchFloatDtype(DType dtype);
+absl::StatusOr<DType> SafetensorsFloatDtype(torch::Dtype dtype);
 
 struct SaveOptions {
   uint64_t max_shard_bytes = 5ull << 30;  // transformers' default "5GB"
