@@ -52,6 +52,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -73,13 +74,14 @@ struct BenchOptions {
   int64_t warmup = 3;
   std::string json_out;
   std::string device = "auto";  // auto | cuda | cpu
+  std::string kernels;          // comma-separated FOAK kernel names (kernels/registry.h)
   uint64_t seed = 0;
 };
 
 const char kUsage[] =
     "usage: foak_model_bench --config FILE|DIR [--batch B] [--seq T] [--dtype bf16|fp32]\n"
     "                        [--steps N] [--warmup W] [--json OUT] [--seed S]\n"
-    "                        [--device auto|cuda|cpu]\n";
+    "                        [--device auto|cuda|cpu] [--kernels foak,fused_linear_cross_entropy]\n";
 
 absl::StatusOr<int64_t> ParsePositive(const std::string& flag, const std::string& value,
                                       int64_t min_value) {
@@ -104,7 +106,8 @@ absl::StatusOr<BenchOptions> ParseArgs(int argc, char** argv) {
       return absl::InvalidArgumentError("help requested");
     } else {
       static const char* const kFlags[] = {"--config", "--batch", "--seq",  "--dtype", "--steps",
-                                           "--warmup", "--json",  "--seed", "--device"};
+                                           "--warmup", "--json",  "--seed", "--device",
+                                           "--kernels"};
       bool known = false;
       for (const char* f : kFlags) known = known || flag == f;
       if (!known) return absl::InvalidArgumentError(absl::StrCat("unknown flag '", flag, "'"));
@@ -140,6 +143,8 @@ absl::StatusOr<BenchOptions> ParseArgs(int argc, char** argv) {
       o.device = value;
     } else if (flag == "--json") {
       o.json_out = value;
+    } else if (flag == "--kernels") {
+      o.kernels = value;
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag '", flag, "'"));
     }
@@ -262,6 +267,12 @@ absl::Status Run(const BenchOptions& o) {
   torch::manual_seed(o.seed);
   ModelInit init;  // random init straight on the device, in the benchmark dtype
   init.options = torch::TensorOptions().device(device).dtype(dtype);
+  ASSIGN_OR_RETURN(init.kernels,
+                   ParseKernelSet(o.kernels.empty()
+                                      ? std::vector<std::string>{}
+                                      : static_cast<std::vector<std::string>>(
+                                            absl::StrSplit(o.kernels, ','))));
+  std::printf("kernels: %s\n", KernelSetString(init.kernels).c_str());
   LlamaForCausalLM model(config, init);
   model->train();
   std::vector<torch::Tensor> params = model->parameters();
@@ -284,11 +295,14 @@ absl::Status Run(const BenchOptions& o) {
 
   auto step = [&]() -> torch::Tensor {
     for (auto& p : params) p.mutable_grad() = torch::Tensor();  // zero_grad(set_to_none)
-    torch::Tensor logits = model->forward(ids);  // (B, T, V)
-    LossParts parts = CausalLmLoss(logits, ids);
-    torch::Tensor loss = parts.sum / parts.count.to(torch::kFloat);
-    loss.backward();
-    return loss.detach();
+    // The model's loss with the chosen kernels (the composite when none),
+    // a mean over the tokens.
+    CausalLmLossOptions loss_options;
+    loss_options.normalizer = static_cast<double>(o.batch * (o.seq - 1));
+    loss_options.num_targets = o.batch * (o.seq - 1);
+    LossParts parts = model->Loss(ids, torch::Tensor(), ids, loss_options);
+    parts.normalized.backward();
+    return parts.normalized.detach();
   };
 
   ResetPeakMemory(cuda);
@@ -334,6 +348,7 @@ absl::Status Run(const BenchOptions& o) {
         {"model_type", config.model_type},
         {"device", cuda ? "cuda" : "cpu"},
         {"dtype", o.dtype},
+        {"kernels", KernelSetString(init.kernels)},
         {"batch", o.batch},
         {"seq", o.seq},
         {"warmup", o.warmup},

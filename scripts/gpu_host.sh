@@ -28,10 +28,10 @@
 # here: it means CUDA was not usable), hf_load (scripts/check_hf_load.py:
 # foak checkpoints load in transformers with the same logits, and the
 # reverse), peft_load (PEFT loads a foak adapter with the same logits),
-# train_gpu (scripts/check_gpu_train.py), ctest_cpu (every other test, against LibTorch 2.11), bench
+# train_gpu (scripts/check_gpu_train.py), ctest_cpu (every other test, against LibTorch 2.11), kernel_bench (each fused op vs its composite), bench
 # (Llama-3.2-1B shape, bf16: 4x2048 and 16x512; --bench-8b adds the
 # Llama-3-8B shape at 2x2048). --skip takes a comma-separated list of
-# ctest_gpu, hf_load, peft_load, train_gpu, ctest_cpu, bench (e.g. on a rerun after a fix).
+# ctest_gpu, hf_load, peft_load, train_gpu, ctest_cpu, kernel_bench, bench (e.g. on a rerun after a fix).
 # The bundle is unpacked again only when it changed (a stamp in the prefix),
 # so a rerun on a still-warm machine rebuilds incrementally.
 set -uo pipefail
@@ -148,6 +148,7 @@ finish() {
   [ -f "$LOGS/hf_load.log" ] && [ ! -f "$OUTDIR/hf_load.txt" ] && { echo "--- hf_load (log tail) ---"; tail -20 "$LOGS/hf_load.log"; }
   [ -f "$LOGS/peft_load.log" ] && { echo "--- peft_load ---"; tail -6 "$LOGS/peft_load.log"; }
   [ -f "$LOGS/train_gpu.log" ] && { echo "--- train_gpu ---"; grep -v "^\[" "$LOGS/train_gpu.log" | tail -12; }
+  [ -f "$OUTDIR/kernel_bench.md" ] && { echo "--- kernel_bench ---"; grep -E "foak|ceilings|accuracy" "$OUTDIR/kernel_bench.md"; }
   [ -f "$OUTDIR/bench.md" ] && { echo "--- bench ---"; cat "$OUTDIR/bench.md"; }
   for f in "$LOGS"/bench_*.log; do
     [ -f "$f" ] || continue
@@ -369,7 +370,7 @@ fi
 if ! wanted train_gpu; then
   :
 elif [ -x "$WORKER_BIN" ]; then
-  run_step train_gpu 120 python3 "$REPO/scripts/check_gpu_train.py" --worker "$WORKER_BIN" \
+  run_step train_gpu 240 python3 "$REPO/scripts/check_gpu_train.py" --worker "$WORKER_BIN" \
     --work "$WORK/train_gpu" --device cuda
 else
   skip_step train_gpu "no $WORKER_BIN (build failed?)"
@@ -386,22 +387,45 @@ else
   skip_step ctest_cpu "configure failed"
 fi
 
+# ------------------------------------------------------- kernel_bench -----
+# Each fused op against its LibTorch composite (bench/kernels/*_bench.cc):
+# kernel_bench.md holds their tables, kernel_bench.jsonl every row.
+if ! wanted kernel_bench; then
+  :
+elif ls "$BUILD"/bench/foak_*_bench >/dev/null 2>&1; then
+  : > "$OUTDIR/kernel_bench.jsonl"
+  for op in rms_norm rope swiglu cross_entropy fused_linear_cross_entropy; do
+    bin="$BUILD/bench/foak_${op}_bench"
+    [ -x "$bin" ] || { log "kernel_bench: no $bin"; continue; }
+    run_step "kbench_$op" 120 "$bin" --json "$OUTDIR/kernel_bench.jsonl"
+  done
+  { for op in rms_norm rope swiglu cross_entropy fused_linear_cross_entropy; do
+      [ -f "$LOGS/kbench_$op.log" ] && { echo "## $op"; grep -E "^\||^#" "$LOGS/kbench_$op.log"; echo; }
+    done; } > "$OUTDIR/kernel_bench.md"
+else
+  skip_step kernel_bench "no kernel benchmarks (build failed?)"
+fi
+
 # -------------------------------------------------------------- bench -----
 BENCH_BIN="$BUILD/bench/foak_model_bench"
 BENCH_JSONS=()
-bench() {  # bench NAME CONFIG B T
-  local name="$1" config="$2" b="$3" t="$4"
+bench() {  # bench NAME CONFIG B T [KERNELS]
+  local name="$1" config="$2" b="$3" t="$4" kernels="${5:-}"
   run_step "$name" 150 "$BENCH_BIN" --config "$REPO/$config" --batch "$b" --seq "$t" \
-    --dtype bf16 --steps 10 --warmup 3 --json "$LOGS/$name.json"
+    --dtype bf16 --steps 10 --warmup 3 --json "$LOGS/$name.json" ${kernels:+--kernels "$kernels"}
   [ -f "$LOGS/$name.json" ] && BENCH_JSONS+=("$LOGS/$name.json")
 }
 if ! wanted bench; then
   :
 elif [ -x "$BENCH_BIN" ]; then
   bench bench_1b_4x2048 bench/configs/llama-3.2-1b.json 4 2048
+  bench bench_1b_4x2048_foak bench/configs/llama-3.2-1b.json 4 2048 foak
+  bench bench_1b_4x2048_all bench/configs/llama-3.2-1b.json 4 2048 all
   bench bench_1b_16x512 bench/configs/llama-3.2-1b.json 16 512
+  bench bench_1b_16x512_all bench/configs/llama-3.2-1b.json 16 512 all
   if [ "$BENCH_8B" = 1 ]; then
     bench bench_8b_2x2048 bench/configs/llama-3-8b.json 2 2048
+    bench bench_8b_2x2048_all bench/configs/llama-3-8b.json 2 2048 all
   fi
   # bench.json (all runs) and bench.md (a table beside the transformers anchors).
   python3 - "$OUTDIR" "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" \
@@ -417,11 +441,11 @@ anchors = {(4, 2048): "50.1k tok/s, 32.1 GiB", (16, 512): "53.9k tok/s, 26.2 GiB
 lines = [f"# foak_model_bench on {gpu or 'unknown GPU'}", "",
          "Forward + CausalLmLoss + backward, pure bf16, random init, no optimizer step; "
          "TFLOP/s from 6*N_matmul + 6*L*T*d_attn FLOPs per token (causal); peak = 790 TFLOP/s.", "",
-         "| config | B x T | ms/step | tokens/s | TFLOP/s | % peak | peak alloc GiB | loss first/last | transformers anchor (H200, incl. AdamW) |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         "| config | B x T | kernels | ms/step | tokens/s | TFLOP/s | % peak | peak alloc GiB | loss first/last | transformers anchor (H200, incl. AdamW) |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
 for r in runs:
     a = anchors.get((r["batch"], r["seq"]), "") if "1b" in r["config"] else ""
-    lines.append(f"| {r['config'].split('/')[-1]} | {r['batch']} x {r['seq']} | {r['ms_per_step']:.1f} | "
+    lines.append(f"| {r['config'].split('/')[-1]} | {r['batch']} x {r['seq']} | {r.get('kernels', 'none')} | {r['ms_per_step']:.1f} | "
                  f"{r['tokens_per_s']:.0f} | {r['tflops']:.1f} | {r['pct_of_790_tflops']:.1f} | "
                  f"{r['peak_allocated_gib']:.2f} | {r['loss_first']:.3f}/{r['loss_last']:.3f} | {a} |")
 open(out + "/bench.md", "w").write("\n".join(lines) + "\n")

@@ -16,9 +16,9 @@
 
 #include <cstdint>
 
-namespace foak {
+#include "kernels/common/scalar_kind.h"
 
-enum class ScalarKind { kF32, kBF16, kF16 };
+namespace foak {
 
 struct RmsNormParams {
   int64_t rows = 0;    // N

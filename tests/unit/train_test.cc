@@ -206,6 +206,19 @@ TEST(JobConfig, AllFieldsParse) {
   EXPECT_EQ(job->WarmupSteps(61), 7);
 }
 
+TEST(JobConfig, KernelsParseToTheirSet) {
+  auto none = ParseJobConfig(kMinimalJob, "job.json");
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->kernels.empty());
+  auto job = ParseJobConfig(R"({"model": "m", "dataset": {"train": "d.jsonl"}, "output_dir": "o",
+                                "kernels": ["foak", "fused_linear_cross_entropy"]})",
+                            "job.json");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->kernels.Names(),
+            (std::vector<std::string>{"rms_norm", "rope", "swiglu", "cross_entropy",
+                                      "fused_linear_cross_entropy"}));
+}
+
 TEST(JobConfig, MaxStepsFromEpochsAsTransformers) {
   auto job = ParseWith(R"({"epochs": 2.5, "gradient_accumulation_steps": 4})");
   ASSERT_TRUE(job.ok()) << job.status();
@@ -281,7 +294,9 @@ TEST(JobConfig, ErrorsNameTheFieldAndWhatIsAllowed) {
       {"{" + base + R"(, "method": "qlora"})", {"method = \"qlora\"", "\"full\" or \"lora\""}},
       {"{" + base + R"(, "device": "gpu"})", {"device = \"gpu\"", "auto, cpu, cuda, cuda:N"}},
       {"{" + base + R"(, "device": "cuda:x"})", {"device = \"cuda:x\""}},
-      {"{" + base + R"(, "kernels": ["rms_norm"]})", {"kernels", "issue 4"}},
+      {"{" + base + R"(, "kernels": ["rms_norm", "flash"]})",
+       {"kernels = [\"rms_norm\",\"flash\"]", "unknown kernel 'flash'", "fused_linear_cross_entropy", "'all'"}},
+      {"{" + base + R"(, "kernels": "foak"})", {"kernels = \"foak\"; expected a list of kernel names"}},
       {"{" + base + R"(, "model": 3})", {"model = 3; expected a string"}},
       {"{\"model\": ", {"job.json: invalid JSON"}},
       {"[]", {"job.json: expected a JSON object"}},

@@ -17,6 +17,11 @@
 #include <limits>
 #include <string>
 
+#include "kernels/cross_entropy/cross_entropy_op.h"
+#include "kernels/fused_linear_cross_entropy/fused_linear_cross_entropy_op.h"
+#include "kernels/rms_norm/rms_norm_op.h"
+#include "kernels/rope/rope_op.h"
+#include "kernels/swiglu/swiglu_op.h"
 #include "worker/torch_compat.h"
 
 namespace foak {
@@ -135,11 +140,13 @@ torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) {
 
 // ---------------------------------------------------------------- RmsNorm --
 
-RmsNormImpl::RmsNormImpl(int64_t hidden_size, double eps, const ModelInit& init) : eps_(eps) {
+RmsNormImpl::RmsNormImpl(int64_t hidden_size, double eps, const ModelInit& init)
+    : eps_(eps), fused_(init.kernels.rms_norm) {
   weight = register_parameter("weight", torch::ones({hidden_size}, init.options));
 }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+  if (fused_ && x.scalar_type() == weight.scalar_type()) return ops::RmsNorm(x, weight, eps_);
   const auto input_dtype = x.scalar_type();
   torch::Tensor h = x.to(torch::kFloat);
   torch::Tensor variance = h.pow(2).mean(-1, /*keepdim=*/true);
@@ -166,7 +173,10 @@ RopeTables RotaryEmbeddingImpl::forward(const torch::Tensor& position_ids) {
   // matmul with inner dimension 1, i.e. the same single products.
   torch::Tensor freqs = position_ids.to(torch::kFloat).unsqueeze(-1) * inv_freq.to(torch::kFloat);
   torch::Tensor emb = torch::cat({freqs, freqs}, -1);  // (B, T, d)
-  return RopeTables{emb.cos(), emb.sin()};
+  RopeTables tables;
+  tables.cos = emb.cos();
+  tables.sin = emb.sin();
+  return tables;
 }
 
 // -------------------------------------------------------------- Attention --
@@ -175,7 +185,8 @@ AttentionImpl::AttentionImpl(const ModelConfig& config, const ModelInit& init)
     : num_heads_(config.num_attention_heads),
       num_kv_heads_(config.num_key_value_heads),
       head_dim_(config.head_dim),
-      scale_(config.AttentionScale()) {
+      scale_(config.AttentionScale()),
+      fused_rope_(init.kernels.rope) {
   const int64_t h = config.hidden_size;
   const double std = config.initializer_range;
   q_proj = register_module("q_proj", Linear(h, num_heads_ * head_dim_, config.QkvBias(), std, init));
@@ -189,15 +200,23 @@ AttentionImpl::AttentionImpl(const ModelConfig& config, const ModelInit& init)
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& rope,
                                      const torch::Tensor& mask) {
   const int64_t b = x.size(0), t = x.size(1);
-  // (B, T, n*d) -> (B, n, T, d)
-  torch::Tensor q = q_proj(x).view({b, t, num_heads_, head_dim_}).transpose(1, 2);
-  torch::Tensor k = k_proj(x).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
+  torch::Tensor q, k;
+  if (fused_rope_) {
+    // Rotated in place in the projections' (B, T, n*d) layout.
+    auto qk = ops::ApplyRope(q_proj(x).contiguous(), k_proj(x).contiguous(), rope.position_ids,
+                             rope.inv_freq, head_dim_);
+    q = qk.first.view({b, t, num_heads_, head_dim_}).transpose(1, 2);
+    k = qk.second.view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
+  } else {
+    // (B, T, n*d) -> (B, n, T, d)
+    q = q_proj(x).view({b, t, num_heads_, head_dim_}).transpose(1, 2);
+    k = k_proj(x).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
+    torch::Tensor cos = rope.cos.to(x.scalar_type()).unsqueeze(1);  // (B, 1, T, d)
+    torch::Tensor sin = rope.sin.to(x.scalar_type()).unsqueeze(1);
+    q = q * cos + RotateHalf(q) * sin;
+    k = k * cos + RotateHalf(k) * sin;
+  }
   torch::Tensor v = v_proj(x).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
-
-  torch::Tensor cos = rope.cos.to(x.scalar_type()).unsqueeze(1);  // (B, 1, T, d)
-  torch::Tensor sin = rope.sin.to(x.scalar_type()).unsqueeze(1);
-  q = q * cos + RotateHalf(q) * sin;
-  k = k * cos + RotateHalf(k) * sin;
 
   const int64_t n_rep = num_heads_ / num_kv_heads_;
   torch::Tensor out = compat::ScaledDotProductAttention(q, RepeatKv(k, n_rep), RepeatKv(v, n_rep),
@@ -208,7 +227,8 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const RopeTables& r
 
 // -------------------------------------------------------------------- Mlp --
 
-MlpImpl::MlpImpl(const ModelConfig& config, const ModelInit& init) {
+MlpImpl::MlpImpl(const ModelConfig& config, const ModelInit& init)
+    : fused_swiglu_(init.kernels.swiglu) {
   const int64_t h = config.hidden_size, i = config.intermediate_size;
   const double std = config.initializer_range;
   gate_proj = register_module("gate_proj", Linear(h, i, config.mlp_bias, std, init));
@@ -217,6 +237,7 @@ MlpImpl::MlpImpl(const ModelConfig& config, const ModelInit& init) {
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  if (fused_swiglu_) return down_proj(ops::SwiGlu(gate_proj(x), up_proj(x)));
   return down_proj(F::silu(gate_proj(x)) * up_proj(x));
 }
 
@@ -246,7 +267,7 @@ torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RopeTables
 // ---------------------------------------------------------- LlamaBackbone --
 
 LlamaBackboneImpl::LlamaBackboneImpl(const ModelConfig& raw_config, const ModelInit& init)
-    : config_(WithDerivedDefaults(raw_config)) {
+    : config_(WithDerivedDefaults(raw_config)), fused_rope_(init.kernels.rope) {
   const ModelConfig& config = config_;
   // transformers passes pad_token_id as padding_idx: that row gets no gradient.
   std::optional<int64_t> padding_idx;
@@ -302,7 +323,13 @@ torch::Tensor LlamaBackboneImpl::forward(const torch::Tensor& input_ids,
 
   torch::Tensor h = embed_tokens(input_ids);  // (B, T, H)
   if (config_.embedding_multiplier != 1.0) h = h * config_.embedding_multiplier;
-  RopeTables rope = rotary_emb(positions);
+  RopeTables rope;
+  if (fused_rope_) {
+    rope.position_ids = positions.contiguous();
+    rope.inv_freq = rotary_emb->inv_freq;
+  } else {
+    rope = rotary_emb(positions);
+  }
   for (const auto& layer : *layers) h = layer->as<DecoderLayerImpl>()->forward(h, rope, mask);
   return norm(h);
 }
@@ -310,7 +337,7 @@ torch::Tensor LlamaBackboneImpl::forward(const torch::Tensor& input_ids,
 // ------------------------------------------------------- LlamaForCausalLM --
 
 LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& raw_config, const ModelInit& init)
-    : config_(WithDerivedDefaults(raw_config)) {
+    : config_(WithDerivedDefaults(raw_config)), kernels_(init.kernels) {
   const ModelConfig& config = config_;
   model = register_module("model", LlamaBackbone(config, init));
   if (!config.tie_word_embeddings) {
@@ -341,8 +368,62 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids,
 
 // ------------------------------------------------------------------- Loss --
 
+namespace {
+
+// labels (B, T) -> (B, T) with row b holding labels[b, 1:] then ignore_index:
+// the target of position t is the token at t + 1, so the loss runs over all
+// B*T rows of the hidden states or logits without slicing (or copying) them.
+torch::Tensor ShiftLabels(const torch::Tensor& labels, int64_t ignore_index) {
+  return torch::cat({labels.slice(1, 1), torch::full({labels.size(0), 1}, ignore_index,
+                                                      labels.options())},
+                    1);
+}
+
+}  // namespace
+
+LossParts LlamaForCausalLMImpl::Loss(const torch::Tensor& input_ids,
+                                     const torch::Tensor& position_ids,
+                                     const torch::Tensor& labels,
+                                     const CausalLmLossOptions& options) {
+  const bool head_adapter = lm_head && lm_head->adapter;
+  if (!kernels_.fused_linear_cross_entropy && !kernels_.cross_entropy) {
+    return CausalLmLoss(forward(input_ids, position_ids), labels, options.ignore_index,
+                        options.normalizer);
+  }
+  TORCH_CHECK(labels.sizes() == input_ids.sizes(), "labels ", labels.sizes(),
+              " must match input_ids ", input_ids.sizes());
+  ops::LossOptions loss;
+  loss.reduction = ops::LossReduction::kSum;
+  loss.ignore_index = options.ignore_index;
+  loss.logit_scale = 1.0 / config_.logits_scaling;
+  loss.normalizer = options.normalizer;
+  torch::Tensor shifted = ShiftLabels(labels, options.ignore_index);
+  torch::Tensor hidden = Hidden(input_ids, position_ids);  // (B, T, H)
+  ops::LossResult result;
+  if (kernels_.fused_linear_cross_entropy && !head_adapter) {
+    ops::FusedLinearCrossEntropyOptions o;
+    o.loss = loss;
+    o.num_valid = options.num_targets;
+    result = ops::FusedLinearCrossEntropy(hidden, LmHeadWeight(), shifted, o);
+  } else {
+    // Unscaled logits: the kernel applies logits_scaling itself, and writes
+    // its gradient over them.
+    torch::Tensor logits = lm_head ? lm_head(hidden) : F::linear(hidden, LmHeadWeight());
+    result = ops::CrossEntropy(logits, shifted, loss);
+  }
+  LossParts parts;
+  parts.count = shifted.ne(options.ignore_index).sum();
+  if (options.normalizer > 0) {
+    parts.normalized = result.loss;
+    parts.sum = result.loss.detach() * options.normalizer;
+  } else {
+    parts.sum = result.loss;
+  }
+  return parts;
+}
+
 LossParts CausalLmLoss(const torch::Tensor& logits, const torch::Tensor& labels,
-                       int64_t ignore_index) {
+                       int64_t ignore_index, double normalizer) {
   TORCH_CHECK(logits.dim() == 3 && labels.dim() == 2 && logits.size(0) == labels.size(0) &&
                   logits.size(1) == labels.size(1),
               "CausalLmLoss: logits (B, T, V) and labels (B, T) disagree: ", logits.sizes(),
@@ -353,7 +434,7 @@ LossParts CausalLmLoss(const torch::Tensor& logits, const torch::Tensor& labels,
   torch::Tensor sum = at::cross_entropy_loss(shift_logits, shift_labels, /*weight=*/{},
                                              at::Reduction::Sum, ignore_index);
   torch::Tensor count = (shift_labels != ignore_index).sum();
-  return LossParts{sum, count};
+  return LossParts{sum, count, normalizer > 0 ? sum / normalizer : torch::Tensor()};
 }
 
 bool IsNoDecayParameter(const std::string& name) {

@@ -27,6 +27,7 @@
 #include <functional>
 #include <optional>
 
+#include "kernels/registry.h"
 #include "worker/model/model_config.h"
 
 namespace foak {
@@ -37,9 +38,13 @@ namespace foak {
 // `random = false` leaves linear and embedding weights uninitialised, for a
 // model whose weights are loaded next (no wasted init of an 8B model, and no
 // CPU copy when it is built on the GPU).
+// `kernels` picks the FOAK fused ops the model is built with (kernels/
+// registry.h); empty means plain LibTorch. Each op runs its CUDA kernel on
+// CUDA tensors and its CPU reference otherwise, so any set runs anywhere.
 struct ModelInit {
   torch::TensorOptions options = torch::TensorOptions().dtype(torch::kFloat);
   bool random = true;
+  KernelSet kernels;
 };
 
 // y = x W^T + b with transformers' parameter names ("weight", "bias").
@@ -83,13 +88,18 @@ class RmsNormImpl : public torch::nn::Module {
 
  private:
   double eps_;
+  bool fused_;  // kernels.rms_norm
 };
 TORCH_MODULE(RmsNorm);
 
-// cos/sin tables for given positions, in fp32: (B, T, head_dim) each.
+// What attention needs to rotate q and k: the cos/sin tables for the
+// positions, in fp32, (B, T, head_dim) each; or, with the fused rope kernel,
+// which computes them itself, the positions (B, T) and inv_freq (head_dim/2).
 struct RopeTables {
   torch::Tensor cos;
   torch::Tensor sin;
+  torch::Tensor position_ids;
+  torch::Tensor inv_freq;
 };
 
 class RotaryEmbeddingImpl : public torch::nn::Module {
@@ -116,6 +126,7 @@ class AttentionImpl : public torch::nn::Module {
  private:
   int64_t num_heads_, num_kv_heads_, head_dim_;
   double scale_;
+  bool fused_rope_;
 };
 TORCH_MODULE(Attention);
 
@@ -124,6 +135,9 @@ class MlpImpl : public torch::nn::Module {
   MlpImpl(const ModelConfig& config, const ModelInit& init);
   torch::Tensor forward(const torch::Tensor& x);  // (B, T, H)
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+
+ private:
+  bool fused_swiglu_;
 };
 TORCH_MODULE(Mlp);
 
@@ -153,8 +167,28 @@ class LlamaBackboneImpl : public torch::nn::Module {
 
  private:
   ModelConfig config_;
+  bool fused_rope_;
 };
 TORCH_MODULE(LlamaBackbone);
+
+// Next-token loss as transformers computes it: logits[:, :-1] against
+// labels[:, 1:], in fp32, ignoring `ignore_index`.
+struct LossParts {
+  torch::Tensor sum;         // () fp32: sum of token losses
+  torch::Tensor count;       // () int64: number of target tokens
+  torch::Tensor normalized;  // sum / normalizer, differentiable (when a normalizer was given)
+};
+
+struct CausalLmLossOptions {
+  int64_t ignore_index = -100;
+  // > 0: LossParts::normalized = sum / normalizer is what backward starts
+  // from; gradient accumulation passes the step's total target tokens.
+  double normalizer = 0.0;
+  // The number of target tokens when the caller knows it on the host (the
+  // trainer's batches are built on the CPU); lets the fused linear
+  // cross-entropy drop ignored rows before its GEMMs without a sync.
+  int64_t num_targets = -1;
+};
 
 class LlamaForCausalLMImpl : public torch::nn::Module {
  public:
@@ -175,25 +209,30 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   // The lm_head weight (V, H): lm_head.weight, or the embedding when tied.
   torch::Tensor LmHeadWeight() const;
 
+  // The training loss with the kernels the model was built with: the fused
+  // linear cross-entropy (no (B, T, V) logits), the fused cross-entropy over
+  // the logits, or the plain composite (forward + CausalLmLoss). A LoRA
+  // adapter on lm_head falls back from the fused linear op to the logits.
+  // input_ids, labels (B, T) int64; position_ids (B, T) or undefined.
+  LossParts Loss(const torch::Tensor& input_ids, const torch::Tensor& position_ids,
+                 const torch::Tensor& labels, const CausalLmLossOptions& options = {});
+
   const ModelConfig& config() const { return config_; }
+  const KernelSet& kernels() const { return kernels_; }
   LlamaBackbone model{nullptr};
   Linear lm_head{nullptr};  // null when tie_word_embeddings
 
  private:
   ModelConfig config_;
+  KernelSet kernels_;
 };
 TORCH_MODULE(LlamaForCausalLM);
 
-// Mean cross-entropy of next-token prediction as transformers computes it:
-// logits[:, :-1] against labels[:, 1:], in fp32, ignoring `ignore_index`.
-// logits (B, T, V), labels (B, T) int64. Returns {sum of token losses, number
-// of target tokens} so gradient accumulation can normalise by the total count.
-struct LossParts {
-  torch::Tensor sum;    // () fp32
-  torch::Tensor count;  // () int64
-};
+// The plain composite loss on logits (B, T, V) and labels (B, T) int64:
+// {sum of token losses, number of target tokens, sum / normalizer when
+// normalizer > 0}, so gradient accumulation can normalise by the total count.
 LossParts CausalLmLoss(const torch::Tensor& logits, const torch::Tensor& labels,
-                       int64_t ignore_index = -100);
+                       int64_t ignore_index = -100, double normalizer = 0.0);
 
 // Names (in transformers' convention) of the parameters that take no weight
 // decay: norms and biases.

@@ -326,10 +326,19 @@ absl::StatusOr<JobConfig> ParseJobConfig(const std::string& json_text, const std
   if (!device_ok) return r.BadValue("device", "one of auto, cpu, cuda, cuda:N");
 
   if (const Json* kernels = r.Get("kernels"); kernels != nullptr) {
-    if (!kernels->is_array()) return r.BadValue("kernels", "a list of kernel names");
-    if (!kernels->empty()) {
-      return r.BadValue("kernels", "[]: this build has no fused kernels yet (issue 4)");
+    const char* expected =
+        "a list of kernel names, e.g. [\"foak\"] or [\"rms_norm\", \"fused_linear_cross_entropy\"]";
+    if (!kernels->is_array()) return r.BadValue("kernels", expected);
+    std::vector<std::string> names;
+    for (const Json& k : *kernels) {
+      if (!k.is_string()) return r.BadValue("kernels", expected);
+      names.push_back(k.get<std::string>());
     }
+    absl::StatusOr<KernelSet> set = ParseKernelSet(names);
+    if (!set.ok()) {
+      return r.Error("kernels", absl::StrCat("= ", kernels->dump(), ": ", set.status().message()));
+    }
+    job.kernels = *set;
   }
   if (const Json* resume = r.Get("resume_from_checkpoint"); resume != nullptr) {
     if (resume->is_boolean()) {

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "kernels/registry.h"
 #include "worker/lora/lora_config.h"
 #include "worker/train/lr_schedule.h"
 #include "worker/train/precision.h"
@@ -115,6 +116,9 @@ struct JobConfig {
   Hyperparameters hyperparameters;
   std::string output_dir;    // absolute after parsing, required
   std::string device = "auto";  // "auto" (CUDA when available) | "cpu" | "cuda" | "cuda:N"
+  // FOAK fused ops the model is built with: names from kernels/registry.h,
+  // "foak" or "all"; empty = plain LibTorch. The same numbers on any device.
+  KernelSet kernels;
   ResumeFrom resume_from_checkpoint;
   // Resume even when the checkpoint's dataset, model config or hyperparameters
   // differ from this job's (then the run is no longer an exact continuation).

@@ -68,13 +68,14 @@ TrainerOptions MakeTrainerOptions(const JobConfig& job, int64_t max_steps) {
 // straight from the memory-mapped safetensors, with no CPU copy of the model.
 absl::StatusOr<LlamaForCausalLM> LoadModel(const ModelConfig& config, const std::string& dir,
                                            int64_t seed, torch::Device device,
-                                           Precision precision) {
+                                           Precision precision, const KernelSet& kernels) {
   try {
     torch::manual_seed(static_cast<uint64_t>(seed));
     ModelInit init;
     init.options = torch::TensorOptions().device(device).dtype(
         precision == Precision::kBf16 ? torch::kBFloat16 : torch::kFloat);
     init.random = false;
+    init.kernels = kernels;
     LlamaForCausalLM model(config, init);
     RETURN_IF_ERROR(LoadWeights(model, dir));
     return model;
@@ -189,7 +190,7 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
   const std::string weights_dir = resume.has_value() && !lora ? resume->dir : job.model;
 
   ASSIGN_OR_RETURN(LlamaForCausalLM model,
-                   LoadModel(config, weights_dir, h.seed, device, h.precision));
+                   LoadModel(config, weights_dir, h.seed, device, h.precision, job.kernels));
   if (lora) {
     std::optional<std::string> adapter_dir;
     if (resume.has_value()) adapter_dir = resume->dir;
@@ -214,9 +215,10 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
     state.elapsed_s = resume->state.elapsed_s;
     state.last_loss = resume->state.last_loss;
   }
-  Info(info, absl::StrFormat("training %s (%s) on %s: %s; for %d steps on %s, precision %s",
-                             job.model, job.method, job.dataset.train, data->Describe(),
-                             max_steps, device.str(), PrecisionName(h.precision)));
+  Info(info, absl::StrFormat(
+                 "training %s (%s) on %s: %s; for %d steps on %s, precision %s, kernels: %s",
+                 job.model, job.method, job.dataset.train, data->Describe(), max_steps,
+                 device.str(), PrecisionName(h.precision), KernelSetString(job.kernels)));
   for (const std::string& error : data->stats().bad_line_errors) {
     Info(info, absl::StrCat("skipped bad line: ", error));
   }

@@ -136,9 +136,12 @@ absl::StatusOr<StepResult> Trainer::StepUnchecked(const std::vector<Batch>& micr
     torch::Tensor input_ids = ToTensor(batch.input_ids, batch.B, batch.T, device_);
     torch::Tensor labels = ToTensor(batch.labels, batch.B, batch.T, device_);
     torch::Tensor position_ids = ToTensor(batch.position_ids, batch.B, batch.T, device_);
-    torch::Tensor logits = model_->forward(input_ids, position_ids);  // (B, T, V)
-    LossParts parts = CausalLmLoss(logits, labels, kIgnoreIndex);
-    (parts.sum / total).backward();
+    CausalLmLossOptions loss_options;
+    loss_options.ignore_index = kIgnoreIndex;
+    loss_options.normalizer = total;
+    loss_options.num_targets = batch.NumTargetTokens();
+    LossParts parts = model_->Loss(input_ids, position_ids, labels, loss_options);
+    parts.normalized.backward();
     loss_sum += parts.sum.detach().to(torch::kDouble);
   }
 
@@ -161,8 +164,10 @@ absl::StatusOr<LossSums> Trainer::EvalLossSums(const Batch& batch) {
     torch::Tensor input_ids = ToTensor(batch.input_ids, batch.B, batch.T, device_);
     torch::Tensor labels = ToTensor(batch.labels, batch.B, batch.T, device_);
     torch::Tensor position_ids = ToTensor(batch.position_ids, batch.B, batch.T, device_);
-    torch::Tensor logits = model_->forward(input_ids, position_ids);  // (B, T, V)
-    LossParts parts = CausalLmLoss(logits, labels, kIgnoreIndex);
+    CausalLmLossOptions loss_options;
+    loss_options.ignore_index = kIgnoreIndex;
+    loss_options.num_targets = batch.NumTargetTokens();
+    LossParts parts = model_->Loss(input_ids, position_ids, labels, loss_options);
     LossSums sums;
     sums.loss_sum = parts.sum.to(torch::kDouble).item<double>();
     sums.target_tokens = batch.NumTargetTokens();

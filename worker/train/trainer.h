@@ -2,7 +2,8 @@
 // loop, metrics and checkpoint schedule live in train_job.cc):
 //
 //   1. count the target tokens of ALL micro-batches of the step first;
-//   2. per micro-batch: forward, CausalLmLoss (sum over tokens, fp32),
+//   2. per micro-batch: the model's Loss (with the job's fused kernels, or the
+//      CausalLmLoss composite: sum over tokens, fp32),
 //      backward of sum / total_targets -- so accumulating k micro-batches of b
 //      rows gives the same gradient as one batch of k*b rows (each token
 //      weighs the same), exactly as transformers' Trainer with
@@ -77,7 +78,7 @@ class Trainer {
   absl::StatusOr<StepResult> Step(const std::vector<Batch>& micro_batches);
 
   // The loss of `batch` without gradients, in whatever train/eval mode the
-  // model is (Evaluator switches it to eval). Same CausalLmLoss as Step.
+  // model is (Evaluator switches it to eval). Same loss as Step.
   absl::StatusOr<LossSums> EvalLossSums(const Batch& batch);
 
   // Writes the current weights as a Hugging Face folder (SaveModel). In
