@@ -10,7 +10,7 @@
 // Backward's weight gradient: a grid-stride loop over rows (8 blocks per SM);
 // each thread owns the same columns in every row, so it accumulates dw for
 // them in registers, writes one (blocks, H) fp32 workspace row at the end,
-// and a second kernel sums the rows with 32 x 32 thread blocks. No atomics:
+// and a second kernel sums the rows with 32 x 8 thread blocks. No atomics:
 // the result is deterministic.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -201,33 +201,24 @@ __global__ void rms_norm_backward_kernel(const T* __restrict__ x, const T* __res
 }
 
 // dw[h] = sum over workspace rows of dw_partial[b, h]: 32 columns per block
-// (coalesced loads) and 32 row groups, each thread summing its rows with four
-// independent accumulators so its loads are in flight together (a single
-// dependent chain per column made this pass latency-bound), then a shared-
-// memory sum over the row groups.
+// (coalesced), 8 row groups summed in shared memory, so the H / 32 blocks of
+// 256 threads cover the workspace in parallel instead of one thread per
+// column walking all of it.
 template <typename T>
-__global__ void __launch_bounds__(1024)
-    rms_norm_dw_reduce_kernel(const float* __restrict__ dw_partial, int64_t blocks,
-                              int64_t hidden, T* __restrict__ dw) {
-  __shared__ float partial[32][33];
+__global__ void rms_norm_dw_reduce_kernel(const float* __restrict__ dw_partial, int64_t blocks,
+                                          int64_t hidden, T* __restrict__ dw) {
+  __shared__ float partial[8][33];
   const int64_t h = blockIdx.x * 32 + threadIdx.x;
-  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+  float s = 0.0f;
   if (h < hidden) {
-    int64_t b = threadIdx.y;
-    for (; b + 96 < blocks; b += 128) {
-      s0 += dw_partial[b * hidden + h];
-      s1 += dw_partial[(b + 32) * hidden + h];
-      s2 += dw_partial[(b + 64) * hidden + h];
-      s3 += dw_partial[(b + 96) * hidden + h];
-    }
-    for (; b < blocks; b += 32) s0 += dw_partial[b * hidden + h];
+    for (int64_t b = threadIdx.y; b < blocks; b += 8) s += dw_partial[b * hidden + h];
   }
-  partial[threadIdx.y][threadIdx.x] = (s0 + s1) + (s2 + s3);
+  partial[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
   if (threadIdx.y == 0 && h < hidden) {
     float total = 0.0f;
 #pragma unroll
-    for (int r = 0; r < 32; ++r) total += partial[r][threadIdx.x];
+    for (int r = 0; r < 8; ++r) total += partial[r][threadIdx.x];
     dw[h] = FromFloat<T>(total);
   }
 }
@@ -298,7 +289,7 @@ void LaunchBackward(const RmsNormParams& p, const void* x, const void* w, const 
   }
   if (dw) {
     const unsigned reduce_grid = static_cast<unsigned>((p.hidden + 31) / 32);
-    rms_norm_dw_reduce_kernel<T><<<reduce_grid, dim3(32, 32), 0, stream>>>(
+    rms_norm_dw_reduce_kernel<T><<<reduce_grid, dim3(32, 8), 0, stream>>>(
         dw_partial, blocks, p.hidden, static_cast<T*>(dw));
   }
 }
