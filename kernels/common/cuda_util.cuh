@@ -29,6 +29,17 @@ __device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
 template <>
 __device__ __forceinline__ __half FromFloat<__half>(float v) { return __float2half(v); }
 
+// 16 bytes of T, loaded and stored as one vector (uint4) and read as kN
+// elements: the unit of the memory-bound kernels' vectorised paths.
+template <typename T>
+struct Pack {
+  static constexpr int kN = 16 / sizeof(T);
+  union {
+    uint4 raw;
+    T v[kN];
+  };
+};
+
 struct SumOp {
   __device__ __forceinline__ float operator()(float a, float b) const { return a + b; }
   static constexpr float kIdentity = 0.0f;

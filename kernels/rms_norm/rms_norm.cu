@@ -31,14 +31,7 @@ using cuda::ToFloat;
 constexpr int kThreads = 256;
 constexpr int kMaxVecs = 8;  // 16-byte vectors per thread held in registers
 
-template <typename T>
-struct Pack {
-  static constexpr int kN = 16 / sizeof(T);
-  union {
-    uint4 raw;
-    T v[kN];
-  };
-};
+using cuda::Pack;
 
 // ------------------------------------------------------------ vector path --
 

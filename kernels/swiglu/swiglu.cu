@@ -42,14 +42,7 @@ using cuda::ToFloat;
 constexpr int kThreads = 256;
 constexpr int kUnroll = 2;  // 16-byte vectors per operand loaded before computing
 
-template <typename T>
-struct Pack {
-  static constexpr int kN = 16 / sizeof(T);
-  union {
-    uint4 raw;
-    T v[kN];
-  };
-};
+using cuda::Pack;
 
 // sigmoid(g) for outputs of type T: accurate for fp32, fast for 16-bit types
 // (see the top of the file). 1 + exp(-g) lies in [1, inf], where __fdividef(1, x)

@@ -17,6 +17,7 @@
 
 #include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "tests/testing/worker_run.h"
 #include "nlohmann/json.hpp"
 #include "worker/generate/generate.h"
 #include "worker/lora/lora.h"
@@ -29,6 +30,8 @@
 namespace foak {
 namespace {
 
+using testing::TempDir;
+
 using Ids = std::vector<int64_t>;
 
 const std::string kParityModel = FOAK_TESTDATA_DIR "/parity/llama3_gqa";
@@ -38,21 +41,6 @@ struct RunResult {
   int exit_code = -1;
   std::string out;
   std::string err;
-};
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/foak_generate_test_XXXXXX";
-    const char* dir = mkdtemp(tmpl);
-    EXPECT_NE(dir, nullptr);
-    path_ = dir == nullptr ? "/tmp" : dir;
-  }
-  ~TempDir() { RemoveTree(path_).IgnoreError(); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 // Runs foak-worker with `args` (already shell-quoted where needed).
@@ -144,7 +132,7 @@ std::string DebugModel(const std::string& dir) {
 }
 
 TEST(GenerateCli, GreedyIsDeterministicAndEqualsTheLibrary) {
-  const TempDir tmp;
+  const testing::TempDir tmp("generate_test");
   const std::string model = DebugModel(tmp.path());
   const std::string args = "generate --device cpu --model " + model +
                            " --prompt 'Hello' --max-new-tokens 24 --print-ids";
@@ -167,7 +155,7 @@ TEST(GenerateCli, GreedyIsDeterministicAndEqualsTheLibrary) {
 }
 
 TEST(GenerateCli, SeedMakesSamplingReproducible) {
-  const TempDir tmp;
+  const testing::TempDir tmp("generate_test");
   const std::string model = DebugModel(tmp.path());
   auto sample = [&](int seed) {
     RunResult r = Worker("generate --device cpu --model " + model +
@@ -191,7 +179,7 @@ TEST(GenerateCli, SeedMakesSamplingReproducible) {
 }
 
 TEST(GenerateCli, PromptsJsonlInAndOut) {
-  const TempDir tmp;
+  const testing::TempDir tmp("generate_test");
   const std::string dir = tmp.path();
   const std::string model = DebugModel(dir);
   ASSERT_TRUE(WriteFileAtomically(dir + "/prompts.jsonl",
@@ -257,7 +245,7 @@ TEST(GenerateCli, PromptsJsonlInAndOut) {
 }
 
 TEST(GenerateCli, ChatRendersTheTemplate) {
-  const TempDir tmp;
+  const testing::TempDir tmp("generate_test");
   const std::string model = DebugModel(tmp.path());
   // Default for the byte tokenizer: plain, with the optional system message.
   RunResult plain =
@@ -349,7 +337,7 @@ TEST(GenerateCli, UsageDocumentsEveryFlagAndRejectsBadCombinations) {
     EXPECT_NE(r.err.find(message), std::string::npos) << args << ": " << r.err;
     EXPECT_NE(r.err.find("Usage: foak-worker generate"), std::string::npos) << r.err;
   }
-  const TempDir tmp;
+  const testing::TempDir tmp("generate_test");
   const std::string model = DebugModel(tmp.path());
   for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
            {"--top-p 0", "--top-p 0: expected a number in (0, 1]"},

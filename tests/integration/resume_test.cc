@@ -31,30 +31,18 @@
 
 #include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "tests/testing/worker_run.h"
 #include "nlohmann/json.hpp"
 #include "worker/model/safetensors.h"
 
 namespace foak {
 namespace {
 
+using testing::TempDir;
+
 struct RunResult {
   int exit_code = -1;
   std::string err;
-};
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/foak_resume_test_XXXXXX";
-    const char* dir = mkdtemp(tmpl);
-    EXPECT_NE(dir, nullptr);
-    path_ = dir == nullptr ? "/tmp" : dir;
-  }
-  ~TempDir() { RemoveTree(path_).IgnoreError(); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
 };
 
 // Runs foak-worker with `args`; `env` is prepended ("NAME=value ").
@@ -75,7 +63,7 @@ RunResult Worker(const std::string& args, const std::string& env = "") {
 class ResumeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new TempDir();
+    dir_ = new testing::TempDir("resume_test");
     const RunResult init = Worker("init-model --config " + std::string(FOAK_SOURCE_DIR) +
                                   "/examples/debug_model/config.json --out " + Model());
     ASSERT_EQ(init.exit_code, 0) << init.err;
@@ -111,9 +99,9 @@ class ResumeTest : public ::testing::Test {
     return path;
   }
 
-  static TempDir* dir_;
+  static testing::TempDir* dir_;
 };
-TempDir* ResumeTest::dir_ = nullptr;
+testing::TempDir* ResumeTest::dir_ = nullptr;
 
 // step -> the metrics line's fields that must be reproduced exactly; the
 // evaluation lines' (eval_loss, eval_tokens) go to `evals` when given.
@@ -146,7 +134,7 @@ std::map<int64_t, std::string> DeterministicMetrics(const std::string& path, int
 class ExactResume : public ResumeTest, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(ExactResume, StoppedAfterCheckpoint8AndResumedMatchesUninterruptedRun) {
-  TempDir full, stopped;
+  testing::TempDir full("resume_test"), stopped("resume_test");
   const RunResult a = Worker("train --job " + WriteJob(full.path(), GetParam(), 12, 4));
   ASSERT_EQ(a.exit_code, 0) << a.err;
 
@@ -189,7 +177,7 @@ INSTANTIATE_TEST_SUITE_P(Precisions, ExactResume, ::testing::Values("fp32", "bf1
                          });
 
 TEST_F(ResumeTest, LoraWithValidationStoppedAndResumedMatchesUninterruptedRun) {
-  TempDir full, stopped;
+  testing::TempDir full("resume_test"), stopped("resume_test");
   const std::string lora = R"(, "method": "lora",
       "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj", "down_proj"]})";
   const std::string eval_hp = R"(, "eval_steps": 4, "learning_rate": 0.01)";

@@ -12,49 +12,20 @@
 
 #include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "tests/testing/worker_run.h"
 #include "nlohmann/json.hpp"
 
 namespace foak {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/foak_train_data_test_XXXXXX";
-    const char* dir = mkdtemp(tmpl);
-    EXPECT_NE(dir, nullptr);
-    path_ = dir == nullptr ? "/tmp" : dir;
-  }
-  ~TempDir() { RemoveTree(path_).IgnoreError(); }
-  const std::string& path() const { return path_; }
+using testing::TempDir;
 
- private:
-  std::string path_;
-};
+int Worker(const std::string& args, std::string* err) { return testing::RunWorker(args, err); }
 
-int Worker(const std::string& args, std::string* err) {
-  const std::string err_path = "/tmp/foak_train_data_test." + std::to_string(getpid()) + ".err";
-  const std::string cmd = std::string(FOAK_WORKER_BIN) + " " + args + " >/dev/null 2>" + err_path;
-  const int status = std::system(cmd.c_str());
-  *err = ReadFileToString(err_path).value_or("");
-  std::remove(err_path.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-std::vector<nlohmann::json> Metrics(const std::string& path) {
-  std::vector<nlohmann::json> out;
-  const std::string text = ReadFileToString(path).value_or("");
-  size_t pos = 0;
-  while (pos < text.size()) {
-    const size_t end = text.find('\n', pos);
-    out.push_back(nlohmann::json::parse(text.substr(pos, end - pos)));
-    pos = end == std::string::npos ? text.size() : end + 1;
-  }
-  return out;
-}
+std::vector<nlohmann::json> Metrics(const std::string& path) { return testing::ReadMetrics(path); }
 
 TEST(TrainData, BadTruncatedAndDroppedLinesAreReportedAndValidationRunsAtTheEnd) {
-  TempDir dir;
+  testing::TempDir dir("train_data_test");
   const std::string model = dir.path() + "/model";
   std::string err;
   ASSERT_EQ(Worker("init-model --config " + std::string(FOAK_SOURCE_DIR) +

@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "tests/testing/worker_run.h"
 #include "nlohmann/json.hpp"
 #include "worker/data/batcher.h"
 #include "worker/data/example_dataset.h"
@@ -36,29 +37,9 @@
 namespace foak {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/foak_lora_train_test_XXXXXX";
-    const char* dir = mkdtemp(tmpl);
-    EXPECT_NE(dir, nullptr);
-    path_ = dir == nullptr ? "/tmp" : dir;
-  }
-  ~TempDir() { RemoveTree(path_).IgnoreError(); }
-  const std::string& path() const { return path_; }
+using testing::TempDir;
 
- private:
-  std::string path_;
-};
-
-int Worker(const std::string& args, std::string* err) {
-  const std::string err_path = "/tmp/foak_lora_train_test." + std::to_string(getpid()) + ".err";
-  const std::string cmd = std::string(FOAK_WORKER_BIN) + " " + args + " >/dev/null 2>" + err_path;
-  const int status = std::system(cmd.c_str());
-  *err = ReadFileToString(err_path).value_or("");
-  std::remove(err_path.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+int Worker(const std::string& args, std::string* err) { return testing::RunWorker(args, err); }
 
 LlamaForCausalLM LoadBase(const std::string& dir) {
   auto config = LoadModelConfig(dir);
@@ -73,7 +54,7 @@ LlamaForCausalLM LoadBase(const std::string& dir) {
 }
 
 TEST(TrainLora, LossFallsAdapterReproducesTheTrainedModelAndMergesExactly) {
-  TempDir dir;
+  testing::TempDir dir("lora_train_test");
   const std::string model_dir = dir.path() + "/model";
   std::string err;
   // The debug model with initializer_range 0.2 instead of 0.02: LoRA leaves

@@ -15,12 +15,15 @@
 
 #include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "tests/testing/worker_run.h"
 #include "nlohmann/json.hpp"
 #include "worker/model/model_config.h"
 #include "worker/model/safetensors.h"
 
 namespace foak {
 namespace {
+
+using testing::TempDir;
 
 struct RunResult {
   int exit_code = -1;
@@ -29,21 +32,6 @@ struct RunResult {
 };
 
 // A temp folder removed when the test ends.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/foak_cli_test_XXXXXX";
-    const char* dir = mkdtemp(tmpl);
-    EXPECT_NE(dir, nullptr);
-    path_ = dir == nullptr ? "/tmp" : dir;
-  }
-  ~TempDir() { RemoveTree(path_).IgnoreError(); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 // Runs foak-worker with `args` (already shell-quoted where needed).
 RunResult Worker(const std::string& args) {
   static int counter = 0;
