@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <stdexcept>
 
 #include "kernels/common/cuda_util.cuh"
 #include "kernels/cross_entropy/cross_entropy.h"
@@ -185,7 +186,11 @@ void CrossEntropyForwardCuda(const CrossEntropyParams& p, ScalarKind in_kind, co
     });
     return;
   }
-  // Narrower logits: the gradient has their kind.
+  // Narrower logits: the gradient must have their kind.
+  if (grad != nullptr && out_kind != in_kind) {
+    throw std::invalid_argument(
+        "cross_entropy: a bf16/fp16 logits buffer takes a gradient of its own dtype");
+  }
   FOAK_DISPATCH_KIND(in_kind, [&](auto tag) {
     using T = decltype(tag);
     Launch<T, T>(p, logits, in_ld, labels, grad_scale, row_scale, loss_rows, z_rows, lse_rows,

@@ -127,6 +127,10 @@ class CrossEntropyFunction : public torch::autograd::Function<CrossEntropyFuncti
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    TORCH_CHECK(ctx->saved_data.count("grad"),
+                "cross_entropy: a second backward through the same loss is not supported (the "
+                "gradient, kept in the logits' storage, was handed over by the first); recompute "
+                "the loss instead of retain_graph=True");
     at::Tensor grad = ctx->saved_data["grad"].toTensor();  // (N, V), ours to scale
     const auto shape = ctx->saved_data["shape"].toIntVector();
     at::Tensor go = grads[0].to(at::kFloat).contiguous();
@@ -139,8 +143,8 @@ class CrossEntropyFunction : public torch::autograd::Function<CrossEntropyFuncti
       CheckLaunch("cross_entropy backward");
 #endif
     } else {
-      grad.mul_(per_row ? go.reshape({-1, 1}).to(grad.scalar_type())
-                        : go.to(grad.scalar_type()));
+      // In fp32, as the kernel does, then rounded once.
+      grad.copy_(grad.to(at::kFloat) * (per_row ? go.reshape({-1, 1}) : go));
     }
     ctx->saved_data.erase("grad");
     return {grad.view(shape), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};

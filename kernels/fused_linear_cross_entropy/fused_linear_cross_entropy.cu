@@ -81,7 +81,9 @@ void FusedLinearCrossEntropyCuda(const FusedLinearCrossEntropyParams& p, const v
                                  void* stream) {
   auto s = static_cast<cudaStream_t>(stream);
   auto h = static_cast<cublasHandle_t>(blas);
-  CheckBlas(cublasSetStream(h, s), "set stream");
+  // `blas` comes bound to `stream` with PyTorch's workspace
+  // (getCurrentCUDABlasHandle); cublasSetStream here would reset that
+  // workspace to cuBLAS's own pool, outside the caching allocator.
   const int64_t m = p.ce.rows, v = p.ce.vocab, hid = p.hidden;
   const cudaDataType_t t = CudaType(p.kind);
   const int64_t es = ElementSize(p.kind);

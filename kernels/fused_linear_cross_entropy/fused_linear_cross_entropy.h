@@ -25,8 +25,10 @@
 //    is made in place inside the accumulator's storage (NarrowInPlaceCuda),
 //    so the two never coexist.
 //  * fp16: G = softmax - onehot is mostly below fp16's normal range once
-//    divided by the token count, so it is stored times 2^12 (grad_multiplier)
-//    and the GEMMs take alpha = 2^-12; the 1/count is applied afterwards.
+//    divided by the token count, so it is stored times 2^12 (grad_multiplier,
+//    halved while it times logit_scale exceeds 2^12) and the GEMMs take
+//    alpha = 1 / multiplier; the 1/count, and in reduction 'none' the rows'
+//    largest grad_output, are applied afterwards, so G stays below 65504.
 //  * The gradient for grad_output = 1 is computed in the forward pass (as
 //    Liger does); backward scales it by grad_output on the device, which is
 //    free when grad_output is 1. Reduction 'none' instead recomputes in

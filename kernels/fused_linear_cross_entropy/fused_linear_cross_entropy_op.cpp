@@ -32,6 +32,12 @@ using torch::autograd::variable_list;
 constexpr int64_t kChunkBudgetBytes = int64_t{464} << 20;
 // fp16 gradients are stored times this power of two (see the header).
 constexpr float kFp16GradMultiplier = 4096.0f;
+// The gradients computed in forward are handed over (scaled in place) by the
+// first backward.
+constexpr const char* kSecondBackward =
+    "fused_linear_cross_entropy: a second backward through the same loss is not supported "
+    "(its gradients were handed over by the first); recompute the loss instead of "
+    "retain_graph=True";
 
 // Indices (m) of the rows whose label is not ignore_index, in order, built on
 // the labels' device without synchronising (m is known on the host).
@@ -88,12 +94,25 @@ Outputs Run(const FusedLinearCrossEntropyOptions& o, const at::Tensor& x2d, cons
 #ifdef FOAK_WITH_CUDA
     auto fopts = x2d.options().dtype(at::kFloat);
     p.chunk_rows = ChunkRows(o, x2d, m, v);
-    at::Tensor kernel_scale = grad_scale;
+    at::Tensor kernel_scale = grad_scale, kernel_rows = row_scale;
     if (p.kind == ScalarKind::kF16 && (want_dx || want_dw)) {
-      p.ce.grad_multiplier = kFp16GradMultiplier;
-      p.gemm_alpha = 1.0f / kFp16GradMultiplier;
+      // The stored gradient is at most about multiplier * logit_scale *
+      // max|row scale|: halve the multiplier for a large logit_scale, and
+      // move the rows' common magnitude (reduction 'none' backward) into the
+      // post-GEMM scale, so nothing overflows fp16's 65504.
+      float multiplier = kFp16GradMultiplier;
+      while (multiplier > 1.0f && multiplier * o.loss.logit_scale > kFp16GradMultiplier) {
+        multiplier /= 2.0f;
+      }
+      p.ce.grad_multiplier = multiplier;
+      p.gemm_alpha = 1.0f / multiplier;
       out.post_scale = grad_scale;
       kernel_scale = at::Tensor();
+      if (row_scale.defined()) {
+        at::Tensor peak = row_scale.abs().max().clamp_min(1e-30);
+        kernel_rows = (row_scale / peak).contiguous();
+        out.post_scale = out.post_scale.defined() ? out.post_scale * peak : peak;
+      }
     }
     out.loss_rows = at::empty({m}, fopts);
     out.z_rows = at::empty({m}, fopts);
@@ -104,7 +123,8 @@ Outputs Run(const FusedLinearCrossEntropyOptions& o, const at::Tensor& x2d, cons
     FusedLinearCrossEntropyCuda(
         p, x2d.data_ptr(), w.data_ptr(), labels.data_ptr<int64_t>(),
         kernel_scale.defined() ? kernel_scale.data_ptr<float>() : nullptr,
-        row_scale.defined() ? row_scale.data_ptr<float>() : nullptr, out.loss_rows.data_ptr<float>(),
+        kernel_rows.defined() ? kernel_rows.data_ptr<float>() : nullptr,
+        out.loss_rows.data_ptr<float>(),
         out.z_rows.data_ptr<float>(), want_dx ? out.dx.data_ptr() : nullptr,
         want_dw ? out.dw.data_ptr<float>() : nullptr, logits.data_ptr(), CurrentBlasHandle(),
         CurrentStream(x2d));
@@ -253,6 +273,8 @@ class FusedLinearCrossEntropyFunction
       if (want_dw) dw = FinishWeightGrad(out.dw, out.post_scale, dtype);
     } else {
       if (d.count("post_scale")) go = go * d["post_scale"].toTensor();
+      TORCH_CHECK(!want_dx || d.count("dx"), kSecondBackward);
+      TORCH_CHECK(!want_dw || d.count("dw"), kSecondBackward);
       if (want_dx) dx = FinishInputGrad(d["dx"].toTensor(), go, index, n);
       if (want_dw) {
         at::Tensor acc = d["dw"].toTensor();

@@ -93,6 +93,18 @@ TEST(CrossEntropyOp, GradientIsWrittenOverTheLogitsUnlessAskedNotTo) {
   EXPECT_TRUE(at::allclose(leaf2.grad(), leaf.grad(), 1e-6, 1e-7));
 }
 
+TEST(CrossEntropyOp, SecondBackwardIsRefusedWithAReason) {
+  at::Tensor leaf = at::randn({3, 7}).requires_grad_(true);
+  at::Tensor loss = ops::CrossEntropy(leaf * 1.0, at::tensor({1, 2, 3}, at::kLong), {}).loss;
+  loss.backward({}, /*retain_graph=*/true);
+  try {
+    loss.backward();
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("retain_graph"), std::string::npos) << e.what();
+  }
+}
+
 TEST(CrossEntropyOp, NoGradLeavesLogitsAlone) {
   at::Tensor logits = at::randn({4, 9}).requires_grad_(true);
   at::Tensor labels = at::tensor({0, 1, -100, 8}, at::kLong);

@@ -156,6 +156,19 @@ TEST(FusedLinearCrossEntropyOp, ThreeDimensionalInputsAndNoGrad) {
   EXPECT_LE(RelMaxErr(r.loss.reshape({-1}), rows), 1e-5);
 }
 
+TEST(FusedLinearCrossEntropyOp, SecondBackwardIsRefusedWithAReason) {
+  const Inputs in = MakeInputs(6, 8, 20, 37);
+  at::Tensor x = in.x.to(at::kFloat).requires_grad_(true);
+  at::Tensor loss = ops::FusedLinearCrossEntropy(x, in.w.to(at::kFloat), in.labels, {}).loss;
+  loss.backward({}, /*retain_graph=*/true);
+  try {
+    loss.backward();
+    FAIL() << "expected an error";
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("retain_graph"), std::string::npos) << e.what();
+  }
+}
+
 TEST(FusedLinearCrossEntropyOp, RejectsBadInput) {
   at::Tensor x = at::randn({4, 8}), w = at::randn({10, 8});
   at::Tensor labels = at::zeros({4}, at::kLong);

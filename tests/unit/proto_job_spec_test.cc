@@ -43,7 +43,7 @@ TEST(ProtoJobSpec, LoraJobAndEveryJobFieldParse) {
                   "shuffle_buffer_size": 100},
       "method": "lora", "lora": {"r": 4, "alpha": 8, "dropout": 0.1,
                                  "target_modules": ["q_proj"], "use_rslora": true},
-      "save_merged": true, "output_dir": "o", "device": "cpu", "kernels": [],
+      "save_merged": true, "output_dir": "o", "device": "cpu", "kernels": ["foak", "fused_linear_cross_entropy"],
       "resume_from_checkpoint": true, "resume_ignore_mismatch": false,
       "hyperparameters": {"eval_steps": 5, "eval_batch_size": 4, "save_total_limit": 2}})",
                                                    &all);
@@ -54,6 +54,8 @@ TEST(ProtoJobSpec, LoraJobAndEveryJobFieldParse) {
   EXPECT_EQ(all.lora().target_modules().list_value().values(0).string_value(), "q_proj");
   EXPECT_TRUE(all.resume_from_checkpoint().bool_value());
   EXPECT_EQ(all.hyperparameters().eval_steps(), 5);
+  ASSERT_EQ(all.kernels_size(), 2);
+  EXPECT_EQ(all.kernels(1), "fused_linear_cross_entropy");
 }
 
 TEST(ProtoJobSpec, UnknownFieldIsRejectedByName) {
