@@ -9,6 +9,7 @@
 #define FOAK_TESTS_TESTING_KERNEL_CHECK_H_
 
 #include <ATen/ATen.h>
+#include <gtest/gtest.h>
 
 #include <algorithm>
 #include <string>
@@ -41,6 +42,17 @@ inline double RelNormErr(const at::Tensor& got, const at::Tensor& want) {
 inline void Poison(const at::Device& device) {
   if (!device.is_cuda()) return;
   foak::ops::PoisonFreeMemory(device, int64_t{256} << 20);
+}
+
+// Runs fn, which must throw c10::Error whose message contains `needle`.
+template <typename Fn>
+void ExpectTorchError(Fn fn, const std::string& needle) {
+  try {
+    fn();
+    ADD_FAILURE() << "expected an error mentioning " << needle;
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
 }
 
 inline std::string DtypeName(at::ScalarType t) {
