@@ -3,8 +3,6 @@
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
 
-#include <limits>
-#include <vector>
 
 #ifdef FOAK_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -67,16 +65,6 @@ at::Tensor CpuFloat(const at::Tensor& t) { return t.to(at::kCPU, at::kFloat).con
 
 at::Tensor Restore(const at::Tensor& ref, const at::Tensor& like) {
   return ref.to(like.device(), like.scalar_type());
-}
-
-void PoisonFreeMemory(const at::Device& device, int64_t bytes) {
-  // One large block (the allocator splits large requests from it) and many
-  // small ones (requests under 1 MiB come from a separate pool of 2 MiB blocks).
-  const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
-  std::vector<at::Tensor> blocks;
-  blocks.push_back(at::empty({bytes / 4}, options));
-  for (int i = 0; i < 64; ++i) blocks.push_back(at::empty({(int64_t{1} << 19) / 4}, options));
-  for (at::Tensor& t : blocks) t.fill_(std::numeric_limits<float>::quiet_NaN());
 }
 
 }  // namespace ops

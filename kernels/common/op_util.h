@@ -35,10 +35,6 @@ at::Tensor CpuFloat(const at::Tensor& t);
 // `ref` (fp32, CPU) converted back to the dtype and device of `like`.
 at::Tensor Restore(const at::Tensor& ref, const at::Tensor& like);
 
-// Fills the caching allocator's free blocks with NaN (tests use it so that an
-// output an op forgets to write is caught, not silently zero).
-void PoisonFreeMemory(const at::Device& device, int64_t bytes);
-
 }  // namespace ops
 }  // namespace foak
 

@@ -2,17 +2,14 @@
 // per row. Pass 1 streams the row once with a per-thread online max/sum of
 // exp (so the row is read once for the statistics whatever V is: 256k
 // vocabularies need no special case); block reductions give lse. Pass 2 reads
-// the row again and writes the gradient, tile by tile. When the gradient
-// narrows in place (fp32 logits -> bf16 gradient at the same row address),
-// gradient element j lands on the bytes of logits element j/2, which is read
-// in the same or an earlier tile; a barrier between each tile's reads and its
-// writes makes that safe. (logits and grad may alias: neither is __restrict__.)
+// the row again and writes the gradient; element j of the gradient replaces
+// logits element j, which its own thread has just read, so in place needs no
+// barrier. (logits and grad may alias: neither is __restrict__.)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <stdexcept>
 
 #include "kernels/common/cuda_util.cuh"
 #include "kernels/cross_entropy/cross_entropy.h"
@@ -45,19 +42,18 @@ __device__ __forceinline__ void OnlineAdd(float t, float& m, float& s) {
   }
 }
 
-template <typename In, typename Out>
+template <typename T>
 __global__ void __launch_bounds__(kThreads)
-    cross_entropy_row_kernel(CrossEntropyParams p, const In* logits, int64_t in_ld,
+    cross_entropy_row_kernel(CrossEntropyParams p, const T* logits, int64_t ld,
                              const int64_t* __restrict__ labels, const float* grad_scale,
                              const float* row_scale, float* __restrict__ loss_rows,
-                             float* __restrict__ z_rows, float* lse_rows, Out* grad,
-                             int64_t out_ld, bool narrowing_in_place) {
+                             float* __restrict__ z_rows, float* lse_rows, T* grad) {
   const int64_t row = blockIdx.x;
   const int64_t v = p.vocab;
-  const In* z = logits + row * in_ld;
+  const T* z = logits + row * ld;
   const int64_t y = labels[row];
   const RowMath math{p.logit_scale, p.softcap, p.softcap > 0.0f ? 1.0f / p.softcap : 0.0f};
-  Out* g = grad ? grad + row * out_ld : nullptr;
+  T* g = grad ? grad + row * ld : nullptr;
 
   if (y == p.ignore_index) {
     if (threadIdx.x == 0) {
@@ -67,7 +63,7 @@ __global__ void __launch_bounds__(kThreads)
     }
     if (g) {
       // Nothing of an ignored row is read, so plain stores are safe in place.
-      for (int64_t j = threadIdx.x; j < v; j += kThreads) g[j] = FromFloat<Out>(0.0f);
+      for (int64_t j = threadIdx.x; j < v; j += kThreads) g[j] = FromFloat<T>(0.0f);
     }
     return;
   }
@@ -111,40 +107,23 @@ __global__ void __launch_bounds__(kThreads)
   }
   if (!g) return;
 
-  // Pass 2: the gradient, tile by tile.
+  // Pass 2: the gradient.
   const float factor = 1.0f + 2.0f * p.z_loss * lse;
   const float smooth = p.label_smoothing / static_cast<float>(v);
   const float on_label = 1.0f - p.label_smoothing;
   float gs = p.logit_scale * p.grad_multiplier * (grad_scale ? *grad_scale : 1.0f);
   if (row_scale) gs *= row_scale[row];
   if (bad_label) gs = 0.0f;
-  for (int64_t base = 0; base < v; base += kThreads) {
-    const int64_t k = base + threadIdx.x;
-    float val = 0.0f;
-    if (k < v) {
-      const float t = math.T(ToFloat(z[k]));
-      float d = __expf(t - lse) * factor - smooth;
-      if (k == y) d -= on_label;
-      if (math.cap > 0.0f) {
-        const float r = t * math.inv_cap;
-        d *= 1.0f - r * r;
-      }
-      val = d * gs;
+  for (int64_t k = threadIdx.x; k < v; k += kThreads) {
+    const float t = math.T(ToFloat(z[k]));
+    float d = __expf(t - lse) * factor - smooth;
+    if (k == y) d -= on_label;
+    if (math.cap > 0.0f) {
+      const float r = t * math.inv_cap;
+      d *= 1.0f - r * r;
     }
-    if (narrowing_in_place) __syncthreads();
-    if (k < v) g[k] = FromFloat<Out>(val);
+    g[k] = FromFloat<T>(d * gs);
   }
-}
-
-template <typename In, typename Out>
-void Launch(const CrossEntropyParams& p, const void* logits, int64_t in_ld, const int64_t* labels,
-            const float* grad_scale, const float* row_scale, float* loss_rows, float* z_rows,
-            float* lse_rows, void* grad, int64_t out_ld, cudaStream_t stream) {
-  const bool narrowing = grad != nullptr && static_cast<const void*>(grad) == logits &&
-                         sizeof(Out) < sizeof(In);
-  cross_entropy_row_kernel<In, Out><<<static_cast<unsigned>(p.rows), kThreads, 0, stream>>>(
-      p, static_cast<const In*>(logits), in_ld, labels, grad_scale, row_scale, loss_rows, z_rows,
-      lse_rows, static_cast<Out*>(grad), out_ld, narrowing);
 }
 
 template <typename T>
@@ -172,29 +151,17 @@ void ScaleByDeviceScalarCuda(ScalarKind kind, void* data, int64_t n, const float
   });
 }
 
-void CrossEntropyForwardCuda(const CrossEntropyParams& p, ScalarKind in_kind, const void* logits,
-                             int64_t in_ld, const int64_t* labels, const float* grad_scale,
+void CrossEntropyForwardCuda(const CrossEntropyParams& p, ScalarKind kind, const void* logits,
+                             int64_t ld, const int64_t* labels, const float* grad_scale,
                              const float* row_scale, float* loss_rows, float* z_rows,
-                             float* lse_rows, ScalarKind out_kind, void* grad, int64_t out_ld,
-                             void* stream) {
+                             float* lse_rows, void* grad, void* stream) {
   if (p.rows == 0) return;
   auto s = static_cast<cudaStream_t>(stream);
-  if (in_kind == ScalarKind::kF32) {
-    FOAK_DISPATCH_KIND(out_kind, [&](auto tag) {
-      Launch<float, decltype(tag)>(p, logits, in_ld, labels, grad_scale, row_scale, loss_rows,
-                                   z_rows, lse_rows, grad, out_ld, s);
-    });
-    return;
-  }
-  // Narrower logits: the gradient must have their kind.
-  if (grad != nullptr && out_kind != in_kind) {
-    throw std::invalid_argument(
-        "cross_entropy: a bf16/fp16 logits buffer takes a gradient of its own dtype");
-  }
-  FOAK_DISPATCH_KIND(in_kind, [&](auto tag) {
+  FOAK_DISPATCH_KIND(kind, [&](auto tag) {
     using T = decltype(tag);
-    Launch<T, T>(p, logits, in_ld, labels, grad_scale, row_scale, loss_rows, z_rows, lse_rows,
-                 grad, out_ld, s);
+    cross_entropy_row_kernel<T><<<static_cast<unsigned>(p.rows), kThreads, 0, s>>>(
+        p, static_cast<const T*>(logits), ld, labels, grad_scale, row_scale, loss_rows, z_rows,
+        lse_rows, static_cast<T*>(grad));
   });
 }
 

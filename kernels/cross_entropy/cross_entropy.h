@@ -17,10 +17,9 @@
 //
 // Memory: the gradient is written over the logits (in place), so no (N, V)
 // buffer is added; the row kernel reads each row twice (max/sum, then the
-// gradient) and writes it once. In place may also narrow: fp32 logits become a
-// bf16/fp16 gradient whose row r starts where logits row r starts (row stride
-// in bytes unchanged), which the fused linear cross-entropy uses to feed its
-// bf16 GEMMs without another buffer.
+// gradient) and writes it once. The fused linear cross-entropy runs it in
+// place over each chunk of logits it computes, in the inputs' dtype, and feeds
+// the result to its GEMMs.
 #ifndef FOAK_KERNELS_CROSS_ENTROPY_CROSS_ENTROPY_H_
 #define FOAK_KERNELS_CROSS_ENTROPY_CROSS_ENTROPY_H_
 
@@ -51,18 +50,15 @@ void CrossEntropyRef(const CrossEntropyParams& p, const float* logits, int64_t l
                      const int64_t* labels, float grad_scale, float* loss_rows, float* z_rows,
                      float* grad);
 
-// CUDA. logits: in_kind elements, row stride in_ld; grad: out_kind elements,
-// row stride out_ld, or null (loss only); grad may alias logits when
-// out_ld * sizeof(out) == in_ld * sizeof(in) and out is not wider than in.
-// Supported (in, out): equal kinds, or fp32 logits with any out kind.
+// CUDA. logits and grad: elements of `kind`, row stride ld; grad may be null
+// (loss only) or alias logits (in place).
 // grad_scale: one fp32 on the device (e.g. 1 / number of target tokens), or
 // null for 1; row_scale: (N) fp32 on the device multiplying each row's
 // gradient (reduction 'none' in backward), or null. lse_rows may be null.
-void CrossEntropyForwardCuda(const CrossEntropyParams& p, ScalarKind in_kind, const void* logits,
-                             int64_t in_ld, const int64_t* labels, const float* grad_scale,
+void CrossEntropyForwardCuda(const CrossEntropyParams& p, ScalarKind kind, const void* logits,
+                             int64_t ld, const int64_t* labels, const float* grad_scale,
                              const float* row_scale, float* loss_rows, float* z_rows,
-                             float* lse_rows, ScalarKind out_kind, void* grad, int64_t out_ld,
-                             void* stream);
+                             float* lse_rows, void* grad, void* stream);
 
 // data (n elements of `kind`) *= *scale, in place, on the device; every block
 // returns at once when *scale == 1 (the usual grad_output of a loss), so the

@@ -79,7 +79,7 @@ std::pair<at::Tensor, at::Tensor> RowsForward(const LossOptions& o, const at::Te
     CrossEntropyForwardCuda(p, kind, logits2d.data_ptr(), p.vocab, labels1d.data_ptr<int64_t>(),
                             grad_scale.defined() ? grad_scale.data_ptr<float>() : nullptr,
                             nullptr, loss_rows.data_ptr<float>(), z_rows.data_ptr<float>(),
-                            nullptr, kind, grad.defined() ? grad.data_ptr() : nullptr, p.vocab,
+                            nullptr, grad.defined() ? grad.data_ptr() : nullptr,
                             CurrentStream(logits2d));
     CheckLaunch("cross_entropy");
     return {loss_rows, z_rows};

@@ -100,7 +100,7 @@ void FusedLinearCrossEntropyCuda(const FusedLinearCrossEntropyParams& p, const v
     ce.rows = c;
     CrossEntropyForwardCuda(ce, p.kind, logits_ws, v, labels + r0, grad_scale,
                             row_scale ? row_scale + r0 : nullptr, loss_rows + r0, z_rows + r0,
-                            nullptr, p.kind, want_grad ? logits_ws : nullptr, v, stream);
+                            nullptr, want_grad ? logits_ws : nullptr, stream);
     if (p.compute_dx) {
       char* dxc = static_cast<char*>(dx) + r0 * hid * es;
       Gemm(h, CUBLAS_OP_N, CUBLAS_OP_N, hid, c, v, p.gemm_alpha, w, t, hid, logits_ws, t, v, 0.0f,

@@ -230,18 +230,19 @@ class FusedLinearCrossEntropyFunction
       if (out.dw.defined()) ctx->saved_data["dw"] = out.dw;
       if (out.post_scale.defined()) ctx->saved_data["post_scale"] = out.post_scale;
     } else if (none && (want_dx || want_dw)) {
+      // Reduction 'none': backward runs the chunk loop again with these.
       ctx->save_for_backward({xc, wc, yc});
-      ctx->saved_data["options"] = at::empty({0});  // marker: recompute in backward
+      ctx->saved_data["recompute"] = true;
+      ctx->saved_data["chunk_rows"] = o.chunk_rows;
+      ctx->saved_data["ignore_index"] = o.loss.ignore_index;
+      ctx->saved_data["label_smoothing"] = o.loss.label_smoothing;
+      ctx->saved_data["z_loss"] = o.loss.z_loss;
+      ctx->saved_data["softcap"] = o.loss.softcap;
+      ctx->saved_data["logit_scale"] = o.loss.logit_scale;
     }
     ctx->saved_data["want_dx"] = want_dx;
     ctx->saved_data["want_dw"] = want_dw;
     ctx->saved_data["dtype"] = static_cast<int64_t>(x.scalar_type());
-    ctx->saved_data["chunk_rows"] = o.chunk_rows;
-    ctx->saved_data["ignore_index"] = o.loss.ignore_index;
-    ctx->saved_data["label_smoothing"] = o.loss.label_smoothing;
-    ctx->saved_data["z_loss"] = o.loss.z_loss;
-    ctx->saved_data["softcap"] = o.loss.softcap;
-    ctx->saved_data["logit_scale"] = o.loss.logit_scale;
     return {loss, z};
   }
 
@@ -254,7 +255,7 @@ class FusedLinearCrossEntropyFunction
     at::Tensor go = grads[0].to(at::kFloat).contiguous();
     const auto dtype = static_cast<at::ScalarType>(d["dtype"].toInt());
     at::Tensor dx, dw;
-    if (d.count("options")) {
+    if (d.count("recompute")) {
       // Reduction 'none': recompute with each row's grad_output as its scale.
       const auto saved = ctx->get_saved_variables();
       FusedLinearCrossEntropyOptions o;
@@ -307,8 +308,9 @@ LossResult FusedLinearCrossEntropy(const at::Tensor& x, const at::Tensor& w,
   TORCH_CHECK(labels.numel() * x.size(-1) == x.numel(), "fused_linear_cross_entropy labels ",
               labels.sizes(), " do not match hidden states ", x.sizes(),
               "; expected one label per row");
-  TORCH_CHECK(options.num_valid <= labels.numel(), "num_valid ", options.num_valid,
-              " exceeds the number of labels ", labels.numel());
+  TORCH_CHECK(options.num_valid >= -1 && options.num_valid <= labels.numel(), "num_valid ",
+              options.num_valid, " must be -1 (unknown) or a count of labels, 0 to ",
+              labels.numel());
   TORCH_CHECK(options.chunk_rows >= 0, "chunk_rows must be >= 0 (0 = automatic), got ",
               options.chunk_rows);
   c10::DeviceGuard device_guard(x.device());  // launches go to the tensors' GPU

@@ -26,6 +26,7 @@
 #include <utility>
 #include <vector>
 
+#include "tests/testing/tiny_config.h"
 #include "worker/model/llama.h"
 #include "worker/model/model_config.h"
 
@@ -50,12 +51,7 @@ ModelConfig TinyConfig(const std::string& variant) {
   if (variant == "llama_tied") {
     c.tie_word_embeddings = true;
   } else if (variant == "llama3_rope") {
-    c.rope_theta = 500000.0;
-    c.rope_scaling.rope_type = "llama3";
-    c.rope_scaling.factor = 8.0;
-    c.rope_scaling.low_freq_factor = 1.0;
-    c.rope_scaling.high_freq_factor = 4.0;
-    c.rope_scaling.original_max_position_embeddings = 32;
+    testing::UseLlama3Rope(c);
   } else if (variant == "qwen2") {
     c.model_type = "qwen2";
     c.rope_theta = 1000000.0;

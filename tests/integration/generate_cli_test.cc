@@ -37,28 +37,9 @@ using Ids = std::vector<int64_t>;
 const std::string kParityModel = FOAK_TESTDATA_DIR "/parity/llama3_gqa";
 const std::string kAdapter = FOAK_TESTDATA_DIR "/peft/foak_export/adapter";
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
+using RunResult = testing::WorkerResult;
 
-// Runs foak-worker with `args` (already shell-quoted where needed).
-RunResult Worker(const std::string& args) {
-  static int counter = 0;
-  const std::string base =
-      "/tmp/foak_generate_test_out." + std::to_string(getpid()) + "." + std::to_string(counter++);
-  const std::string cmd =
-      std::string(FOAK_WORKER_BIN) + " " + args + " >" + base + ".out 2>" + base + ".err";
-  const int status = std::system(cmd.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = ReadFileToString(base + ".out").value_or("");
-  r.err = ReadFileToString(base + ".err").value_or("");
-  std::remove((base + ".out").c_str());
-  std::remove((base + ".err").c_str());
-  return r;
-}
+RunResult Worker(const std::string& args) { return testing::RunWorkerCapture(args); }
 
 // The JSON line --print-ids writes to stderr (the last line).
 nlohmann::json IdsLine(const RunResult& r) {

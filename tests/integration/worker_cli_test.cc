@@ -25,29 +25,9 @@ namespace {
 
 using testing::TempDir;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
+using RunResult = testing::WorkerResult;
 
-// A temp folder removed when the test ends.
-// Runs foak-worker with `args` (already shell-quoted where needed).
-RunResult Worker(const std::string& args) {
-  static int counter = 0;
-  const std::string base = "/tmp/foak_cli_test_out." + std::to_string(getpid()) + "." +
-                           std::to_string(counter++);
-  const std::string cmd = std::string(FOAK_WORKER_BIN) + " " + args + " >" + base + ".out 2>" +
-                          base + ".err";
-  const int status = std::system(cmd.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = ReadFileToString(base + ".out").value_or("");
-  r.err = ReadFileToString(base + ".err").value_or("");
-  std::remove((base + ".out").c_str());
-  std::remove((base + ".err").c_str());
-  return r;
-}
+RunResult Worker(const std::string& args) { return testing::RunWorkerCapture(args); }
 
 std::string DebugConfig() { return std::string(FOAK_SOURCE_DIR) + "/examples/debug_model/config.json"; }
 

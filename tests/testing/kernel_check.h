@@ -12,9 +12,10 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <limits>
 #include <string>
+#include <vector>
 
-#include "kernels/common/op_util.h"
 
 namespace foak::testing {
 
@@ -37,11 +38,17 @@ inline double RelNormErr(const at::Tensor& got, const at::Tensor& want) {
   return (g - w).norm().item<double>() / std::max(1e-300, w.norm().item<double>());
 }
 
-// NaN into the caching allocator's free blocks (a large one and many small
-// ones), so the next allocations on `device` start out poisoned. No-op on CPU.
+// NaN into the caching allocator's free blocks, so the next allocations on
+// `device` start out poisoned: one 256 MiB block (large requests are split
+// from it) and 64 blocks of 512 KiB (requests under 1 MiB come from a separate
+// pool of 2 MiB blocks). No-op on CPU.
 inline void Poison(const at::Device& device) {
   if (!device.is_cuda()) return;
-  foak::ops::PoisonFreeMemory(device, int64_t{256} << 20);
+  const auto options = at::TensorOptions().dtype(at::kFloat).device(device);
+  std::vector<at::Tensor> blocks;
+  blocks.push_back(at::empty({(int64_t{256} << 20) / 4}, options));
+  for (int i = 0; i < 64; ++i) blocks.push_back(at::empty({(int64_t{1} << 19) / 4}, options));
+  for (at::Tensor& t : blocks) t.fill_(std::numeric_limits<float>::quiet_NaN());
 }
 
 // Runs fn, which must throw c10::Error whose message contains `needle`.

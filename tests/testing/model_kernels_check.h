@@ -27,12 +27,7 @@ inline ModelConfig KernelTestConfig(const std::string& variant) {
     c.tie_word_embeddings = true;
     c.logits_scaling = 2.5;
   } else if (variant == "llama3_rope") {
-    c.rope_theta = 500000.0;
-    c.rope_scaling.rope_type = "llama3";
-    c.rope_scaling.factor = 8.0;
-    c.rope_scaling.low_freq_factor = 1.0;
-    c.rope_scaling.high_freq_factor = 4.0;
-    c.rope_scaling.original_max_position_embeddings = 32;
+    UseLlama3Rope(c);
   }
   return c;
 }

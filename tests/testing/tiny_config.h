@@ -24,6 +24,17 @@ inline ModelConfig TinyLlamaConfig() {
   return c;
 }
 
+// Llama-3 rope scaling with an original context of 32 positions, so the tiny
+// tests' sequences reach the scaled and smoothed frequency bands.
+inline void UseLlama3Rope(ModelConfig& c) {
+  c.rope_theta = 500000.0;
+  c.rope_scaling.rope_type = "llama3";
+  c.rope_scaling.factor = 8.0;
+  c.rope_scaling.low_freq_factor = 1.0;
+  c.rope_scaling.high_freq_factor = 4.0;
+  c.rope_scaling.original_max_position_embeddings = 32;
+}
+
 }  // namespace foak::testing
 
 #endif  // FOAK_TESTS_TESTING_TINY_CONFIG_H_

@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/file_util.h"
@@ -36,15 +37,35 @@ class TempDir {
   std::string path_;
 };
 
-// Runs `foak-worker ARGS` (stdout discarded); returns its exit code and puts
-// its stderr in *err.
-inline int RunWorker(const std::string& args, std::string* err) {
-  const std::string err_path = "/tmp/foak_worker_run." + std::to_string(getpid()) + ".err";
-  const std::string cmd = std::string(FOAK_WORKER_BIN) + " " + args + " >/dev/null 2>" + err_path;
+struct WorkerResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs `foak-worker ARGS` (already shell-quoted where needed) and captures
+// its exit code, stdout and stderr.
+inline WorkerResult RunWorkerCapture(const std::string& args) {
+  static int counter = 0;
+  const std::string base = "/tmp/foak_worker_run." + std::to_string(getpid()) + "." +
+                           std::to_string(counter++);
+  const std::string cmd =
+      std::string(FOAK_WORKER_BIN) + " " + args + " >" + base + ".out 2>" + base + ".err";
   const int status = std::system(cmd.c_str());
-  *err = ReadFileToString(err_path).value_or("");
-  std::remove(err_path.c_str());
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  WorkerResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = ReadFileToString(base + ".out").value_or("");
+  r.err = ReadFileToString(base + ".err").value_or("");
+  std::remove((base + ".out").c_str());
+  std::remove((base + ".err").c_str());
+  return r;
+}
+
+// The same with stdout dropped: returns the exit code, stderr in *err.
+inline int RunWorker(const std::string& args, std::string* err) {
+  WorkerResult r = RunWorkerCapture(args);
+  *err = std::move(r.err);
+  return r.exit_code;
 }
 
 // The JSON lines of a metrics.jsonl file (empty when it is missing).
