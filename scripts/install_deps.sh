@@ -11,10 +11,13 @@ PKGS=(
   libabsl-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev googletest
   libsqlite3-dev libcivetweb-dev
+  prometheus                        # promtool and prometheus for the /metrics tests (tests/unit/metrics_*)
   python3 ccache
   libpcre2-dev                      # tokenizer.json regex pre-tokenizers (worker/tokenizer)
   libutf8proc-dev                   # tokenizer.json NFC normalizer (Qwen2)
   libsentencepiece-dev sentencepiece  # tokenizer.model; spm_train made the SentencePiece fixture
+  libssl-dev                        # SHA-256 (OpenSSL EVP): foakd file store, foakctl upload
+  libyaml-cpp-dev                   # foakctl submit -f JOB.yaml
 )
 
 SUDO=""

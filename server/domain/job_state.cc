@@ -37,8 +37,9 @@ bool Allowed(JobState from, JobState to) {
     case JobState::kQueued:
       return to == JobState::kStarting || to == JobState::kCancelled || to == JobState::kFailed;
     case JobState::kStarting:
+      // SUCCEEDED: a worker may finish before its first report arrives.
       return to == JobState::kRunning || to == JobState::kQueued || to == JobState::kFailed ||
-             to == JobState::kCancelling;
+             to == JobState::kCancelling || to == JobState::kSucceeded;
     case JobState::kRunning:
       return to == JobState::kSucceeded || to == JobState::kFailed || to == JobState::kQueued ||
              to == JobState::kCancelling;

@@ -3,7 +3,7 @@
 //   QUEUED ──> STARTING ──> RUNNING ──> SUCCEEDED
 //     │            │           │──────> FAILED
 //     │            │           └──> QUEUED      (restart from a checkpoint)
-//     │            └──> QUEUED / FAILED
+//     │            └──> QUEUED / FAILED / SUCCEEDED (finished before reporting)
 //     └──> CANCELLED            STARTING, RUNNING ──> CANCELLING ──> CANCELLED
 //                                  (or SUCCEEDED / FAILED if the worker ends first)
 // A queued job is cancelled at once (nothing runs); a started one goes

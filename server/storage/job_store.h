@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -74,10 +75,13 @@ class JobStore {
   virtual absl::StatusOr<ListJobsPage> ListJobs(const ListJobsQuery& query) = 0;
   // Moves the job to `to` if CheckTransition allows it (else its
   // FAILED_PRECONDITION), recording reason and message, and appends a "state"
-  // event, atomically. A move to QUEUED from STARTING/RUNNING counts a restart.
+  // event, atomically. A move to QUEUED from STARTING/RUNNING counts a restart
+  // unless count_restart is false (a relaunch that is not the job's fault,
+  // e.g. after foakd itself restarted).
   virtual absl::StatusOr<JobRecord> UpdateState(const std::string& id, JobState to,
                                                 const std::string& reason,
-                                                const std::string& message) = 0;
+                                                const std::string& message,
+                                                bool count_restart = true) = 0;
   // Appends an event; returns its seq.
   virtual absl::StatusOr<int64_t> AppendEvent(const std::string& id, const std::string& kind,
                                               const std::string& payload_json) = 0;
@@ -92,6 +96,11 @@ class JobStore {
   // reconciles STARTING/RUNNING/CANCELLING ones).
   virtual absl::StatusOr<std::vector<JobRecord>> JobsInStates(
       const std::vector<JobState>& states) = 0;
+  // How many jobs are in each state (states with none are absent).
+  virtual absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> CountJobsByState() = 0;
+  // The job's newest event of `kind`, if any.
+  virtual absl::StatusOr<std::optional<JobEvent>> LastEvent(const std::string& id,
+                                                            const std::string& kind) = 0;
 };
 
 }  // namespace foak

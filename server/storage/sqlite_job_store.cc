@@ -216,11 +216,11 @@ class SqliteJobStore : public JobStore {
   }
 
   absl::StatusOr<JobRecord> UpdateState(const std::string& id, JobState to,
-                                        const std::string& reason,
-                                        const std::string& message) override {
+                                        const std::string& reason, const std::string& message,
+                                        bool count_restart) override {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
-    auto result = UpdateLocked(id, to, reason, message);
+    auto result = UpdateLocked(id, to, reason, message, count_restart);
     RETURN_IF_ERROR(Exec(result.ok() ? "COMMIT" : "ROLLBACK"));
     return result;
   }
@@ -291,20 +291,48 @@ class SqliteJobStore : public JobStore {
   absl::StatusOr<std::vector<JobRecord>> JobsInStates(const std::vector<JobState>& states) override {
     absl::MutexLock lock(&mu_);
     std::vector<JobRecord> out;
-    Statement s(db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs ORDER BY seq_no").c_str());
+    if (states.empty()) return out;
+    std::string in;
+    for (JobState st : states) {
+      absl::StrAppend(&in, in.empty() ? "'" : ",'", JobStateName(st), "'");
+    }
+    // State names are constants, so building the IN list is safe; it uses the state index.
+    Statement s(db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE state IN (", in,
+                                  ") ORDER BY seq_no").c_str());
     RETURN_IF_ERROR(s.status("JobsInStates"));
     int rc;
-    while ((rc = s.Step()) == SQLITE_ROW) {
-      JobRecord j = ReadJob(s, nullptr);
-      for (JobState st : states) {
-        if (j.state == st) {
-          out.push_back(std::move(j));
-          break;
-        }
-      }
-    }
+    while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadJob(s, nullptr));
     if (rc != SQLITE_DONE) return Error("listing jobs by state");
     return out;
+  }
+
+  absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> CountJobsByState() override {
+    absl::MutexLock lock(&mu_);
+    Statement s(db_, "SELECT state, COUNT(*) FROM jobs GROUP BY state");
+    RETURN_IF_ERROR(s.status("CountJobsByState"));
+    std::vector<std::pair<JobState, int64_t>> out;
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      if (std::optional<JobState> st = JobStateFromName(s.Text(0)); st.has_value()) {
+        out.emplace_back(*st, s.Int(1));
+      }
+    }
+    if (rc != SQLITE_DONE) return Error("counting jobs by state");
+    return out;
+  }
+
+  absl::StatusOr<std::optional<JobEvent>> LastEvent(const std::string& id,
+                                                    const std::string& kind) override {
+    absl::MutexLock lock(&mu_);
+    Statement s(db_, "SELECT seq, time_ms, kind, payload_json FROM events WHERE job_id = ?1 AND "
+                     "kind = ?2 ORDER BY seq DESC LIMIT 1");
+    RETURN_IF_ERROR(s.status("LastEvent"));
+    s.Bind(1, id);
+    s.Bind(2, kind);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return std::optional<JobEvent>();
+    if (rc != SQLITE_ROW) return Error("reading the last event");
+    return std::optional<JobEvent>(JobEvent{id, s.Int(0), s.Int(1), s.Text(2), s.Text(3)});
   }
 
  private:
@@ -385,10 +413,12 @@ class SqliteJobStore : public JobStore {
   }
 
   absl::StatusOr<JobRecord> UpdateLocked(const std::string& id, JobState to,
-                                         const std::string& reason, const std::string& message) {
+                                         const std::string& reason, const std::string& message,
+                                         bool count_restart) {
     ASSIGN_OR_RETURN(JobRecord j, GetLocked(id));
     RETURN_IF_ERROR(CheckTransition(id, j.state, to));
-    if (to == JobState::kQueued) ++j.restarts;  // only STARTING/RUNNING may go back to QUEUED
+    // Only STARTING/RUNNING may go back to QUEUED.
+    if (to == JobState::kQueued && count_restart) ++j.restarts;
     j.state = to;
     j.reason = reason;
     j.message = message;

@@ -352,6 +352,9 @@ absl::StatusOr<JobConfig> ParseJobConfig(const std::string& json_text, const std
     }
   }
   RETURN_IF_ERROR(r.Bool("resume_ignore_mismatch", &job.resume_ignore_mismatch));
+  // The coordinator's fields (scheduling and bookkeeping; foakd validates
+  // them, server/domain/job_spec.h): known here, so one document serves both.
+  for (const char* key : {"resources", "priority", "max_restarts", "labels"}) r.Get(key);
   RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   return job;
 }

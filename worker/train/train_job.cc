@@ -166,7 +166,8 @@ absl::StatusOr<torch::Device> ResolveDevice(const std::string& name) {
       absl::StrCat("device = '", name, "'; expected one of auto, cpu, cuda, cuda:N"));
 }
 
-absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FILE* info) {
+absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FILE* info,
+                         TrainObserver* observer) {
   const Hyperparameters& h = job.hyperparameters;
   const bool lora = job.method == "lora";
   ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(job.device));
@@ -257,6 +258,7 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
   const double elapsed_before = state.elapsed_s;
   Clock::time_point window_start = start;
   LogWindow& window = state.log_window;
+  if (observer != nullptr) observer->OnStart(max_steps, trainer->step(), device.str());
   for (int64_t step = trainer->step() + 1; step <= max_steps; ++step) {
     std::vector<Batch> micro_batches;
     for (int64_t k = 0; k < h.gradient_accumulation_steps; ++k) {
@@ -284,6 +286,7 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
       m.peak_memory_bytes = PeakMemoryBytes(device);
       m.elapsed_s = elapsed_before + Seconds(start, now);
       RETURN_IF_ERROR(metrics->Write(m));
+      if (observer != nullptr) observer->OnStep(m);
       state.log_history.push_back(MetricsWriter::ToJsonLine(m));
       window = LogWindow();
       window_start = now;
@@ -298,6 +301,7 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
       e.eval_examples = eval.examples;
       e.eval_s = Seconds(eval_start, Clock::now());
       RETURN_IF_ERROR(metrics->Write(e));
+      if (observer != nullptr) observer->OnEval(e);
       state.log_history.push_back(MetricsWriter::ToJsonLine(e));
       window_start = Clock::now();  // evaluation time is not training throughput
     }
@@ -309,12 +313,14 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
                        WriteTrainingCheckpoint(*trainer, state, job.output_dir,
                                                checkpoint_options));
       Info(info, absl::StrCat("saved ", dir));
+      if (observer != nullptr) observer->OnCheckpoint(step, dir);
       if (step == exit_after_checkpoint) ::_exit(137);
       window_start = Clock::now();  // saving time is not training throughput
     }
   }
   const std::string final_dir = JoinPath(job.output_dir, "final");
   RETURN_IF_ERROR(WriteCheckpoint(*trainer, final_dir, checkpoint_options));
+  if (observer != nullptr) observer->OnCheckpoint(max_steps, final_dir);
   Info(info, absl::StrFormat("trained to step %d in %.1f s; final %s in %s", max_steps,
                              elapsed_before + Seconds(start, Clock::now()),
                              lora ? "LoRA adapter" : "model", final_dir));

@@ -27,6 +27,10 @@
 //   7. save <output_dir>/final: the model (config.json, safetensors, tokenizer
 //      files), or for LoRA the PEFT adapter + tokenizer files, and with
 //      save_merged <output_dir>/merged (base + adapter).
+// An optional TrainObserver (train_observer.h) hears of the start, each logged
+// step and evaluation, and each committed checkpoint, always after
+// metrics.jsonl or the checkpoint folder has it (foak-worker forwards them to
+// foakd, worker/report/).
 #ifndef FOAK_WORKER_TRAIN_TRAIN_JOB_H_
 #define FOAK_WORKER_TRAIN_TRAIN_JOB_H_
 
@@ -37,6 +41,7 @@
 
 #include "absl/status/statusor.h"
 #include "worker/train/job.h"
+#include "worker/train/train_observer.h"
 
 namespace foak {
 
@@ -45,8 +50,10 @@ namespace foak {
 absl::StatusOr<torch::Device> ResolveDevice(const std::string& name);
 
 // `metrics_echo` receives the metrics lines (stdout in the CLI), `info` the
-// human-readable progress messages (stderr); either may be null.
-absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FILE* info);
+// human-readable progress messages (stderr); either may be null. `observer`
+// (may be null, not owned) is called on this thread (train_observer.h).
+absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FILE* info,
+                         TrainObserver* observer = nullptr);
 
 }  // namespace foak
 

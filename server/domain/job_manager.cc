@@ -1,0 +1,558 @@
+#include "server/domain/job_manager.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "server/metrics/server_metrics.h"
+
+namespace foak {
+namespace {
+
+using Json = nlohmann::json;
+
+int64_t SystemNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// A TCP port free right now on the loopback, for MASTER_PORT (the workers'
+// rendezvous). 0 when none could be found; the worker then fails clearly.
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+    port = ntohs(addr.sin_port);
+  }
+  close(fd);
+  return port;
+}
+
+std::optional<JobProgressInfo> ProgressFromEvents(const std::optional<JobEvent>& metrics,
+                                                  const std::optional<JobEvent>& eval) {
+  if (!metrics.has_value() && !eval.has_value()) return std::nullopt;
+  JobProgressInfo p;
+  try {
+    if (metrics.has_value()) {
+      Json m = Json::parse(metrics->payload_json);
+      p.step = m.value("step", int64_t{0});
+      p.max_steps = m.value("max_steps", int64_t{0});
+      p.loss = m.value("loss", 0.0);
+      p.learning_rate = m.value("learning_rate", 0.0);
+      p.tokens_per_second = m.value("tokens_per_second", 0.0);
+      p.peak_memory_bytes = m.value("peak_memory_bytes", int64_t{0});
+      p.elapsed_s = m.value("elapsed_s", 0.0);
+    }
+    if (eval.has_value()) p.eval_loss = Json::parse(eval->payload_json).value("eval_loss", 0.0);
+  } catch (const Json::exception&) {
+    return std::nullopt;
+  }
+  return p;
+}
+
+// JSON numbers must be finite; a NaN loss is reported as null.
+Json Finite(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
+    JobManagerOptions options, JobStore* store, FileStore* files, WorkerTokens* tokens,
+    ServerMetrics* metrics, SchedulerOptions scheduler, const LauncherFactory& launcher) {
+  if (options.data_dir.empty() || options.data_dir[0] != '/') {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data_dir = '", options.data_dir, "'; expected an absolute folder"));
+  }
+  if (access(options.worker_path.c_str(), X_OK) != 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "worker executable '", options.worker_path,
+        "' is missing or not executable; build foak-worker or pass foakd --worker PATH"));
+  }
+  if (!options.now_ms) options.now_ms = SystemNowMs;
+  RETURN_IF_ERROR(MakeDirs(JoinPath(options.data_dir, "jobs")));
+  std::unique_ptr<JobManager> manager(
+      new JobManager(std::move(options), store, files, tokens, metrics, std::move(scheduler)));
+  JobManager* m = manager.get();
+  Launcher::Callbacks callbacks;
+  callbacks.on_log = [m](const LogLine& line) { m->OnLog(line); };
+  callbacks.on_exit = [m](const LaunchOutcome& outcome) { m->OnExit(outcome); };
+  ASSIGN_OR_RETURN(manager->launcher_, launcher(std::move(callbacks)));
+  return manager;
+}
+
+JobManager::JobManager(JobManagerOptions options, JobStore* store, FileStore* files,
+                       WorkerTokens* tokens, ServerMetrics* metrics, SchedulerOptions scheduler)
+    : options_(std::move(options)),
+      store_(store),
+      files_(files),
+      tokens_(tokens),
+      metrics_(metrics),
+      total_gpus_(static_cast<int64_t>(scheduler.gpu_ids.size())),
+      scheduler_(scheduler) {}
+
+JobManager::~JobManager() { Shutdown(); }
+
+std::string JobManager::JobDir(const std::string& id) const {
+  return JoinPath(JoinPath(options_.data_dir, "jobs"), id);
+}
+
+JobSpecContext JobManager::SpecContext() const {
+  JobSpecContext context;
+  context.total_gpus = total_gpus_;
+  if (files_ != nullptr) {
+    context.resolve_file = [this](const std::string& id) { return files_->PathOf(id); };
+  }
+  return context;
+}
+
+std::string JobManager::OutputDir(const JobRecord& job) const {
+  try {
+    Json spec = Json::parse(job.spec_json);
+    auto it = spec.find("output_dir");
+    if (it != spec.end() && it->is_string() && !it->get<std::string>().empty()) {
+      return it->get<std::string>();
+    }
+  } catch (const Json::exception&) {
+  }
+  return JoinPath(JobDir(job.id), "output");
+}
+
+absl::StatusOr<JobView> JobManager::View(JobRecord record) {
+  JobView view;
+  view.output_dir = record.id.empty() ? "" : OutputDir(record);
+  if (!record.id.empty()) {
+    absl::MutexLock lock(&mu_);
+    if (auto it = progress_.find(record.id); it != progress_.end()) view.progress = it->second;
+  }
+  if (!view.progress.has_value() && !record.id.empty() && record.state != JobState::kQueued) {
+    ASSIGN_OR_RETURN(std::optional<JobEvent> metrics, store_->LastEvent(record.id, "metrics"));
+    ASSIGN_OR_RETURN(std::optional<JobEvent> eval, store_->LastEvent(record.id, "eval"));
+    view.progress = ProgressFromEvents(metrics, eval);
+  }
+  view.record = std::move(record);
+  return view;
+}
+
+void JobManager::SetCoordinatorAddress(const std::string& address) {
+  absl::MutexLock lock(&schedule_mu_);
+  options_.coordinator_address = address;
+}
+
+absl::Status JobManager::Start() {
+  ASSIGN_OR_RETURN(std::vector<std::string> orphans,
+                   launcher_->KillOrphans(JoinPath(options_.data_dir, "jobs")));
+  ASSIGN_OR_RETURN(std::vector<JobRecord> live,
+                   store_->JobsInStates({JobState::kStarting, JobState::kRunning,
+                                         JobState::kCancelling}));
+  for (const JobRecord& job : live) {
+    if (job.state == JobState::kCancelling) {
+      RETURN_IF_ERROR(Transition(job.id, JobState::kCancelled, "Cancelled",
+                                 "cancelled; foakd restarted while its workers were stopping")
+                          .status());
+    } else {
+      RETURN_IF_ERROR(Transition(job.id, JobState::kQueued, "CoordinatorRestarted",
+                                 "foakd restarted; the job runs again from its newest checkpoint",
+                                 /*count_restart=*/false)
+                          .status());
+    }
+  }
+  UpdateStateGauge();
+  Schedule();
+  return absl::OkStatus();
+}
+
+void JobManager::BeginShutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    shutting_down_ = true;
+  }
+  events_cv_.SignalAll();
+}
+
+void JobManager::Shutdown() {
+  BeginShutdown();
+  if (launcher_ != nullptr) launcher_->Shutdown();  // idempotent
+}
+
+bool JobManager::shutting_down() const {
+  absl::MutexLock lock(&mu_);
+  return shutting_down_;
+}
+
+absl::StatusOr<JobView> JobManager::CreateJob(const std::string& spec_json,
+                                              const std::string& request_id, bool validate_only) {
+  if (shutting_down()) return absl::UnavailableError("foakd is shutting down; retry shortly");
+  ASSIGN_OR_RETURN(PreparedJobSpec prepared, PrepareJobSpec(spec_json, SpecContext()));
+  JobRecord job;
+  job.request_id = request_id;
+  job.spec_json = prepared.spec_json;
+  job.priority = prepared.priority;
+  job.gpus = prepared.gpus;
+  job.max_restarts = prepared.max_restarts;
+  if (validate_only) {
+    job.reason = "ValidateOnly";
+    job.message = "the spec is valid; nothing was created";
+    return View(std::move(job));
+  }
+  ASSIGN_OR_RETURN(JobRecord created, store_->CreateJob(job));
+  Notify(created.id);
+  UpdateStateGauge();
+  Schedule();
+  ASSIGN_OR_RETURN(JobRecord now, store_->GetJob(created.id));
+  return View(std::move(now));
+}
+
+absl::StatusOr<JobView> JobManager::GetJob(const std::string& id) {
+  ASSIGN_OR_RETURN(JobRecord job, store_->GetJob(id));
+  return View(std::move(job));
+}
+
+absl::StatusOr<std::vector<JobView>> JobManager::ListJobs(const ListJobsQuery& query,
+                                                          std::string* next_page_token) {
+  ASSIGN_OR_RETURN(ListJobsPage page, store_->ListJobs(query));
+  std::vector<JobView> views;
+  for (JobRecord& job : page.jobs) {
+    ASSIGN_OR_RETURN(JobView v, View(std::move(job)));
+    views.push_back(std::move(v));
+  }
+  *next_page_token = page.next_page_token;
+  return views;
+}
+
+absl::StatusOr<JobView> JobManager::CancelJob(const std::string& id) {
+  ASSIGN_OR_RETURN(JobRecord job, store_->GetJob(id));
+  if (job.state == JobState::kCancelling) return View(std::move(job));  // already on its way
+  if (job.state == JobState::kQueued) {
+    ASSIGN_OR_RETURN(JobRecord cancelled, Transition(id, JobState::kCancelled, "Cancelled",
+                                                     "cancelled before it started"));
+    Schedule();  // a job behind it in the queue may fit now
+    return View(std::move(cancelled));
+  }
+  ASSIGN_OR_RETURN(JobRecord cancelling,
+                   Transition(id, JobState::kCancelling, "CancelRequested",
+                              "stopping the workers (SIGTERM, then SIGKILL after the grace period)"));
+  absl::Status stop = launcher_->Cancel(id);
+  if (absl::IsNotFound(stop)) {
+    // No worker runs (it ended between the two steps or never started).
+    ASSIGN_OR_RETURN(JobRecord done, Transition(id, JobState::kCancelled, "Cancelled", "cancelled"));
+    {
+      absl::MutexLock lock(&schedule_mu_);
+      scheduler_.Release(id);
+    }
+    Schedule();
+    return View(std::move(done));
+  }
+  RETURN_IF_ERROR(stop);
+  return View(std::move(cancelling));
+}
+
+absl::StatusOr<std::vector<CheckpointRecord>> JobManager::ListCheckpoints(const std::string& id) {
+  return store_->ListCheckpoints(id);
+}
+
+absl::StatusOr<std::vector<JobEvent>> JobManager::ListEvents(const std::string& id,
+                                                             int64_t after_seq, int64_t limit) {
+  return store_->ListEvents(id, after_seq, limit);
+}
+
+int64_t JobManager::EventGeneration(const std::string& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = generation_.find(id);
+  return it == generation_.end() ? 0 : it->second;
+}
+
+void JobManager::WaitForChange(const std::string& id, int64_t generation, absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  while (!shutting_down_) {
+    auto it = generation_.find(id);
+    if (it != generation_.end() && it->second != generation) return;
+    if (events_cv_.WaitWithDeadline(&mu_, deadline)) return;  // timed out
+  }
+}
+
+void JobManager::Notify(const std::string& id) {
+  {
+    absl::MutexLock lock(&mu_);
+    ++generation_[id];
+  }
+  events_cv_.SignalAll();
+}
+
+absl::StatusOr<JobRecord> JobManager::Transition(const std::string& id, JobState to,
+                                                 const std::string& reason,
+                                                 const std::string& message, bool count_restart) {
+  ASSIGN_OR_RETURN(JobRecord job, store_->UpdateState(id, to, reason, message, count_restart));
+  Notify(id);  // the store appended the "state" event
+  if (IsFinal(to) && metrics_ != nullptr) metrics_->OnJobFinished(id);
+  UpdateStateGauge();
+  return job;
+}
+
+absl::StatusOr<int64_t> JobManager::Append(const std::string& id, const std::string& kind,
+                                           const std::string& payload_json) {
+  ASSIGN_OR_RETURN(int64_t seq, store_->AppendEvent(id, kind, payload_json));
+  Notify(id);
+  return seq;
+}
+
+void JobManager::UpdateStateGauge() {
+  if (metrics_ == nullptr) return;
+  absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> counts = store_->CountJobsByState();
+  if (!counts.ok()) return;
+  std::vector<std::pair<std::string, int64_t>> named;
+  for (const auto& [state, n] : *counts) named.emplace_back(JobStateName(state), n);
+  metrics_->SetJobsByState(named);
+}
+
+void JobManager::Schedule() {
+  if (shutting_down()) return;
+  absl::MutexLock lock(&schedule_mu_);
+  absl::StatusOr<std::vector<JobRecord>> queued = store_->JobsInStates({JobState::kQueued});
+  if (!queued.ok()) return;
+  std::vector<QueuedJob> queue;
+  std::map<std::string, JobRecord> by_id;
+  int64_t order = 0;
+  for (JobRecord& job : *queued) {
+    queue.push_back({job.id, job.priority, job.gpus, order++});  // the store lists oldest first
+    by_id[job.id] = std::move(job);
+  }
+  for (const Placement& placement : scheduler_.Schedule(std::move(queue))) {
+    LaunchLocked(by_id[placement.job_id], placement);
+  }
+}
+
+void JobManager::LaunchLocked(const JobRecord& job, const Placement& placement) {
+  const int64_t attempt = attempt_.count(job.id) > 0 ? attempt_[job.id] + 1 : job.restarts;
+  attempt_[job.id] = attempt;
+  const std::string dir = JobDir(job.id);
+  const std::string output_dir = OutputDir(job);
+  const bool gpu = !placement.gpu_ids.empty();
+  const int64_t queued_since_ms = job.update_time_ms;
+
+  auto fail = [&](const std::string& reason, const absl::Status& status) {
+    scheduler_.Release(job.id);
+    (void)Transition(job.id, JobState::kFailed, reason, std::string(status.message()));
+  };
+  absl::StatusOr<JobRecord> starting = Transition(
+      job.id, JobState::kStarting, "Scheduled",
+      gpu ? absl::StrCat("on GPU ", absl::StrJoin(placement.gpu_ids, ","), ", attempt ", attempt)
+          : absl::StrCat("on the CPU, attempt ", attempt));
+  if (!starting.ok()) {
+    scheduler_.Release(job.id);
+    return;
+  }
+  if (metrics_ != nullptr) {
+    metrics_->ObserveQueueWait(static_cast<double>(options_.now_ms() - queued_since_ms) / 1000.0);
+  }
+  WorkerLaunchSettings settings;
+  settings.output_dir = output_dir;
+  settings.device = gpu ? "cuda" : "cpu";
+  settings.restart = job.restarts > 0 || attempt > 0;
+  absl::StatusOr<std::string> worker_json = WorkerJobJson(job.spec_json, settings, SpecContext());
+  if (!worker_json.ok()) return fail("InvalidJob", worker_json.status());
+  const std::string job_file = JoinPath(dir, absl::StrCat("job-", attempt, ".json"));
+  absl::Status written = MakeDirs(JoinPath(dir, "logs"));
+  if (written.ok()) written = WriteFileAtomically(job_file, *worker_json);
+  if (!written.ok()) return fail("LaunchFailed", written);
+
+  LaunchRequest request;
+  request.job_id = job.id;
+  request.attempt = attempt;
+  request.working_dir = dir;
+  request.run_dir = JoinPath(dir, "run");
+  RankSpec rank;
+  rank.argv = {options_.worker_path, "train", "--job", job_file};
+  rank.env = {
+      // A CPU job sees no GPU at all.
+      {"CUDA_VISIBLE_DEVICES", absl::StrJoin(placement.gpu_ids, ",")},
+      {"RANK", "0"},
+      {"LOCAL_RANK", "0"},
+      {"WORLD_SIZE", "1"},
+      {"MASTER_ADDR", options_.master_addr},
+      {"MASTER_PORT", absl::StrCat(FreePort())},
+      {"FOAK_COORDINATOR", options_.coordinator_address},
+      {"FOAK_JOB_ID", job.id},
+      {"FOAK_JOB_TOKEN", tokens_->TokenFor(job.id)},
+      {"FOAK_JOB_ATTEMPT", absl::StrCat(attempt)},
+  };
+  rank.log_path = JoinPath(JoinPath(dir, "logs"), absl::StrCat("attempt-", attempt, "-rank-0.log"));
+  request.ranks.push_back(std::move(rank));
+  absl::Status launched = launcher_->Launch(request);
+  if (!launched.ok()) fail("LaunchFailed", launched);
+}
+
+absl::Status JobManager::AuthorizeWorker(const std::string& job_id,
+                                         const std::string& token) const {
+  if (token.empty()) {
+    return absl::UnauthenticatedError(
+        "no worker token: send the job's FOAK_JOB_TOKEN as 'authorization: Bearer <token>'");
+  }
+  if (!tokens_->Verify(job_id, token)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the worker token is not valid for job '", job_id, "'"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
+  ASSIGN_OR_RETURN(JobRecord job, store_->GetJob(r.job_id));
+  if (IsFinal(job.state)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", r.job_id, " is ", JobStateName(job.state), "; reports are not accepted"));
+  }
+  {
+    absl::MutexLock lock(&schedule_mu_);
+    auto it = attempt_.find(r.job_id);
+    if (it != attempt_.end() && r.attempt != it->second) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "report from attempt ", r.attempt, " of job ", r.job_id, "; the current attempt is ",
+          it->second));
+    }
+  }
+  const bool first = job.state == JobState::kStarting;
+  if (first && r.kind != WorkerReportInput::Kind::kCheckpoint) {
+    RETURN_IF_ERROR(Transition(r.job_id, JobState::kRunning, "Running",
+                               r.device.empty() ? "the worker reports progress"
+                                                : absl::StrCat("training on ", r.device))
+                        .status());
+  }
+  switch (r.kind) {
+    case WorkerReportInput::Kind::kStarted:
+      if (r.max_steps > 0) {
+        absl::MutexLock lock(&mu_);
+        progress_[r.job_id].max_steps = r.max_steps;
+        progress_[r.job_id].step = r.start_step;
+      }
+      return absl::OkStatus();
+    case WorkerReportInput::Kind::kMetrics: {
+      Json m = {{"step", r.step},
+                {"max_steps", r.max_steps},
+                {"loss", Finite(r.loss)},
+                {"learning_rate", Finite(r.learning_rate)},
+                {"grad_norm", Finite(r.grad_norm)},
+                {"tokens", r.tokens},
+                {"tokens_per_second", Finite(r.tokens_per_second)},
+                {"peak_memory_bytes", r.peak_memory_bytes},
+                {"peak_reserved_bytes", r.peak_reserved_bytes},
+                {"elapsed_s", Finite(r.elapsed_s)},
+                {"rank", r.rank}};
+      RETURN_IF_ERROR(Append(r.job_id, "metrics", m.dump()).status());
+      {
+        absl::MutexLock lock(&mu_);
+        JobProgressInfo& p = progress_[r.job_id];
+        p.step = r.step;
+        if (r.max_steps > 0) p.max_steps = r.max_steps;
+        p.loss = r.loss;
+        p.learning_rate = r.learning_rate;
+        p.tokens_per_second = r.tokens_per_second;
+        p.peak_memory_bytes = r.peak_memory_bytes;
+        p.elapsed_s = r.elapsed_s;
+      }
+      if (metrics_ != nullptr) {
+        JobProgressSample s;
+        s.step = r.step;
+        s.max_steps = r.max_steps;
+        s.loss = r.loss;
+        s.learning_rate = r.learning_rate;
+        s.grad_norm = r.grad_norm;
+        s.tokens_per_second = r.tokens_per_second;
+        s.peak_memory_bytes = r.peak_memory_bytes;
+        s.tokens = r.tokens;
+        metrics_->OnJobProgress(r.job_id, s);
+      }
+      return absl::OkStatus();
+    }
+    case WorkerReportInput::Kind::kEval: {
+      Json e = {{"step", r.step},
+                {"eval_loss", Finite(r.eval_loss)},
+                {"eval_tokens", r.eval_tokens},
+                {"eval_examples", r.eval_examples},
+                {"eval_s", Finite(r.eval_s)}};
+      RETURN_IF_ERROR(Append(r.job_id, "eval", e.dump()).status());
+      absl::MutexLock lock(&mu_);
+      progress_[r.job_id].eval_loss = r.eval_loss;
+      return absl::OkStatus();
+    }
+    case WorkerReportInput::Kind::kCheckpoint: {
+      CheckpointRecord c;
+      c.job_id = r.job_id;
+      c.step = r.step;
+      c.path = r.checkpoint_path;
+      RETURN_IF_ERROR(store_->AddCheckpoint(c));
+      Notify(r.job_id);
+      return absl::OkStatus();
+    }
+  }
+  return absl::OkStatus();
+}
+
+void JobManager::OnLog(const LogLine& line) {
+  Json l = {{"rank", line.rank}, {"attempt", line.attempt}, {"text", line.text}};
+  (void)Append(line.job_id, "log", l.dump());
+}
+
+void JobManager::OnExit(const LaunchOutcome& outcome) {
+  if (shutting_down()) return;  // states stay; the next Start() requeues the job
+  {
+    absl::MutexLock lock(&schedule_mu_);
+    scheduler_.Release(outcome.job_id);
+  }
+  absl::StatusOr<JobRecord> job = store_->GetJob(outcome.job_id);
+  if (job.ok()) {
+    if (outcome.state == JobState::kCancelled ||
+        (job->state == JobState::kCancelling && outcome.state != JobState::kSucceeded)) {
+      (void)Transition(outcome.job_id, JobState::kCancelled, "Cancelled",
+                       job->state == JobState::kCancelling ? "cancelled by request"
+                                                           : outcome.message);
+    } else if (outcome.state == JobState::kSucceeded) {  // also when it beat a cancel
+      (void)Transition(outcome.job_id, JobState::kSucceeded, "Completed",
+                       absl::StrCat("training finished; output in ", OutputDir(*job)));
+    } else if (outcome.retryable && job->restarts < job->max_restarts) {
+      (void)Transition(outcome.job_id, JobState::kQueued, "Restarting",
+                       absl::StrCat("restart ", job->restarts + 1, " of ", job->max_restarts,
+                                    " after ", outcome.reason, ": ", outcome.message));
+    } else {
+      std::string message = outcome.message;
+      if (outcome.retryable && job->max_restarts > 0) {
+        message = absl::StrCat(message, " (after ", job->restarts, " restart(s); max_restarts = ",
+                               job->max_restarts, ")");
+      }
+      (void)Transition(outcome.job_id, JobState::kFailed, outcome.reason, message);
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    progress_.erase(outcome.job_id);
+  }
+  Schedule();
+}
+
+absl::Status JobManager::DeleteFile(const std::string& id) {
+  ASSIGN_OR_RETURN(std::vector<JobRecord> live,
+                   store_->JobsInStates({JobState::kQueued, JobState::kStarting, JobState::kRunning,
+                                         JobState::kCancelling}));
+  for (const JobRecord& job : live) {
+    if (job.spec_json.find(absl::StrCat("\"", id, "\"")) != std::string::npos) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "file ", id, " is used by job ", job.id, " (", JobStateName(job.state),
+          "); delete it after the job ends or cancel the job"));
+    }
+  }
+  return files_->Delete(id);
+}
+
+}  // namespace foak

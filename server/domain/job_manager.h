@@ -1,0 +1,198 @@
+// JobManager: the coordinator's engine. Every change to a job goes through
+// it -- API calls, worker reports, worker exits -- so the order of a job's
+// events is the order in which it decided them, and it is the one place that
+// turns them into state changes:
+//
+//   CreateJob  -> QUEUED ("Created"), then Schedule()
+//   Schedule   -> STARTING ("Scheduled"): worker job file written, launched
+//   report     -> RUNNING ("Running") on the worker's first report
+//   exit 0     -> SUCCEEDED ("Completed")
+//   exit != 0  -> QUEUED ("Restarting", counted) while restarts < max_restarts
+//                 and the failure may pass (not InvalidJob), else FAILED
+//   CancelJob  -> QUEUED: CANCELLED at once; STARTING/RUNNING: CANCELLING,
+//                 SIGTERM/SIGKILL, then CANCELLED when the workers are gone
+//   Start()    -> after a foakd restart: leftover workers killed, STARTING and
+//                 RUNNING jobs requeued ("CoordinatorRestarted", not counted as
+//                 a restart; the worker resumes from its newest checkpoint),
+//                 CANCELLING ones CANCELLED; then the queue is scheduled again.
+//   Shutdown() -> workers stopped without touching job states, so the next
+//                 Start() requeues them.
+//
+// Per job, foakd keeps under <data_dir>/jobs/<id>/: job-<attempt>.json (the
+// worker's job file), logs/attempt-<n>-rank-<r>.log, run/ (the launcher's pid
+// files), and output/ (the default output_dir). Plain structs only: the gRPC
+// adapters in server/transport convert.
+#ifndef FOAK_SERVER_DOMAIN_JOB_MANAGER_H_
+#define FOAK_SERVER_DOMAIN_JOB_MANAGER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "server/domain/job_spec.h"
+#include "server/domain/scheduler.h"
+#include "server/domain/worker_tokens.h"
+#include "server/launch/launcher.h"
+#include "server/storage/file_store.h"
+#include "server/storage/job_store.h"
+
+namespace foak {
+
+class ServerMetrics;
+
+struct JobManagerOptions {
+  std::string data_dir;             // absolute; jobs/<id>/ live here
+  std::string worker_path;          // the foak-worker executable
+  std::string coordinator_address;  // FOAK_COORDINATOR for workers (host:port)
+  std::string master_addr = "127.0.0.1";
+  std::function<int64_t()> now_ms;  // default: the system clock
+};
+
+// The latest progress of a job (its newest "metrics" and "eval" events).
+struct JobProgressInfo {
+  int64_t step = 0;
+  int64_t max_steps = 0;
+  double loss = 0;
+  double learning_rate = 0;
+  double tokens_per_second = 0;
+  int64_t peak_memory_bytes = 0;
+  double elapsed_s = 0;
+  std::optional<double> eval_loss;
+};
+
+struct JobView {
+  JobRecord record;
+  std::string output_dir;
+  std::optional<JobProgressInfo> progress;
+};
+
+// One report of a worker (WorkerService), as plain data.
+struct WorkerReportInput {
+  enum class Kind { kStarted, kMetrics, kEval, kCheckpoint };
+  std::string job_id;
+  int64_t attempt = 0;
+  int64_t rank = 0;
+  Kind kind = Kind::kMetrics;
+  // kStarted
+  int64_t max_steps = 0;
+  int64_t start_step = 0;
+  std::string device;
+  // kMetrics (max_steps above too)
+  int64_t step = 0;
+  double loss = 0;
+  double learning_rate = 0;
+  double grad_norm = 0;
+  int64_t tokens = 0;
+  double tokens_per_second = 0;
+  int64_t peak_memory_bytes = 0;
+  int64_t peak_reserved_bytes = 0;
+  double elapsed_s = 0;
+  // kEval (step above too)
+  double eval_loss = 0;
+  int64_t eval_tokens = 0;
+  int64_t eval_examples = 0;
+  double eval_s = 0;
+  // kCheckpoint (step above too)
+  std::string checkpoint_path;
+};
+
+class JobManager {
+ public:
+  using LauncherFactory = std::function<absl::StatusOr<std::unique_ptr<Launcher>>(Launcher::Callbacks)>;
+
+  // `store`, `files`, `tokens` and `metrics` (may be null) outlive the manager.
+  static absl::StatusOr<std::unique_ptr<JobManager>> Create(
+      JobManagerOptions options, JobStore* store, FileStore* files, WorkerTokens* tokens,
+      ServerMetrics* metrics, SchedulerOptions scheduler, const LauncherFactory& launcher);
+  ~JobManager();
+
+  // The address workers report to (FOAK_COORDINATOR); set before Start().
+  void SetCoordinatorAddress(const std::string& address);
+  // Reconciles what a previous foakd left and schedules the queue.
+  absl::Status Start();
+  // Refuses new jobs and wakes every watcher (their streams end); workers run on.
+  void BeginShutdown();
+  // BeginShutdown, then stops the workers without changing job states.
+  void Shutdown();
+  bool shutting_down() const;
+
+  // validate_only: the checked job, not stored (empty id).
+  absl::StatusOr<JobView> CreateJob(const std::string& spec_json, const std::string& request_id,
+                                    bool validate_only);
+  absl::StatusOr<JobView> GetJob(const std::string& id);
+  absl::StatusOr<std::vector<JobView>> ListJobs(const ListJobsQuery& query,
+                                                std::string* next_page_token);
+  absl::StatusOr<JobView> CancelJob(const std::string& id);
+  absl::StatusOr<std::vector<CheckpointRecord>> ListCheckpoints(const std::string& id);
+  absl::StatusOr<std::vector<JobEvent>> ListEvents(const std::string& id, int64_t after_seq,
+                                                   int64_t limit);
+  // Watching without missing anything: read EventGeneration(id) first, then
+  // the store's events; if none were new, WaitForChange(id, generation, ...)
+  // returns as soon as anything was recorded for the job after that read (or
+  // at the deadline, or when foakd shuts down). Callers re-read the store.
+  int64_t EventGeneration(const std::string& id) const;
+  void WaitForChange(const std::string& id, int64_t generation, absl::Time deadline);
+
+  // OK, UNAUTHENTICATED (no token) or PERMISSION_DENIED (not this job's).
+  absl::Status AuthorizeWorker(const std::string& job_id, const std::string& token) const;
+  absl::Status OnWorkerReport(const WorkerReportInput& report);
+
+  // Files (FileService): DeleteFile refuses a file that an unfinished job names.
+  FileStore* files() { return files_; }
+  absl::Status DeleteFile(const std::string& id);
+
+  std::string TokenFor(const std::string& job_id) const { return tokens_->TokenFor(job_id); }
+  std::string JobDir(const std::string& id) const;
+
+ private:
+  JobManager(JobManagerOptions options, JobStore* store, FileStore* files, WorkerTokens* tokens,
+             ServerMetrics* metrics, SchedulerOptions scheduler);
+
+  JobSpecContext SpecContext() const;
+  std::string OutputDir(const JobRecord& job) const;
+  absl::StatusOr<JobView> View(JobRecord record);
+  void Schedule();
+  void LaunchLocked(const JobRecord& job, const Placement& placement)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(schedule_mu_);
+  void OnLog(const LogLine& line);
+  void OnExit(const LaunchOutcome& outcome);
+  absl::StatusOr<JobRecord> Transition(const std::string& id, JobState to,
+                                       const std::string& reason, const std::string& message,
+                                       bool count_restart = true);
+  absl::StatusOr<int64_t> Append(const std::string& id, const std::string& kind,
+                                 const std::string& payload_json);
+  void Notify(const std::string& id);
+  void UpdateStateGauge();
+
+  JobManagerOptions options_;
+  JobStore* store_;
+  FileStore* files_;
+  WorkerTokens* tokens_;
+  ServerMetrics* metrics_;
+  const int64_t total_gpus_;
+  std::unique_ptr<Launcher> launcher_;
+
+  // Held while deciding and launching, so two Schedule() calls never place
+  // the same job twice. Never held while calling the launcher's callbacks.
+  absl::Mutex schedule_mu_;
+  Scheduler scheduler_ ABSL_GUARDED_BY(schedule_mu_);
+  std::map<std::string, int64_t> attempt_ ABSL_GUARDED_BY(schedule_mu_);
+
+  mutable absl::Mutex mu_;
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, int64_t> generation_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, JobProgressInfo> progress_ ABSL_GUARDED_BY(mu_);
+  absl::CondVar events_cv_;
+};
+
+}  // namespace foak
+
+#endif  // FOAK_SERVER_DOMAIN_JOB_MANAGER_H_

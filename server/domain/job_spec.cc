@@ -1,0 +1,264 @@
+#include "server/domain/job_spec.h"
+
+#include <unistd.h>
+
+#include <cctype>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "nlohmann/json.hpp"
+#include "worker/train/job.h"
+
+namespace foak {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr char kSource[] = "spec";
+// Stands in for output_dir while validating a spec that leaves it to foakd.
+constexpr char kPlaceholderOutputDir[] = "/foakd-assigns-output-dir";
+
+absl::Status FieldError(const std::string& path, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(kSource, ": ", path, " ", what));
+}
+
+absl::Status BadValue(const std::string& path, const Json& value, const std::string& expected) {
+  return FieldError(path, absl::StrCat("= ", value.dump(), "; expected ", expected));
+}
+
+// An integer in [lo, hi] (protobuf's JSON mapping may send int64 as a string).
+absl::StatusOr<int64_t> IntField(const Json& value, const std::string& path, int64_t lo,
+                                 int64_t hi) {
+  const std::string expected = absl::StrCat("an integer from ", lo, " to ", hi);
+  int64_t v = 0;
+  if (value.is_number_integer()) {
+    v = value.get<int64_t>();
+  } else if (value.is_string()) {
+    try {
+      size_t used = 0;
+      v = std::stoll(value.get<std::string>(), &used);
+      if (used != value.get<std::string>().size()) return BadValue(path, value, expected);
+    } catch (...) {
+      return BadValue(path, value, expected);
+    }
+  } else {
+    return BadValue(path, value, expected);
+  }
+  if (v < lo || v > hi) return BadValue(path, value, expected);
+  return v;
+}
+
+bool LabelKeyOk(const std::string& key) {
+  if (key.empty() || key.size() > 63) return false;
+  for (char c : key) {
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+          c == '_' || c == '.' || c == '-' || c == '/')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status CheckAbsoluteFile(const std::string& path, const std::string& field, bool folder) {
+  if (path.empty() || path[0] != '/') {
+    return FieldError(field, absl::StrCat(
+        "= '", path, "' is not an absolute path; foakd reads it on its own host, so give the "
+        "absolute path there", folder ? "" : ", or upload the file (foakctl upload) and give its "
+        "file id"));
+  }
+  if (folder) {
+    if (access(JoinPath(path, "config.json").c_str(), R_OK) != 0) {
+      return FieldError(field, absl::StrCat("= '", path, "' has no readable config.json on the "
+                                            "coordinator's host; expected a Hugging Face model "
+                                            "folder (config.json + safetensors)"));
+    }
+  } else if (access(path.c_str(), R_OK) != 0) {
+    return FieldError(field, absl::StrCat("= '", path, "' is not a readable file on the "
+                                          "coordinator's host"));
+  }
+  return absl::OkStatus();
+}
+
+// Replaces an uploaded file's id by its path (or checks a path) at `key` of
+// the dataset object.
+absl::Status ResolveDatasetFile(Json& dataset, const std::string& key, bool required,
+                                const JobSpecContext& context, std::vector<std::string>* ids) {
+  const std::string path = absl::StrCat("dataset.", key);
+  auto it = dataset.find(key);
+  if (it == dataset.end() || it->is_null() || (it->is_string() && it->get<std::string>().empty())) {
+    if (required) return FieldError(path, "is required: a JSONL file path or an uploaded file id");
+    return absl::OkStatus();
+  }
+  if (!it->is_string()) return BadValue(path, *it, "a string (a path or a file id)");
+  const std::string value = it->get<std::string>();
+  if (IsFileId(value)) {
+    if (!context.resolve_file) return FieldError(path, "names an uploaded file, but this foakd keeps none");
+    absl::StatusOr<std::string> resolved = context.resolve_file(value);
+    if (!resolved.ok()) {
+      return FieldError(path, absl::StrCat("= '", value, "': no such uploaded file (foakctl files "
+                                           "lists them)"));
+    }
+    if (ids != nullptr) ids->push_back(value);
+    *it = *resolved;
+    return absl::OkStatus();
+  }
+  return CheckAbsoluteFile(value, path, /*folder=*/false);
+}
+
+// Checks the coordinator's fields, removing them from `root`.
+absl::Status TakeCoordinatorFields(Json& root, const JobSpecContext& context,
+                                   PreparedJobSpec* out) {
+  if (auto it = root.find("resources"); it != root.end()) {
+    if (!it->is_null()) {
+      if (!it->is_object()) return BadValue("resources", *it, "an object like {\"gpus\": 1}");
+      for (auto f = it->begin(); f != it->end(); ++f) {
+        if (f.key() != "gpus") {
+          return FieldError(absl::StrCat("resources.", f.key()), "is unknown; valid keys in "
+                                                                  "resources: gpus");
+        }
+      }
+      if (auto g = it->find("gpus"); g != it->end() && !g->is_null()) {
+        ASSIGN_OR_RETURN(out->gpus, IntField(*g, "resources.gpus", 0, 1024));
+      }
+    }
+    root.erase(it);
+  }
+  if (out->gpus > context.total_gpus) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        kSource, ": resources.gpus = ", out->gpus, " but this foakd has ", context.total_gpus,
+        " GPU(s) in all, so the job could never start; ask for at most ", context.total_gpus,
+        context.total_gpus == 0 ? " (0 = a CPU job)" : ""));
+  }
+  if (auto it = root.find("priority"); it != root.end()) {
+    if (!it->is_null()) {
+      ASSIGN_OR_RETURN(out->priority, IntField(*it, "priority", -kMaxPriority, kMaxPriority));
+    }
+    root.erase(it);
+  }
+  if (auto it = root.find("max_restarts"); it != root.end()) {
+    if (!it->is_null()) {
+      ASSIGN_OR_RETURN(out->max_restarts, IntField(*it, "max_restarts", 0, kMaxRestartsLimit));
+    }
+    root.erase(it);
+  }
+  if (auto it = root.find("labels"); it != root.end()) {
+    if (!it->is_null()) {
+      if (!it->is_object()) return BadValue("labels", *it, "an object of string values");
+      if (it->size() > kMaxLabels) {
+        return FieldError("labels", absl::StrCat("has ", it->size(), " entries; at most ", kMaxLabels));
+      }
+      for (auto l = it->begin(); l != it->end(); ++l) {
+        if (!LabelKeyOk(l.key())) {
+          return FieldError("labels", absl::StrCat(
+              "key '", l.key(), "' is invalid; expected 1 to 63 characters of a-z, 0-9, _ . - /"));
+        }
+        if (!l->is_string() || l->get<std::string>().size() > 256) {
+          return BadValue(absl::StrCat("labels.", l.key()), *l, "a string of at most 256 characters");
+        }
+        out->labels[l.key()] = l->get<std::string>();
+      }
+    }
+    root.erase(it);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Json> ParseObject(const std::string& spec_json) {
+  Json root;
+  try {
+    root = Json::parse(spec_json);
+  } catch (const Json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(kSource, ": invalid JSON: ", e.what()));
+  }
+  if (!root.is_object()) return absl::InvalidArgumentError(absl::StrCat(kSource, ": expected an object"));
+  return root;
+}
+
+// The common part of validation and launch: the spec without the
+// coordinator's fields, paths checked and file ids resolved.
+absl::StatusOr<Json> WorkerView(const std::string& spec_json, const JobSpecContext& context,
+                                PreparedJobSpec* prepared) {
+  ASSIGN_OR_RETURN(Json root, ParseObject(spec_json));
+  RETURN_IF_ERROR(TakeCoordinatorFields(root, context, prepared));
+  if (auto it = root.find("device"); it != root.end() && !it->is_null()) {
+    if (!it->is_string() || (!it->get<std::string>().empty() && it->get<std::string>() != "auto")) {
+      return BadValue("device", *it, "empty or \"auto\": foakd picks the device from "
+                                     "resources.gpus (0 = CPU)");
+    }
+  }
+  auto model = root.find("model");
+  if (model == root.end() || !model->is_string() || model->get<std::string>().empty()) {
+    return FieldError("model", "is required: the absolute path of a Hugging Face model folder on "
+                               "the coordinator's host");
+  }
+  RETURN_IF_ERROR(CheckAbsoluteFile(model->get<std::string>(), "model", /*folder=*/true));
+  auto dataset = root.find("dataset");
+  if (dataset == root.end() || !dataset->is_object()) {
+    return FieldError("dataset", "is required: {\"train\": PATH or FILE_ID, \"validation\": ...}");
+  }
+  std::vector<std::string>* ids = prepared != nullptr ? &prepared->file_ids : nullptr;
+  RETURN_IF_ERROR(ResolveDatasetFile(*dataset, "train", true, context, ids));
+  RETURN_IF_ERROR(ResolveDatasetFile(*dataset, "validation", false, context, ids));
+  if (auto it = root.find("output_dir"); it != root.end() && !it->is_null()) {
+    if (!it->is_string()) return BadValue("output_dir", *it, "an absolute folder path");
+    const std::string dir = it->get<std::string>();
+    if (!dir.empty() && dir[0] != '/') {
+      return FieldError("output_dir", absl::StrCat("= '", dir, "' is not absolute; give an absolute "
+                                                   "folder on the coordinator's host, or leave it "
+                                                   "empty for foakd's own"));
+    }
+    if (prepared != nullptr) prepared->output_dir = dir;
+  }
+  return root;
+}
+
+}  // namespace
+
+bool IsFileId(const std::string& value) {
+  if (value.size() != 21 || value.rfind("file-", 0) != 0) return false;
+  for (size_t i = 5; i < value.size(); ++i) {
+    if (!std::isxdigit(static_cast<unsigned char>(value[i])) ||
+        std::isupper(static_cast<unsigned char>(value[i]))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::StatusOr<PreparedJobSpec> PrepareJobSpec(const std::string& spec_json,
+                                               const JobSpecContext& context) {
+  PreparedJobSpec prepared;
+  ASSIGN_OR_RETURN(Json worker, WorkerView(spec_json, context, &prepared));
+  if (prepared.output_dir.empty()) worker["output_dir"] = kPlaceholderOutputDir;
+  worker["device"] = prepared.gpus > 0 ? "cuda" : "cpu";
+  // Everything the worker reads, checked by the worker's own parser.
+  RETURN_IF_ERROR(ParseJobConfig(worker.dump(), kSource).status());
+  ASSIGN_OR_RETURN(Json stored, ParseObject(spec_json));
+  prepared.spec_json = stored.dump();
+  return prepared;
+}
+
+absl::StatusOr<std::string> WorkerJobJson(const std::string& spec_json,
+                                          const WorkerLaunchSettings& settings,
+                                          const JobSpecContext& context) {
+  PreparedJobSpec prepared;
+  ASSIGN_OR_RETURN(Json worker, WorkerView(spec_json, context, &prepared));
+  worker["output_dir"] = settings.output_dir;
+  worker["device"] = settings.device;
+  bool has_checkpoint = false;
+  if (absl::StatusOr<std::vector<std::string>> entries = ListDir(settings.output_dir); entries.ok()) {
+    for (const std::string& e : *entries) has_checkpoint |= e.rfind("checkpoint-", 0) == 0;
+  }
+  // A first launch honours the user's choice, by default "latest" (a fresh
+  // folder has no checkpoint, so training starts from the model); a relaunch
+  // continues from the newest checkpoint once there is one.
+  auto resume = worker.find("resume_from_checkpoint");
+  if ((settings.restart && has_checkpoint) || resume == worker.end() || resume->is_null()) {
+    worker["resume_from_checkpoint"] = "latest";
+  }
+  RETURN_IF_ERROR(ParseJobConfig(worker.dump(), kSource).status());
+  return worker.dump(2);
+}
+
+}  // namespace foak

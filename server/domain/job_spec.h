@@ -1,0 +1,74 @@
+// What foakd checks in a submitted job spec, and the job file it hands the
+// worker. The spec arrives as JSON with the job file's field names (the
+// transport converts foak.v1.JobSpec), so the worker's own strict parser
+// (worker/train/job.h, torch-free) validates everything it will later read:
+// one parser, one set of error messages naming the field path. On top of it
+// foakd checks what only the coordinator knows:
+//   - its own fields: resources.gpus (>= 0 and at most the host's GPUs, else
+//     RESOURCE_EXHAUSTED), priority, max_restarts, labels;
+//   - paths on its host: `model` must be an absolute folder with config.json,
+//     the dataset files absolute and readable, or ids of uploaded files
+//     ("file-..."), which it resolves; a relative path is refused because it
+//     would be relative to foakd's folder, not the user's;
+//   - `device` is its choice (from resources.gpus), so a spec may only leave
+//     it empty or "auto".
+// The stored spec keeps the user's values (file ids stay ids); WorkerJobJson
+// makes the worker's file for one launch: ids replaced by paths, output_dir
+// filled in, device set, and resume_from_checkpoint "latest" on restarts so a
+// relaunched worker continues from the newest complete checkpoint.
+#ifndef FOAK_SERVER_DOMAIN_JOB_SPEC_H_
+#define FOAK_SERVER_DOMAIN_JOB_SPEC_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace foak {
+
+// Limits on the coordinator's fields.
+inline constexpr int64_t kMaxPriority = 1000;     // priority in [-1000, 1000]
+inline constexpr int64_t kMaxRestartsLimit = 100; // max_restarts in [0, 100]
+inline constexpr size_t kMaxLabels = 32;
+
+struct JobSpecContext {
+  int64_t total_gpus = 0;  // GPUs this foakd schedules
+  // The path of an uploaded file ("file-..."), or NOT_FOUND.
+  std::function<absl::StatusOr<std::string>(const std::string& file_id)> resolve_file;
+};
+
+struct PreparedJobSpec {
+  std::string spec_json;  // the spec as stored (canonical JSON, user's values)
+  int64_t gpus = 0;
+  int64_t priority = 0;
+  int64_t max_restarts = 0;
+  std::map<std::string, std::string> labels;
+  std::string output_dir;             // as given (absolute), or empty: foakd picks one
+  std::vector<std::string> file_ids;  // uploaded files the spec names
+};
+
+// INVALID_ARGUMENT naming the field path ("spec: dataset.train ..."),
+// RESOURCE_EXHAUSTED for more GPUs than the host has.
+absl::StatusOr<PreparedJobSpec> PrepareJobSpec(const std::string& spec_json,
+                                               const JobSpecContext& context);
+
+struct WorkerLaunchSettings {
+  std::string output_dir;  // absolute
+  std::string device;      // "cpu" or "cuda"
+  bool restart = false;    // resume from the newest checkpoint in output_dir when there is one
+};
+
+// The worker's job file (JSON) for one launch of a stored spec.
+absl::StatusOr<std::string> WorkerJobJson(const std::string& spec_json,
+                                          const WorkerLaunchSettings& settings,
+                                          const JobSpecContext& context);
+
+// True when `value` has the form of an uploaded file's id ("file-" + 16 hex).
+bool IsFileId(const std::string& value);
+
+}  // namespace foak
+
+#endif  // FOAK_SERVER_DOMAIN_JOB_SPEC_H_

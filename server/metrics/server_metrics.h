@@ -1,0 +1,132 @@
+// What foakd tells Prometheus: per-job training progress, the job count per
+// state, how long jobs wait in the queue, and the gRPC requests it handled.
+// The job manager and the gRPC interceptor call the On*/Set*/Observe* methods;
+// the HTTP endpoint calls Render() on each scrape.
+//
+// Why the job series expire: every job_id is a new label value, so keeping
+// the series of every job ever run would grow /metrics (and Prometheus's
+// series count) without bound. A finished job keeps its series for
+// `finished_job_retention_ms` -- long enough for a few scrapes to record its
+// final step, loss and token count -- and Render() then drops them.
+//
+// Exported families (all series of a job carry only the label job_id):
+//   foak_job_step, foak_job_max_steps                       gauges
+//   foak_job_loss, foak_job_learning_rate, foak_job_grad_norm gauges
+//   foak_job_tokens_per_second                               gauge
+//   foak_job_peak_memory_bytes  gauge: GPU memory on CUDA, peak RSS on CPU
+//   foak_job_tokens_total       counter: input tokens trained on
+//   foak_job_last_progress_timestamp_seconds  gauge: unix time of the last sample
+//   foak_jobs{state}            gauge: all 7 job states, 0 when none
+//   foak_job_queue_wait_seconds histogram: QUEUED -> STARTING wait
+//   foak_grpc_server_handled_total{grpc_service,grpc_method,grpc_code} counter
+//   foak_build_info{version}    gauge, 1 (after SetBuildInfo)
+// Label sets stay bounded: job_id expires as above, states and gRPC codes are
+// fixed sets, and gRPC services/methods are the registered ones.
+//
+// Thread-safe. No torch, protobuf or gRPC headers: both the engine and the
+// transport can include it.
+#ifndef FOAK_SERVER_METRICS_SERVER_METRICS_H_
+#define FOAK_SERVER_METRICS_SERVER_METRICS_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "server/metrics/metric_family.h"
+#include "server/metrics/metric_registry.h"
+
+namespace foak {
+
+// One logged training step of a job, as the worker reports it.
+struct JobProgressSample {
+  int64_t step = 0;
+  int64_t max_steps = 0;  // <= 0: unknown, the previous value is kept
+  double loss = 0;
+  double learning_rate = 0;
+  double grad_norm = 0;
+  double tokens_per_second = 0;
+  int64_t peak_memory_bytes = 0;  // GPU memory on CUDA, peak RSS on CPU
+  int64_t tokens = 0;  // input tokens processed since the previous sample (a delta; < 0 counts as 0)
+};
+
+struct ServerMetricsOptions {
+  // A finished job's series are dropped by the first Render() at least this
+  // long after OnJobFinished.
+  int64_t finished_job_retention_ms = 10 * 60 * 1000;
+  // Milliseconds since the unix epoch; also the source of
+  // foak_job_last_progress_timestamp_seconds. Empty: the system clock.
+  std::function<int64_t()> now_ms;
+  // Upper bounds of foak_job_queue_wait_seconds in seconds. Empty: 1, 2, 4,
+  // ..., 4096 (1 s to ~1.1 h). Given bounds are sorted and deduplicated, and
+  // non-finite ones dropped, so a bad option cannot disable the histogram.
+  std::vector<double> queue_wait_buckets_s;
+};
+
+class ServerMetrics {
+ public:
+  explicit ServerMetrics(ServerMetricsOptions options = {});
+  ServerMetrics(const ServerMetrics&) = delete;
+  ServerMetrics& operator=(const ServerMetrics&) = delete;
+
+  // Sets the job's gauges to the sample, adds sample.tokens to
+  // foak_job_tokens_total and stamps foak_job_last_progress_timestamp_seconds.
+  // A report that arrives after OnJobFinished updates the series but does not
+  // extend their retention.
+  void OnJobProgress(const std::string& job_id, const JobProgressSample& sample);
+  // The job reached a final state: its series stay for the retention, then
+  // go. Calling it again does not restart the retention.
+  void OnJobFinished(const std::string& job_id);
+
+  // Job counts by state name ("QUEUED", ...). All 7 states are exported every
+  // time; a state absent from `counts` reads 0.
+  void SetJobsByState(const std::vector<std::pair<std::string, int64_t>>& counts);
+  // One job's wait from QUEUED to STARTING, in seconds.
+  void ObserveQueueWait(double seconds);
+  // One finished RPC: `full_method` as gRPC names it ("/foak.v1.JobService/
+  // CreateJob") and the status code's name ("OK", "NOT_FOUND"). A method that
+  // is not of the form /service/method is counted as service and method
+  // "unknown".
+  void OnGrpcRequest(const std::string& full_method, const std::string& code_name);
+  // foak_build_info{version="..."} 1 (replaces an earlier version).
+  void SetBuildInfo(const std::string& version);
+
+  // Drops the series of jobs whose retention has passed, then renders every
+  // family in the text format 0.0.4.
+  std::string Render();
+
+  // The 7 job states, in the order of the API's enum.
+  static const std::vector<std::string>& JobStateNames();
+
+ private:
+  void PruneFinishedJobs() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const ServerMetricsOptions options_;
+  MetricRegistry registry_;
+  // Owned by registry_; set once in the constructor.
+  MetricFamily* job_step_;
+  MetricFamily* job_max_steps_;
+  MetricFamily* job_loss_;
+  MetricFamily* job_learning_rate_;
+  MetricFamily* job_grad_norm_;
+  MetricFamily* job_tokens_per_second_;
+  MetricFamily* job_peak_memory_bytes_;
+  MetricFamily* job_tokens_total_;
+  MetricFamily* job_last_progress_;
+  MetricFamily* jobs_;
+  MetricFamily* queue_wait_;
+  MetricFamily* grpc_handled_;
+  MetricFamily* build_info_;
+
+  absl::Mutex mu_;
+  // job_id -> when OnJobFinished was first called (options_.now_ms()).
+  std::map<std::string, int64_t> finished_at_ms_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace foak
+
+#endif  // FOAK_SERVER_METRICS_SERVER_METRICS_H_

@@ -1,0 +1,191 @@
+#include "server/transport/foakd.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/server.h>
+#include <grpcpp/server_builder.h>
+#include <unistd.h>
+
+#include <cctype>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "server/domain/job_manager.h"
+#include "server/launch/local_launcher.h"
+#include "server/metrics/metrics_http_server.h"
+#include "server/metrics/server_metrics.h"
+#include "server/storage/sqlite_job_store.h"
+#include "server/transport/job_service.h"
+#include "server/transport/request_metrics.h"
+
+namespace foak {
+namespace {
+
+constexpr const char* kServices[] = {"foak.v1.JobService", "foak.v1.WorkerService",
+                                     "foak.v1.FileService"};
+
+std::string AbsolutePath(const std::string& path) {
+  if (!path.empty() && path[0] == '/') return path;
+  char buf[4096];
+  if (getcwd(buf, sizeof buf) == nullptr) return path;
+  return JoinPath(buf, path);
+}
+
+// The address workers dial: a wildcard listen address is reached on loopback.
+std::string DialAddress(const std::string& listen, int port) {
+  std::string host = listen.substr(0, listen.rfind(':'));
+  if (host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::") host = "127.0.0.1";
+  return absl::StrCat(host, ":", port);
+}
+
+}  // namespace
+
+struct Foakd::Parts {
+  FoakdOptions options;
+  std::unique_ptr<JobStore> store;
+  std::unique_ptr<FileStore> files;
+  std::unique_ptr<WorkerTokens> tokens;
+  std::unique_ptr<ServerMetrics> metrics;
+  std::unique_ptr<MetricsHttpServer> http;
+  std::unique_ptr<JobManager> manager;
+  std::unique_ptr<JobServiceImpl> job_service;
+  std::unique_ptr<WorkerServiceImpl> worker_service;
+  std::unique_ptr<FileServiceImpl> file_service;
+  std::unique_ptr<grpc::Server> server;
+  int grpc_port = 0;
+  bool shut_down = false;
+};
+
+absl::StatusOr<std::vector<int>> ParseGpuList(const std::string& value) {
+  std::vector<int> ids;
+  if (value.empty() || value == "none") return ids;
+  if (value == "auto") {
+    absl::StatusOr<std::vector<std::string>> dev = ListDir("/dev");
+    if (!dev.ok()) return ids;
+    for (const std::string& name : *dev) {
+      int n = 0;
+      if (name.rfind("nvidia", 0) == 0 && name.size() > 6 &&
+          absl::SimpleAtoi(name.substr(6), &n) && std::isdigit(static_cast<unsigned char>(name[6]))) {
+        ids.push_back(n);
+      }
+    }
+    std::sort(ids.begin(), ids.end());
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>(i);  // CUDA indices 0..n-1
+    return ids;
+  }
+  for (absl::string_view part : absl::StrSplit(value, ',')) {
+    int n = 0;
+    if (!absl::SimpleAtoi(part, &n) || n < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--gpus = '", value, "'; expected auto, none or a list of CUDA indices like 0,1"));
+    }
+    ids.push_back(n);
+  }
+  return ids;
+}
+
+absl::StatusOr<std::unique_ptr<Foakd>> Foakd::Start(FoakdOptions options) {
+  auto parts = std::make_unique<Parts>();
+  options.data_dir = AbsolutePath(options.data_dir);
+  if (options.db_path.empty()) options.db_path = JoinPath(options.data_dir, "foakd.db");
+  options.worker_path = AbsolutePath(options.worker_path);
+  RETURN_IF_ERROR(MakeDirs(options.data_dir));
+  parts->options = options;
+
+  SqliteJobStoreOptions store_options;
+  store_options.path = options.db_path;
+  ASSIGN_OR_RETURN(parts->store, OpenSqliteJobStore(store_options));
+  FileStoreOptions file_options;
+  file_options.root = JoinPath(options.data_dir, "files");
+  file_options.max_file_bytes = options.max_upload_bytes;
+  ASSIGN_OR_RETURN(parts->files, FileStore::Open(file_options));
+  ASSIGN_OR_RETURN(parts->tokens, WorkerTokens::Open(JoinPath(options.data_dir, "worker_token.key")));
+
+  ServerMetricsOptions metrics_options;
+  metrics_options.finished_job_retention_ms = options.finished_job_retention_ms;
+  parts->metrics = std::make_unique<ServerMetrics>(metrics_options);
+  if (!options.metrics_address.empty()) {
+    MetricsHttpServerOptions http_options;
+    http_options.listen_address = options.metrics_address;
+    ServerMetrics* metrics = parts->metrics.get();
+    ASSIGN_OR_RETURN(parts->http,
+                     MetricsHttpServer::Create(http_options, [metrics] { return metrics->Render(); }));
+  }
+
+  // The gRPC port is known only once the server is up, but the manager (and
+  // the services on it) must exist before: bind first, then tell the manager.
+  JobManagerOptions manager_options;
+  manager_options.data_dir = options.data_dir;
+  manager_options.worker_path = options.worker_path;
+  SchedulerOptions scheduler_options;
+  scheduler_options.gpu_ids = options.gpu_ids;
+  scheduler_options.cpu_slots = options.cpu_slots;
+  LocalLauncherOptions launcher_options;
+  launcher_options.grace_period_ms = options.grace_period_ms;
+  ASSIGN_OR_RETURN(
+      parts->manager,
+      JobManager::Create(manager_options, parts->store.get(), parts->files.get(),
+                         parts->tokens.get(), parts->metrics.get(), scheduler_options,
+                         [launcher_options](Launcher::Callbacks callbacks)
+                             -> absl::StatusOr<std::unique_ptr<Launcher>> {
+                           ASSIGN_OR_RETURN(std::unique_ptr<LocalLauncher> launcher,
+                                            LocalLauncher::Create(launcher_options, callbacks));
+                           return std::unique_ptr<Launcher>(std::move(launcher));
+                         }));
+
+  parts->job_service = std::make_unique<JobServiceImpl>(parts->manager.get());
+  parts->worker_service = std::make_unique<WorkerServiceImpl>(parts->manager.get());
+  parts->file_service = std::make_unique<FileServiceImpl>(parts->manager.get());
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
+                           &parts->grpc_port);
+  builder.RegisterService(parts->job_service.get());
+  builder.RegisterService(parts->worker_service.get());
+  builder.RegisterService(parts->file_service.get());
+  builder.SetMaxReceiveMessageSize(8 << 20);  // upload chunks up to 4 MiB plus framing
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(MakeRequestMetricsFactory(parts->metrics.get()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
+  parts->server = builder.BuildAndStart();
+  if (parts->server == nullptr || parts->grpc_port == 0) {
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", options.listen_address,
+        " (in use or not a local address?); pick another with --listen HOST:PORT"));
+  }
+  parts->manager->SetCoordinatorAddress(DialAddress(options.listen_address, parts->grpc_port));
+  if (grpc::HealthCheckServiceInterface* health = parts->server->GetHealthCheckService()) {
+    health->SetServingStatus(true);
+    for (const char* service : kServices) health->SetServingStatus(service, true);
+  }
+  RETURN_IF_ERROR(parts->manager->Start());
+  return std::unique_ptr<Foakd>(new Foakd(std::move(parts)));
+}
+
+Foakd::Foakd(std::unique_ptr<Parts> parts) : parts_(std::move(parts)) {}
+
+Foakd::~Foakd() { Shutdown(); }
+
+int Foakd::grpc_port() const { return parts_->grpc_port; }
+int Foakd::metrics_port() const { return parts_->http != nullptr ? parts_->http->port() : 0; }
+const FoakdOptions& Foakd::options() const { return parts_->options; }
+
+void Foakd::Shutdown() {
+  if (parts_->shut_down) return;
+  parts_->shut_down = true;
+  if (grpc::HealthCheckServiceInterface* health = parts_->server->GetHealthCheckService()) {
+    health->SetServingStatus(false);
+  }
+  parts_->manager->BeginShutdown();
+  parts_->server->Shutdown(std::chrono::system_clock::now() +
+                           std::chrono::milliseconds(parts_->options.shutdown_timeout_ms));
+  parts_->server->Wait();
+  parts_->manager->Shutdown();
+  parts_->http.reset();
+}
+
+}  // namespace foak

@@ -1,0 +1,65 @@
+// Foakd: the coordinator assembled -- job store (SQLite), uploaded files,
+// worker tokens, Prometheus metrics over HTTP, the local launcher, the
+// JobManager and the gRPC server (JobService, WorkerService, FileService, the
+// standard health service and server reflection). foakd's main() parses
+// flags into FoakdOptions; tests start it in-process the same way.
+//
+// Shutdown order, so that nothing is cut off mid-way: (1) health reports
+// NOT_SERVING and the manager refuses new jobs and ends every WatchJob
+// stream with UNAVAILABLE ("watch again with after_seq = N"); (2) the gRPC
+// server drains in-flight calls until shutdown_timeout; (3) workers are
+// stopped (SIGTERM, then SIGKILL after the grace period) without changing
+// their jobs' states, so the next start requeues them from their newest
+// checkpoint; (4) the metrics endpoint and the store close.
+#ifndef FOAK_SERVER_TRANSPORT_FOAKD_H_
+#define FOAK_SERVER_TRANSPORT_FOAKD_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace foak {
+
+struct FoakdOptions {
+  std::string listen_address = "127.0.0.1:7070";   // gRPC; port 0 = any free port
+  std::string metrics_address = "127.0.0.1:9464";  // /metrics; empty = off; port 0 = any
+  std::string data_dir = "foakd-data";             // made absolute
+  std::string db_path;                             // default <data_dir>/foakd.db
+  std::string worker_path;                         // foak-worker executable (required)
+  std::vector<int> gpu_ids;                        // GPUs to schedule; empty = CPU jobs only
+  int64_t cpu_slots = 1;                           // CPU jobs at once
+  int64_t grace_period_ms = 10000;                 // SIGTERM -> SIGKILL
+  int64_t max_upload_bytes = 1ll << 30;
+  int64_t finished_job_retention_ms = 10 * 60 * 1000;  // metrics series of finished jobs
+  int64_t shutdown_timeout_ms = 5000;              // in-flight RPCs at shutdown
+};
+
+class Foakd {
+ public:
+  static absl::StatusOr<std::unique_ptr<Foakd>> Start(FoakdOptions options);
+  ~Foakd();
+
+  int grpc_port() const;
+  int metrics_port() const;  // 0 when off
+  const FoakdOptions& options() const;
+
+  // Graceful shutdown (see the file comment); idempotent.
+  void Shutdown();
+
+  struct Parts;
+
+ private:
+  explicit Foakd(std::unique_ptr<Parts> parts);
+  std::unique_ptr<Parts> parts_;
+};
+
+// "auto": the NVIDIA devices of this host (/dev/nvidia0, /dev/nvidia1, ...);
+// "none" or "": no GPU; "0,2": those CUDA indices. INVALID_ARGUMENT otherwise.
+absl::StatusOr<std::vector<int>> ParseGpuList(const std::string& value);
+
+}  // namespace foak
+
+#endif  // FOAK_SERVER_TRANSPORT_FOAKD_H_

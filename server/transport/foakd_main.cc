@@ -1,0 +1,119 @@
+// foakd: the coordinator. Flags into FoakdOptions, then wait for SIGINT or
+// SIGTERM and shut down gracefully (server/transport/foakd.h). The signals are
+// blocked in every thread and taken synchronously with sigwait in main, so no
+// work happens inside a signal handler.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "server/transport/foakd.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "gRPC address (HOST:PORT; port 0 = any free port)");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
+          "Prometheus /metrics address (HOST:PORT); empty = no metrics endpoint");
+ABSL_FLAG(std::string, data_dir, "foakd-data",
+          "folder for the job database, uploaded files, job logs and default outputs");
+ABSL_FLAG(std::string, db, "", "SQLite job database (default: DATA_DIR/foakd.db)");
+ABSL_FLAG(std::string, worker, "",
+          "foak-worker executable (default: next to foakd, then ../worker/foak-worker)");
+ABSL_FLAG(std::string, gpus, "auto",
+          "GPUs to schedule: auto (this host's NVIDIA devices), none, or CUDA indices like 0,1");
+ABSL_FLAG(int64_t, cpu_slots, 1, "CPU jobs (resources.gpus = 0) that may run at once");
+ABSL_FLAG(double, grace_period_s, 10, "seconds between SIGTERM and SIGKILL when stopping a worker");
+ABSL_FLAG(int64_t, max_upload_bytes, int64_t{1} << 30, "largest file FileService accepts");
+ABSL_FLAG(double, finished_job_retention_s, 600,
+          "seconds a finished job's metrics series stay on /metrics");
+ABSL_FLAG(std::string, port_file, "",
+          "once listening, write 'grpc=PORT' and 'metrics=PORT' lines here (for scripts and tests "
+          "that listen on port 0)");
+
+namespace {
+
+std::string DefaultWorker(const char* argv0) {
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  std::string dir = ".";
+  if (n > 0) {
+    self[n] = '\0';
+    dir = std::string(self);
+    dir = dir.substr(0, dir.rfind('/'));
+  } else if (std::string(argv0).find('/') != std::string::npos) {
+    dir = std::string(argv0).substr(0, std::string(argv0).rfind('/'));
+  }
+  for (const std::string& candidate :
+       {foak::JoinPath(dir, "foak-worker"), foak::JoinPath(dir, "../../worker/foak-worker"),
+        foak::JoinPath(dir, "../worker/foak-worker")}) {
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return foak::JoinPath(dir, "foak-worker");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "the foak coordinator: accepts fine-tuning jobs over gRPC, schedules foak-worker processes, "
+      "serves Prometheus metrics.\n  foakd [--listen 127.0.0.1:7070] [--data-dir foakd-data] "
+      "[--gpus auto] ...");
+  absl::ParseCommandLine(argc, argv);
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t stop;
+  sigemptyset(&stop);
+  sigaddset(&stop, SIGINT);
+  sigaddset(&stop, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before any thread starts
+
+  foak::FoakdOptions options;
+  options.listen_address = absl::GetFlag(FLAGS_listen);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_listen);
+  options.data_dir = absl::GetFlag(FLAGS_data_dir);
+  options.db_path = absl::GetFlag(FLAGS_db);
+  options.worker_path = absl::GetFlag(FLAGS_worker);
+  if (options.worker_path.empty()) options.worker_path = DefaultWorker(argv[0]);
+  absl::StatusOr<std::vector<int>> gpus = foak::ParseGpuList(absl::GetFlag(FLAGS_gpus));
+  if (!gpus.ok()) {
+    std::fprintf(stderr, "foakd: %s\n", std::string(gpus.status().message()).c_str());
+    return 2;
+  }
+  options.gpu_ids = *gpus;
+  options.cpu_slots = absl::GetFlag(FLAGS_cpu_slots);
+  options.grace_period_ms = static_cast<int64_t>(absl::GetFlag(FLAGS_grace_period_s) * 1000);
+  options.max_upload_bytes = absl::GetFlag(FLAGS_max_upload_bytes);
+  options.finished_job_retention_ms =
+      static_cast<int64_t>(absl::GetFlag(FLAGS_finished_job_retention_s) * 1000);
+
+  absl::StatusOr<std::unique_ptr<foak::Foakd>> foakd = foak::Foakd::Start(options);
+  if (!foakd.ok()) {
+    std::fprintf(stderr, "foakd: %s\n", std::string(foakd.status().message()).c_str());
+    return 1;
+  }
+  const foak::FoakdOptions& o = (*foakd)->options();
+  std::fprintf(stderr,
+               "foakd: serving gRPC on port %d (%s), metrics on port %d; data in %s; %zu GPU(s), "
+               "%lld CPU slot(s); worker %s\n",
+               (*foakd)->grpc_port(), o.listen_address.c_str(), (*foakd)->metrics_port(),
+               o.data_dir.c_str(), o.gpu_ids.size(), static_cast<long long>(o.cpu_slots),
+               o.worker_path.c_str());
+  if (!absl::GetFlag(FLAGS_port_file).empty()) {
+    absl::Status written = foak::WriteFileAtomically(absl::GetFlag(FLAGS_port_file),
+                                                     absl::StrCat("grpc=", (*foakd)->grpc_port(), "\nmetrics=",
+                                                                  (*foakd)->metrics_port(), "\n"));
+    if (!written.ok()) {
+      std::fprintf(stderr, "foakd: %s\n", std::string(written.message()).c_str());
+      return 1;
+    }
+  }
+  int sig = 0;
+  sigwait(&stop, &sig);
+  std::fprintf(stderr, "foakd: %s received; shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  (*foakd)->Shutdown();
+  std::fprintf(stderr, "foakd: stopped\n");
+  return 0;
+}

@@ -1,0 +1,317 @@
+// The JobManager's decisions with a recording launcher (no processes): what a
+// launch gets (job file, environment, token), worker reports moving a job to
+// RUNNING and recording progress and checkpoints, exits mapped to states,
+// restarts up to max_restarts, cancel in each state, reconciliation after a
+// foakd restart, worker authorisation, and watchers woken by new events.
+#include "server/domain/job_manager.h"
+
+#include <thread>
+
+#include "absl/synchronization/notification.h"
+#include "common/file_util.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "server/metrics/server_metrics.h"
+#include "server/storage/sqlite_job_store.h"
+#include "tests/testing/worker_run.h"
+
+namespace foak {
+namespace {
+
+using Json = nlohmann::json;
+
+class RecordingLauncher : public Launcher {
+ public:
+  explicit RecordingLauncher(Callbacks callbacks) : callbacks_(std::move(callbacks)) {}
+  absl::Status Launch(const LaunchRequest& request) override {
+    if (running_.count(request.job_id) > 0) return absl::FailedPreconditionError("already running");
+    launches.push_back(request);
+    running_.insert(request.job_id);
+    return absl::OkStatus();
+  }
+  absl::Status Cancel(const std::string& job_id) override {
+    if (running_.count(job_id) == 0) return absl::NotFoundError("not running");
+    cancels.push_back(job_id);
+    return absl::OkStatus();
+  }
+  bool IsRunning(const std::string& job_id) override { return running_.count(job_id) > 0; }
+  int64_t RunningJobs() override { return static_cast<int64_t>(running_.size()); }
+  absl::StatusOr<std::vector<std::string>> KillOrphans(const std::string&) override {
+    return std::vector<std::string>{};
+  }
+  void Shutdown() override { shut_down = true; }
+
+  // What the monitor thread would do when the job's processes end.
+  void Exit(const std::string& job_id, JobState state, const std::string& reason, bool retryable) {
+    running_.erase(job_id);
+    LaunchOutcome outcome;
+    outcome.job_id = job_id;
+    outcome.state = state;
+    outcome.reason = reason;
+    outcome.message = reason + " (test)";
+    outcome.retryable = retryable;
+    callbacks_.on_exit(outcome);
+  }
+  void Log(const std::string& job_id, const std::string& text) {
+    LogLine line;
+    line.job_id = job_id;
+    line.text = text;
+    callbacks_.on_log(line);
+  }
+
+  std::vector<LaunchRequest> launches;
+  std::vector<std::string> cancels;
+  bool shut_down = false;
+
+ private:
+  Callbacks callbacks_;
+  std::set<std::string> running_;
+};
+
+class JobManagerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = JoinPath(dir_.path(), "model");
+    ASSERT_TRUE(MakeDirs(model_).ok());
+    ASSERT_TRUE(WriteFileAtomically(JoinPath(model_, "config.json"), "{}").ok());
+    train_ = JoinPath(dir_.path(), "train.jsonl");
+    ASSERT_TRUE(WriteFileAtomically(train_, "{\"text\": \"hi\"}\n").ok());
+    worker_ = JoinPath(dir_.path(), "foak-worker");
+    ASSERT_TRUE(WriteFileAtomically(worker_, "#!/bin/sh\n").ok());
+    ASSERT_EQ(chmod(worker_.c_str(), 0755), 0);
+    SqliteJobStoreOptions so;
+    so.path = JoinPath(dir_.path(), "foakd.db");
+    store_ = OpenSqliteJobStore(so).value();
+    FileStoreOptions fo;
+    fo.root = JoinPath(dir_.path(), "files");
+    files_ = FileStore::Open(fo).value();
+    tokens_ = WorkerTokens::WithKey(std::string(32, 'k'));
+    Open({});
+  }
+
+  void Open(std::vector<int> gpus) {
+    manager_.reset();
+    JobManagerOptions o;
+    o.data_dir = JoinPath(dir_.path(), "data");
+    o.worker_path = worker_;
+    SchedulerOptions s;
+    s.gpu_ids = std::move(gpus);
+    manager_ = JobManager::Create(o, store_.get(), files_.get(), tokens_.get(), &metrics_, s,
+                                  [this](Launcher::Callbacks cb) -> absl::StatusOr<std::unique_ptr<Launcher>> {
+                                    auto l = std::make_unique<RecordingLauncher>(std::move(cb));
+                                    launcher_ = l.get();
+                                    return std::unique_ptr<Launcher>(std::move(l));
+                                  })
+                   .value();
+    manager_->SetCoordinatorAddress("127.0.0.1:7070");
+    ASSERT_TRUE(manager_->Start().ok());
+  }
+
+  std::string Spec(const std::string& name, int priority = 0, int gpus = 0, int max_restarts = 0) {
+    return Json{{"name", name},
+                {"model", model_},
+                {"dataset", {{"train", train_}}},
+                {"priority", priority},
+                {"max_restarts", max_restarts},
+                {"resources", {{"gpus", gpus}}}}
+        .dump();
+  }
+  std::string CreateId(const std::string& spec) {
+    absl::StatusOr<JobView> v = manager_->CreateJob(spec, "", false);
+    EXPECT_TRUE(v.ok()) << v.status();
+    return v.ok() ? v->record.id : "";
+  }
+  JobState State(const std::string& id) { return manager_->GetJob(id).value().record.state; }
+  std::string Env(const LaunchRequest& r, const std::string& key) {
+    for (const auto& [k, v] : r.ranks[0].env) {
+      if (k == key) return v;
+    }
+    return "<unset>";
+  }
+  WorkerReportInput Report(const std::string& id, WorkerReportInput::Kind kind, int64_t attempt = 0) {
+    WorkerReportInput r;
+    r.job_id = id;
+    r.kind = kind;
+    r.attempt = attempt;
+    return r;
+  }
+
+  testing::TempDir dir_{"job_manager"};
+  std::string model_, train_, worker_;
+  std::unique_ptr<JobStore> store_;
+  std::unique_ptr<FileStore> files_;
+  std::unique_ptr<WorkerTokens> tokens_;
+  ServerMetrics metrics_;
+  std::unique_ptr<JobManager> manager_;
+  RecordingLauncher* launcher_ = nullptr;
+};
+
+TEST_F(JobManagerTest, LaunchGetsJobFileEnvironmentAndToken) {
+  const std::string id = CreateId(Spec("a"));
+  EXPECT_EQ(State(id), JobState::kStarting);
+  ASSERT_EQ(launcher_->launches.size(), 1u);
+  const LaunchRequest& r = launcher_->launches[0];
+  EXPECT_EQ(r.job_id, id);
+  ASSERT_EQ(r.ranks.size(), 1u);
+  EXPECT_EQ(r.ranks[0].argv[0], worker_);
+  EXPECT_EQ(r.ranks[0].argv[1], "train");
+  Json job = Json::parse(ReadFileToString(r.ranks[0].argv[3]).value());
+  EXPECT_EQ(job["device"], "cpu");
+  EXPECT_EQ(job["output_dir"], JoinPath(manager_->JobDir(id), "output"));
+  EXPECT_FALSE(job.contains("resources"));
+  EXPECT_EQ(Env(r, "CUDA_VISIBLE_DEVICES"), "");
+  EXPECT_EQ(Env(r, "RANK"), "0");
+  EXPECT_EQ(Env(r, "WORLD_SIZE"), "1");
+  EXPECT_EQ(Env(r, "FOAK_COORDINATOR"), "127.0.0.1:7070");
+  EXPECT_EQ(Env(r, "FOAK_JOB_ID"), id);
+  EXPECT_TRUE(manager_->AuthorizeWorker(id, Env(r, "FOAK_JOB_TOKEN")).ok());
+  EXPECT_NE(Env(r, "MASTER_PORT"), "0");
+  EXPECT_EQ(manager_->GetJob(id).value().output_dir, JoinPath(manager_->JobDir(id), "output"));
+}
+
+TEST_F(JobManagerTest, ReportsDriveStateProgressAndCheckpoints) {
+  const std::string id = CreateId(Spec("a"));
+  const std::string token = Env(launcher_->launches[0], "FOAK_JOB_TOKEN");
+  EXPECT_EQ(manager_->AuthorizeWorker(id, "").code(), absl::StatusCode::kUnauthenticated);
+  EXPECT_EQ(manager_->AuthorizeWorker(id, "nope").code(), absl::StatusCode::kPermissionDenied);
+  const std::string other = CreateId(Spec("b"));  // queued behind a (one CPU slot)
+  EXPECT_EQ(manager_->AuthorizeWorker(other, token).code(), absl::StatusCode::kPermissionDenied);
+
+  WorkerReportInput started = Report(id, WorkerReportInput::Kind::kStarted);
+  started.max_steps = 10;
+  started.device = "cpu";
+  ASSERT_TRUE(manager_->OnWorkerReport(started).ok());
+  EXPECT_EQ(State(id), JobState::kRunning);
+  WorkerReportInput m = Report(id, WorkerReportInput::Kind::kMetrics);
+  m.step = 5;
+  m.max_steps = 10;
+  m.loss = 1.5;
+  m.tokens = 100;
+  m.tokens_per_second = 50;
+  ASSERT_TRUE(manager_->OnWorkerReport(m).ok());
+  WorkerReportInput c = Report(id, WorkerReportInput::Kind::kCheckpoint);
+  c.step = 5;
+  c.checkpoint_path = "/x/checkpoint-5";
+  ASSERT_TRUE(manager_->OnWorkerReport(c).ok());
+  JobView v = manager_->GetJob(id).value();
+  ASSERT_TRUE(v.progress.has_value());
+  EXPECT_EQ(v.progress->step, 5);
+  EXPECT_EQ(v.progress->max_steps, 10);
+  EXPECT_DOUBLE_EQ(v.progress->loss, 1.5);
+  EXPECT_EQ(manager_->ListCheckpoints(id).value().at(0).path, "/x/checkpoint-5");
+  EXPECT_NE(metrics_.Render().find("foak_job_step{job_id=\"" + id + "\"} 5"), std::string::npos);
+  // A report from another attempt is refused.
+  EXPECT_EQ(manager_->OnWorkerReport(Report(id, WorkerReportInput::Kind::kMetrics, 7)).code(),
+            absl::StatusCode::kFailedPrecondition);
+
+  launcher_->Log(id, "hello from the worker");
+  launcher_->Exit(id, JobState::kSucceeded, "Completed", false);
+  EXPECT_EQ(State(id), JobState::kSucceeded);
+  std::vector<std::string> kinds;
+  const std::vector<JobEvent> events = manager_->ListEvents(id, 0, 100).value();
+  for (const JobEvent& e : events) kinds.push_back(e.kind);
+  EXPECT_EQ(kinds, (std::vector<std::string>{"state", "state", "state", "metrics", "checkpoint",
+                                             "log", "state"}));
+  EXPECT_EQ(State(other), JobState::kStarting) << "the next job starts when the slot frees";
+  EXPECT_EQ(manager_->OnWorkerReport(m).code(), absl::StatusCode::kFailedPrecondition)
+      << "a finished job takes no reports";
+}
+
+TEST_F(JobManagerTest, FailuresRestartUpToMaxRestartsThenFail) {
+  const std::string id = CreateId(Spec("a", 0, 0, /*max_restarts=*/1));
+  launcher_->Exit(id, JobState::kFailed, "WorkerError", true);
+  EXPECT_EQ(State(id), JobState::kStarting) << "requeued and relaunched at once";
+  ASSERT_EQ(launcher_->launches.size(), 2u);
+  EXPECT_EQ(launcher_->launches[1].attempt, 1);
+  EXPECT_EQ(Env(launcher_->launches[1], "FOAK_JOB_ATTEMPT"), "1");
+  Json job = Json::parse(ReadFileToString(launcher_->launches[1].ranks[0].argv[3]).value());
+  EXPECT_EQ(job["resume_from_checkpoint"], "latest");
+  launcher_->Exit(id, JobState::kFailed, "WorkerError", true);
+  JobRecord r = manager_->GetJob(id).value().record;
+  EXPECT_EQ(r.state, JobState::kFailed);
+  EXPECT_EQ(r.reason, "WorkerError");
+  EXPECT_EQ(r.restarts, 1);
+  EXPECT_NE(r.message.find("max_restarts = 1"), std::string::npos) << r.message;
+
+  const std::string bad = CreateId(Spec("b", 0, 0, 3));
+  launcher_->Exit(bad, JobState::kFailed, "InvalidJob", false);
+  EXPECT_EQ(State(bad), JobState::kFailed) << "an invalid job is not retried";
+}
+
+TEST_F(JobManagerTest, CancelInEachState) {
+  const std::string running = CreateId(Spec("a"));
+  const std::string queued = CreateId(Spec("b"));
+  JobView q = manager_->CancelJob(queued).value();
+  EXPECT_EQ(q.record.state, JobState::kCancelled);
+  JobView r = manager_->CancelJob(running).value();
+  EXPECT_EQ(r.record.state, JobState::kCancelling);
+  EXPECT_EQ(launcher_->cancels, std::vector<std::string>{running});
+  EXPECT_EQ(manager_->CancelJob(running).value().record.state, JobState::kCancelling);  // idempotent
+  launcher_->Exit(running, JobState::kCancelled, "Cancelled", false);
+  EXPECT_EQ(State(running), JobState::kCancelled);
+  absl::Status again = manager_->CancelJob(running).status();
+  EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition) << again;
+  EXPECT_EQ(manager_->CancelJob("job-0000000000000000").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(JobManagerTest, PriorityOrderAndGangOnGpus) {
+  Open({0, 1});
+  const std::string two = CreateId(Spec("two", 0, 2));
+  const std::string low = CreateId(Spec("low", 0, 1));
+  const std::string high = CreateId(Spec("high", 9, 1));
+  ASSERT_EQ(launcher_->launches.size(), 1u);
+  EXPECT_EQ(Env(launcher_->launches[0], "CUDA_VISIBLE_DEVICES"), "0,1");
+  launcher_->Exit(two, JobState::kSucceeded, "Completed", false);
+  ASSERT_EQ(launcher_->launches.size(), 3u);
+  EXPECT_EQ(launcher_->launches[1].job_id, high);
+  EXPECT_EQ(launcher_->launches[2].job_id, low);
+  EXPECT_EQ(Json::parse(ReadFileToString(launcher_->launches[1].ranks[0].argv[3]).value())["device"],
+            "cuda");
+  EXPECT_EQ(manager_->CreateJob(Spec("three", 0, 3), "", false).status().code(),
+            absl::StatusCode::kResourceExhausted);
+}
+
+TEST_F(JobManagerTest, RestartRequeuesLiveJobsWithoutCountingARestart) {
+  const std::string running = CreateId(Spec("a", 0, 0, 0));
+  ASSERT_TRUE(manager_->OnWorkerReport(Report(running, WorkerReportInput::Kind::kStarted)).ok());
+  const std::string queued = CreateId(Spec("b"));
+  ASSERT_TRUE(manager_->CancelJob(CreateId(Spec("c"))).ok());
+  Open({});  // a new foakd on the same store
+  JobRecord r = manager_->GetJob(running).value().record;
+  EXPECT_EQ(r.state, JobState::kStarting) << "requeued and launched again";
+  EXPECT_EQ(r.restarts, 0);
+  bool saw_reason = false;
+  const std::vector<JobEvent> events = manager_->ListEvents(running, 0, 100).value();
+  for (const JobEvent& e : events) {
+    saw_reason |= e.payload_json.find("CoordinatorRestarted") != std::string::npos;
+  }
+  EXPECT_TRUE(saw_reason);
+  EXPECT_EQ(State(queued), JobState::kQueued);
+}
+
+TEST_F(JobManagerTest, WatchersWakeOnNewEventsAndOnShutdown) {
+  const std::string id = CreateId(Spec("a"));
+  const int64_t generation = manager_->EventGeneration(id);
+  absl::Notification woke;
+  std::thread waiter([&] {
+    manager_->WaitForChange(id, generation, absl::Now() + absl::Seconds(30));
+    woke.Notify();
+  });
+  launcher_->Log(id, "a line");
+  EXPECT_TRUE(woke.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  waiter.join();
+  const int64_t g2 = manager_->EventGeneration(id);
+  absl::Notification woke2;
+  std::thread waiter2([&] {
+    manager_->WaitForChange(id, g2, absl::Now() + absl::Seconds(30));
+    woke2.Notify();
+  });
+  manager_->Shutdown();
+  EXPECT_TRUE(woke2.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  waiter2.join();
+  EXPECT_TRUE(launcher_->shut_down);
+  EXPECT_EQ(manager_->CreateJob(Spec("late"), "", false).status().code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace foak

@@ -1,0 +1,152 @@
+// What foakd accepts as a job spec and the worker job file it writes: the
+// coordinator's own fields, paths on its host, uploaded file ids, and every
+// other field checked by the worker's parser with the field path named.
+#include "server/domain/job_spec.h"
+
+#include <string>
+
+#include "common/file_util.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/worker_run.h"
+
+namespace foak {
+namespace {
+
+using Json = nlohmann::json;
+
+class JobSpecTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = JoinPath(dir_.path(), "model");
+    ASSERT_TRUE(MakeDirs(model_).ok());
+    ASSERT_TRUE(WriteFileAtomically(JoinPath(model_, "config.json"), "{}").ok());
+    train_ = JoinPath(dir_.path(), "train.jsonl");
+    ASSERT_TRUE(WriteFileAtomically(train_, "{\"text\": \"hi\"}\n").ok());
+    uploaded_ = JoinPath(dir_.path(), "uploaded.data");
+    ASSERT_TRUE(WriteFileAtomically(uploaded_, "{\"text\": \"up\"}\n").ok());
+    context_.total_gpus = 2;
+    context_.resolve_file = [this](const std::string& id) -> absl::StatusOr<std::string> {
+      if (id == "file-00112233aabbccdd") return uploaded_;
+      return absl::NotFoundError("no such file");
+    };
+  }
+  Json Minimal() const {
+    return {{"model", model_}, {"dataset", {{"train", train_}}}};
+  }
+  absl::Status Prepare(const Json& spec) { return PrepareJobSpec(spec.dump(), context_).status(); }
+
+  testing::TempDir dir_{"job_spec"};
+  std::string model_, train_, uploaded_;
+  JobSpecContext context_;
+};
+
+TEST_F(JobSpecTest, MinimalSpecGetsDefaultsAndKeepsUserValues) {
+  Json spec = Minimal();
+  spec["resources"] = {{"gpus", 2}};
+  spec["priority"] = 7;
+  spec["max_restarts"] = "3";  // protobuf's JSON mapping may send int64 as a string
+  spec["labels"] = {{"team", "nlp"}, {"exp/name", "a-1"}};
+  spec["kernels"] = {"foak"};
+  absl::StatusOr<PreparedJobSpec> p = PrepareJobSpec(spec.dump(), context_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->gpus, 2);
+  EXPECT_EQ(p->priority, 7);
+  EXPECT_EQ(p->max_restarts, 3);
+  EXPECT_EQ(p->labels.at("exp/name"), "a-1");
+  EXPECT_TRUE(p->output_dir.empty());
+  EXPECT_EQ(Json::parse(p->spec_json), spec);  // stored as given
+}
+
+TEST_F(JobSpecTest, ErrorsNameTheFieldAndWhatIsAllowed) {
+  struct Case {
+    Json patch;
+    absl::StatusCode code;
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {{{"model", "relative/model"}}, absl::StatusCode::kInvalidArgument, "model = 'relative/model' is not an absolute path"},
+      {{{"model", dir_.path()}}, absl::StatusCode::kInvalidArgument, "has no readable config.json"},
+      {{{"dataset", {{"train", "/nonexistent/t.jsonl"}}}}, absl::StatusCode::kInvalidArgument, "dataset.train = '/nonexistent/t.jsonl' is not a readable file"},
+      {{{"dataset", {{"train", "file-ffffffffffffffff"}}}}, absl::StatusCode::kInvalidArgument, "no such uploaded file"},
+      {Json::parse(R"({"dataset": {"train": null}})"), absl::StatusCode::kInvalidArgument, "dataset.train is required"},
+      {{{"hyperparameters", {{"lr", 0.1}}}}, absl::StatusCode::kInvalidArgument, "unknown key 'hyperparameters.lr'"},
+      {{{"hyperparameters", {{"lr_scheduler", "cosin"}}}}, absl::StatusCode::kInvalidArgument, "cosine"},
+      {{{"method", "qlora"}}, absl::StatusCode::kInvalidArgument, "method"},
+      {{{"kernels", {"rmsnorm"}}}, absl::StatusCode::kInvalidArgument, "rms_norm"},
+      {{{"device", "cuda"}}, absl::StatusCode::kInvalidArgument, "foakd picks the device"},
+      {{{"resources", {{"gpus", 3}}}}, absl::StatusCode::kResourceExhausted, "has 2 GPU(s) in all"},
+      {{{"resources", {{"gpu", 1}}}}, absl::StatusCode::kInvalidArgument, "resources.gpu is unknown"},
+      {{{"resources", {{"gpus", -1}}}}, absl::StatusCode::kInvalidArgument, "resources.gpus"},
+      {{{"priority", 5000}}, absl::StatusCode::kInvalidArgument, "priority = 5000; expected an integer from -1000 to 1000"},
+      {{{"max_restarts", 1.5}}, absl::StatusCode::kInvalidArgument, "max_restarts"},
+      {{{"labels", {{"Bad Key", "v"}}}}, absl::StatusCode::kInvalidArgument, "key 'Bad Key' is invalid"},
+      {{{"output_dir", "out"}}, absl::StatusCode::kInvalidArgument, "output_dir = 'out' is not absolute"},
+  };
+  for (const Case& c : cases) {
+    Json spec = Minimal();
+    spec.merge_patch(c.patch);
+    absl::Status s = Prepare(spec);
+    EXPECT_EQ(s.code(), c.code) << c.patch.dump() << ": " << s;
+    EXPECT_NE(s.message().find(c.needle), std::string::npos) << c.patch.dump() << ": " << s;
+    if (c.code == absl::StatusCode::kInvalidArgument) {
+      EXPECT_EQ(s.message().rfind("spec: ", 0), 0u) << s;
+    }
+  }
+}
+
+TEST_F(JobSpecTest, UploadedFileIdsResolveForTheWorkerAndStayIdsInTheSpec) {
+  Json spec = Minimal();
+  spec["dataset"]["train"] = "file-00112233aabbccdd";
+  spec["dataset"]["validation"] = "file-00112233aabbccdd";
+  absl::StatusOr<PreparedJobSpec> p = PrepareJobSpec(spec.dump(), context_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->file_ids.size(), 2u);
+  EXPECT_EQ(Json::parse(p->spec_json)["dataset"]["train"], "file-00112233aabbccdd");
+
+  WorkerLaunchSettings settings;
+  settings.output_dir = JoinPath(dir_.path(), "out");
+  settings.device = "cpu";
+  absl::StatusOr<std::string> worker = WorkerJobJson(p->spec_json, settings, context_);
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  Json w = Json::parse(*worker);
+  EXPECT_EQ(w["dataset"]["train"], uploaded_);
+  EXPECT_EQ(w["output_dir"], settings.output_dir);
+  EXPECT_EQ(w["device"], "cpu");
+  EXPECT_EQ(w["resume_from_checkpoint"], "latest");
+}
+
+TEST_F(JobSpecTest, WorkerJobFileDropsCoordinatorFieldsAndResumesOnRestart) {
+  Json spec = Minimal();
+  spec["resources"] = {{"gpus", 1}};
+  spec["labels"] = {{"a", "b"}};
+  spec["max_restarts"] = 2;
+  const std::string ckpt = JoinPath(dir_.path(), "given-checkpoint");
+  spec["resume_from_checkpoint"] = ckpt;
+  WorkerLaunchSettings settings;
+  settings.output_dir = JoinPath(dir_.path(), "out");
+  settings.device = "cuda";
+  Json first = Json::parse(WorkerJobJson(spec.dump(), settings, context_).value());
+  for (const char* key : {"resources", "labels", "max_restarts", "priority"}) {
+    EXPECT_FALSE(first.contains(key)) << key;
+  }
+  EXPECT_EQ(first["device"], "cuda");
+  EXPECT_EQ(first["resume_from_checkpoint"], ckpt);  // the user's choice on the first launch
+  // A relaunch continues from the job's own newest checkpoint once there is one.
+  settings.restart = true;
+  EXPECT_EQ(Json::parse(WorkerJobJson(spec.dump(), settings, context_).value())["resume_from_checkpoint"],
+            ckpt);
+  ASSERT_TRUE(MakeDirs(JoinPath(settings.output_dir, "checkpoint-4")).ok());
+  EXPECT_EQ(Json::parse(WorkerJobJson(spec.dump(), settings, context_).value())["resume_from_checkpoint"],
+            "latest");
+}
+
+TEST(FileId, Form) {
+  EXPECT_TRUE(IsFileId("file-0123456789abcdef"));
+  EXPECT_FALSE(IsFileId("file-0123456789ABCDEF"));
+  EXPECT_FALSE(IsFileId("file-0123"));
+  EXPECT_FALSE(IsFileId("/data/file-0123456789abcdef"));
+}
+
+}  // namespace
+}  // namespace foak
