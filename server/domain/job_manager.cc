@@ -65,6 +65,10 @@ std::optional<JobProgressInfo> ProgressFromEvents(const std::optional<JobEvent>&
   return p;
 }
 
+// Never throws: invalid UTF-8 (a worker's odd output) becomes U+FFFD instead
+// of an exception that would take foakd down.
+std::string SafeDump(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
 // JSON numbers must be finite; a NaN loss is reported as null.
 Json Finite(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); }
 
@@ -450,7 +454,7 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
                 {"peak_reserved_bytes", r.peak_reserved_bytes},
                 {"elapsed_s", Finite(r.elapsed_s)},
                 {"rank", r.rank}};
-      RETURN_IF_ERROR(Append(r.job_id, "metrics", m.dump()).status());
+      RETURN_IF_ERROR(Append(r.job_id, "metrics", SafeDump(m)).status());
       {
         absl::MutexLock lock(&mu_);
         JobProgressInfo& p = progress_[r.job_id];
@@ -482,7 +486,7 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
                 {"eval_tokens", r.eval_tokens},
                 {"eval_examples", r.eval_examples},
                 {"eval_s", Finite(r.eval_s)}};
-      RETURN_IF_ERROR(Append(r.job_id, "eval", e.dump()).status());
+      RETURN_IF_ERROR(Append(r.job_id, "eval", SafeDump(e)).status());
       absl::MutexLock lock(&mu_);
       progress_[r.job_id].eval_loss = r.eval_loss;
       return absl::OkStatus();
@@ -502,7 +506,7 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
 
 void JobManager::OnLog(const LogLine& line) {
   Json l = {{"rank", line.rank}, {"attempt", line.attempt}, {"text", line.text}};
-  (void)Append(line.job_id, "log", l.dump());
+  (void)Append(line.job_id, "log", SafeDump(l));
 }
 
 void JobManager::OnExit(const LaunchOutcome& outcome) {

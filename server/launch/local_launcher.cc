@@ -26,11 +26,12 @@ extern char** environ;
 namespace foak {
 namespace {
 
-constexpr size_t kMaxLineBytes = 4096;     // LogLine::text
-constexpr size_t kRecentLines = 20;        // log tail kept for the outcome's message
-constexpr size_t kRecentBytes = 2048;      // ... and its size
-constexpr size_t kRecentLineBytes = 512;   // one line of that tail
-constexpr size_t kReadBudgetBytes = 4 << 20;  // per rank per poll, so one chatty rank cannot stall the rest
+constexpr size_t kMaxLineBytes = 4096;    // LogLine::text
+constexpr size_t kRecentLines = 20;       // log tail kept for the outcome's message
+constexpr size_t kRecentBytes = 2048;     // ... and its size
+constexpr size_t kRecentLineBytes = 512;  // one line of that tail
+// Read per rank per poll, so one chatty rank cannot stall the others.
+constexpr size_t kReadBudgetBytes = 4 << 20;
 
 std::string Dirname(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -149,6 +150,12 @@ absl::Status LocalLauncher::SpawnRank(const LaunchRequest& request, size_t r, Ra
   RETURN_IF_ERROR(MakeDirs(Dirname(spec.log_path)));
   int log_fd = ::open(spec.log_path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
   if (log_fd < 0) return ErrnoStatus("cannot open log file", spec.log_path, errno);
+  if (log_fd <= 2) {  // foakd started with stdio closed: keep the dup2s below apart
+    int moved = ::fcntl(log_fd, F_DUPFD_CLOEXEC, 3);
+    ::close(log_fd);
+    if (moved < 0) return ErrnoStatus("cannot open log file", spec.log_path, errno);
+    log_fd = moved;
+  }
   struct stat st;
   if (::fstat(log_fd, &st) == 0) rank->offset = st.st_size;
   rank->tail_fd = ::open(spec.log_path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -89,7 +89,8 @@ TEST_P(FlceCuda, MatchesFp64AndComposite) {
   // The composite in the input dtype (logits in the dtype, loss in fp32).
   at::Tensor xc = x.clone().requires_grad_(true), wc = w.clone().requires_grad_(c.w_grad);
   auto [rows_c, zc] = testing::CompositeRowLosses(at::matmul(xc, wc.t()).to(at::kFloat), labels, o.loss);
-  testing::CompositeReduce(rows_c, labels, o.loss).backward(go.to(at::kFloat));
+  at::Tensor loss_c = testing::CompositeReduce(rows_c, labels, o.loss);
+  loss_c.backward(go.to(at::kFloat));
 
   testing::Poison(x.device());
   at::Tensor xf = x.clone().requires_grad_(true), wf = w.clone().requires_grad_(c.w_grad);
@@ -99,7 +100,12 @@ TEST_P(FlceCuda, MatchesFp64AndComposite) {
   // Against the composite: within the triangle bound of the two errors
   // against fp64 (the fp16 composite loses its gradients to subnormals, see
   // the header of fused_linear_cross_entropy.h; the op does not).
-  EXPECT_LE(RelMaxErr(got.loss, want), LossTol(c.dtype, c.reduction)) << "loss";
+  // Loss: within the dtype's tolerance, or at most 25% above the eager
+  // composite's own error (its logits are rounded to the dtype as the op's
+  // chunks are; at H = 4096 that alone can exceed 3e-5 in bf16).
+  const double loss_comp = RelMaxErr(loss_c.detach(), want);
+  EXPECT_LE(RelMaxErr(got.loss, want), std::max(LossTol(c.dtype, c.reduction), 1.25 * loss_comp))
+      << "loss (composite: " << loss_comp << ")";
   // Gradients: within the dtype's tolerance, or at most 25% above the error
   // of the eager composite itself (large logits, e.g. at H = 4096, leave
   // bf16 gradients of both a little over 4e-3).

@@ -30,13 +30,14 @@ class FoakdProcess {
       : data_dir_(std::move(data_dir)), extra_args_(std::move(extra_args)) {}
   ~FoakdProcess() { Kill(SIGKILL); }
 
-  // Starts foakd and waits until it listens (up to 30 s).
-  bool Start() {
+  // Starts foakd and waits until it listens (up to 30 s). `port` 0 = any free
+  // port; a restart may ask for the previous one so clients reconnect.
+  bool Start(int port = 0) {
     const std::string port_file = JoinPath(data_dir_, "ports.txt");
     unlink(port_file.c_str());
     MakeDirs(data_dir_).IgnoreError();
     std::vector<std::string> args = {FOAKD_BIN,
-                                     "--listen=127.0.0.1:0",
+                                     "--listen=127.0.0.1:" + std::to_string(port),
                                      "--metrics_listen=127.0.0.1:0",
                                      "--data_dir=" + data_dir_,
                                      "--gpus=none",
@@ -92,6 +93,7 @@ class FoakdProcess {
 
   std::string Log() const { return ReadFileToString(JoinPath(data_dir_, "foakd.log")).value_or(""); }
   std::string address() const { return "127.0.0.1:" + std::to_string(grpc_port_); }
+  int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }
   const std::string& data_dir() const { return data_dir_; }
   foak::v1::JobService::Stub& jobs() { return *jobs_; }

@@ -1,4 +1,4 @@
-// The JobManager's decisions with a recording launcher (no processes): what a
+// The JobManager's decisions with the FakeLauncher (no processes): what a
 // launch gets (job file, environment, token), worker reports moving a job to
 // RUNNING and recording progress and checkpoints, exits mapped to states,
 // restarts up to max_restarts, cancel in each state, reconciliation after a
@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "server/metrics/server_metrics.h"
+#include "server/launch/fake_launcher.h"
 #include "server/storage/sqlite_job_store.h"
 #include "tests/testing/worker_run.h"
 
@@ -19,54 +20,6 @@ namespace foak {
 namespace {
 
 using Json = nlohmann::json;
-
-class RecordingLauncher : public Launcher {
- public:
-  explicit RecordingLauncher(Callbacks callbacks) : callbacks_(std::move(callbacks)) {}
-  absl::Status Launch(const LaunchRequest& request) override {
-    if (running_.count(request.job_id) > 0) return absl::FailedPreconditionError("already running");
-    launches.push_back(request);
-    running_.insert(request.job_id);
-    return absl::OkStatus();
-  }
-  absl::Status Cancel(const std::string& job_id) override {
-    if (running_.count(job_id) == 0) return absl::NotFoundError("not running");
-    cancels.push_back(job_id);
-    return absl::OkStatus();
-  }
-  bool IsRunning(const std::string& job_id) override { return running_.count(job_id) > 0; }
-  int64_t RunningJobs() override { return static_cast<int64_t>(running_.size()); }
-  absl::StatusOr<std::vector<std::string>> KillOrphans(const std::string&) override {
-    return std::vector<std::string>{};
-  }
-  void Shutdown() override { shut_down = true; }
-
-  // What the monitor thread would do when the job's processes end.
-  void Exit(const std::string& job_id, JobState state, const std::string& reason, bool retryable) {
-    running_.erase(job_id);
-    LaunchOutcome outcome;
-    outcome.job_id = job_id;
-    outcome.state = state;
-    outcome.reason = reason;
-    outcome.message = reason + " (test)";
-    outcome.retryable = retryable;
-    callbacks_.on_exit(outcome);
-  }
-  void Log(const std::string& job_id, const std::string& text) {
-    LogLine line;
-    line.job_id = job_id;
-    line.text = text;
-    callbacks_.on_log(line);
-  }
-
-  std::vector<LaunchRequest> launches;
-  std::vector<std::string> cancels;
-  bool shut_down = false;
-
- private:
-  Callbacks callbacks_;
-  std::set<std::string> running_;
-};
 
 class JobManagerTest : public ::testing::Test {
  protected:
@@ -98,7 +51,8 @@ class JobManagerTest : public ::testing::Test {
     s.gpu_ids = std::move(gpus);
     manager_ = JobManager::Create(o, store_.get(), files_.get(), tokens_.get(), &metrics_, s,
                                   [this](Launcher::Callbacks cb) -> absl::StatusOr<std::unique_ptr<Launcher>> {
-                                    auto l = std::make_unique<RecordingLauncher>(std::move(cb));
+                                    auto l = std::make_unique<FakeLauncher>(std::move(cb));
+                                    l->SetAutoFinishOnCancel(false);
                                     launcher_ = l.get();
                                     return std::unique_ptr<Launcher>(std::move(l));
                                   })
@@ -143,14 +97,14 @@ class JobManagerTest : public ::testing::Test {
   std::unique_ptr<WorkerTokens> tokens_;
   ServerMetrics metrics_;
   std::unique_ptr<JobManager> manager_;
-  RecordingLauncher* launcher_ = nullptr;
+  FakeLauncher* launcher_ = nullptr;
 };
 
 TEST_F(JobManagerTest, LaunchGetsJobFileEnvironmentAndToken) {
   const std::string id = CreateId(Spec("a"));
   EXPECT_EQ(State(id), JobState::kStarting);
-  ASSERT_EQ(launcher_->launches.size(), 1u);
-  const LaunchRequest& r = launcher_->launches[0];
+  ASSERT_EQ(launcher_->launches().size(), 1u);
+  const LaunchRequest r = launcher_->launches()[0];
   EXPECT_EQ(r.job_id, id);
   ASSERT_EQ(r.ranks.size(), 1u);
   EXPECT_EQ(r.ranks[0].argv[0], worker_);
@@ -171,7 +125,7 @@ TEST_F(JobManagerTest, LaunchGetsJobFileEnvironmentAndToken) {
 
 TEST_F(JobManagerTest, ReportsDriveStateProgressAndCheckpoints) {
   const std::string id = CreateId(Spec("a"));
-  const std::string token = Env(launcher_->launches[0], "FOAK_JOB_TOKEN");
+  const std::string token = Env(launcher_->launches()[0], "FOAK_JOB_TOKEN");
   EXPECT_EQ(manager_->AuthorizeWorker(id, "").code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(manager_->AuthorizeWorker(id, "nope").code(), absl::StatusCode::kPermissionDenied);
   const std::string other = CreateId(Spec("b"));  // queued behind a (one CPU slot)
@@ -204,8 +158,8 @@ TEST_F(JobManagerTest, ReportsDriveStateProgressAndCheckpoints) {
   EXPECT_EQ(manager_->OnWorkerReport(Report(id, WorkerReportInput::Kind::kMetrics, 7)).code(),
             absl::StatusCode::kFailedPrecondition);
 
-  launcher_->Log(id, "hello from the worker");
-  launcher_->Exit(id, JobState::kSucceeded, "Completed", false);
+  launcher_->EmitLog(id, 0, "hello from the worker");
+  ASSERT_TRUE(launcher_->Succeed(id).ok());
   EXPECT_EQ(State(id), JobState::kSucceeded);
   std::vector<std::string> kinds;
   const std::vector<JobEvent> events = manager_->ListEvents(id, 0, 100).value();
@@ -219,14 +173,14 @@ TEST_F(JobManagerTest, ReportsDriveStateProgressAndCheckpoints) {
 
 TEST_F(JobManagerTest, FailuresRestartUpToMaxRestartsThenFail) {
   const std::string id = CreateId(Spec("a", 0, 0, /*max_restarts=*/1));
-  launcher_->Exit(id, JobState::kFailed, "WorkerError", true);
+  ASSERT_TRUE(launcher_->Fail(id, "WorkerError", true).ok());
   EXPECT_EQ(State(id), JobState::kStarting) << "requeued and relaunched at once";
-  ASSERT_EQ(launcher_->launches.size(), 2u);
-  EXPECT_EQ(launcher_->launches[1].attempt, 1);
-  EXPECT_EQ(Env(launcher_->launches[1], "FOAK_JOB_ATTEMPT"), "1");
-  Json job = Json::parse(ReadFileToString(launcher_->launches[1].ranks[0].argv[3]).value());
+  ASSERT_EQ(launcher_->launches().size(), 2u);
+  EXPECT_EQ(launcher_->launches()[1].attempt, 1);
+  EXPECT_EQ(Env(launcher_->launches()[1], "FOAK_JOB_ATTEMPT"), "1");
+  Json job = Json::parse(ReadFileToString(launcher_->launches()[1].ranks[0].argv[3]).value());
   EXPECT_EQ(job["resume_from_checkpoint"], "latest");
-  launcher_->Exit(id, JobState::kFailed, "WorkerError", true);
+  ASSERT_TRUE(launcher_->Fail(id, "WorkerError", true).ok());
   JobRecord r = manager_->GetJob(id).value().record;
   EXPECT_EQ(r.state, JobState::kFailed);
   EXPECT_EQ(r.reason, "WorkerError");
@@ -234,7 +188,7 @@ TEST_F(JobManagerTest, FailuresRestartUpToMaxRestartsThenFail) {
   EXPECT_NE(r.message.find("max_restarts = 1"), std::string::npos) << r.message;
 
   const std::string bad = CreateId(Spec("b", 0, 0, 3));
-  launcher_->Exit(bad, JobState::kFailed, "InvalidJob", false);
+  ASSERT_TRUE(launcher_->Fail(bad, "InvalidJob", false).ok());
   EXPECT_EQ(State(bad), JobState::kFailed) << "an invalid job is not retried";
 }
 
@@ -245,9 +199,9 @@ TEST_F(JobManagerTest, CancelInEachState) {
   EXPECT_EQ(q.record.state, JobState::kCancelled);
   JobView r = manager_->CancelJob(running).value();
   EXPECT_EQ(r.record.state, JobState::kCancelling);
-  EXPECT_EQ(launcher_->cancels, std::vector<std::string>{running});
+  EXPECT_EQ(launcher_->cancels(), std::vector<std::string>{running});
   EXPECT_EQ(manager_->CancelJob(running).value().record.state, JobState::kCancelling);  // idempotent
-  launcher_->Exit(running, JobState::kCancelled, "Cancelled", false);
+  ASSERT_TRUE(launcher_->Finish(running, FakeLauncher::MakeOutcome(JobState::kCancelled, "Cancelled", false, "stopped")).ok());
   EXPECT_EQ(State(running), JobState::kCancelled);
   absl::Status again = manager_->CancelJob(running).status();
   EXPECT_EQ(again.code(), absl::StatusCode::kFailedPrecondition) << again;
@@ -259,13 +213,13 @@ TEST_F(JobManagerTest, PriorityOrderAndGangOnGpus) {
   const std::string two = CreateId(Spec("two", 0, 2));
   const std::string low = CreateId(Spec("low", 0, 1));
   const std::string high = CreateId(Spec("high", 9, 1));
-  ASSERT_EQ(launcher_->launches.size(), 1u);
-  EXPECT_EQ(Env(launcher_->launches[0], "CUDA_VISIBLE_DEVICES"), "0,1");
-  launcher_->Exit(two, JobState::kSucceeded, "Completed", false);
-  ASSERT_EQ(launcher_->launches.size(), 3u);
-  EXPECT_EQ(launcher_->launches[1].job_id, high);
-  EXPECT_EQ(launcher_->launches[2].job_id, low);
-  EXPECT_EQ(Json::parse(ReadFileToString(launcher_->launches[1].ranks[0].argv[3]).value())["device"],
+  ASSERT_EQ(launcher_->launches().size(), 1u);
+  EXPECT_EQ(Env(launcher_->launches()[0], "CUDA_VISIBLE_DEVICES"), "0,1");
+  ASSERT_TRUE(launcher_->Succeed(two).ok());
+  ASSERT_EQ(launcher_->launches().size(), 3u);
+  EXPECT_EQ(launcher_->launches()[1].job_id, high);
+  EXPECT_EQ(launcher_->launches()[2].job_id, low);
+  EXPECT_EQ(Json::parse(ReadFileToString(launcher_->launches()[1].ranks[0].argv[3]).value())["device"],
             "cuda");
   EXPECT_EQ(manager_->CreateJob(Spec("three", 0, 3), "", false).status().code(),
             absl::StatusCode::kResourceExhausted);
@@ -297,7 +251,7 @@ TEST_F(JobManagerTest, WatchersWakeOnNewEventsAndOnShutdown) {
     manager_->WaitForChange(id, generation, absl::Now() + absl::Seconds(30));
     woke.Notify();
   });
-  launcher_->Log(id, "a line");
+  launcher_->EmitLog(id, 0, "a line");
   EXPECT_TRUE(woke.WaitForNotificationWithTimeout(absl::Seconds(10)));
   waiter.join();
   const int64_t g2 = manager_->EventGeneration(id);
@@ -309,7 +263,7 @@ TEST_F(JobManagerTest, WatchersWakeOnNewEventsAndOnShutdown) {
   manager_->Shutdown();
   EXPECT_TRUE(woke2.WaitForNotificationWithTimeout(absl::Seconds(10)));
   waiter2.join();
-  EXPECT_TRUE(launcher_->shut_down);
+  EXPECT_TRUE(launcher_->shut_down());
   EXPECT_EQ(manager_->CreateJob(Spec("late"), "", false).status().code(), absl::StatusCode::kUnavailable);
 }
 

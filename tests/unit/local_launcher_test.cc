@@ -510,6 +510,20 @@ TEST_F(LocalLauncherTest, ShutdownLeavesNoChildAlive) {
             absl::StatusCode::kUnavailable);
 }
 
+TEST(LogLineTextTest, InvalidUtf8BecomesReplacementCharacters) {
+  const std::string r = "\xEF\xBF\xBD";
+  EXPECT_EQ(ValidUtf8("plain ascii"), "plain ascii");
+  EXPECT_EQ(ValidUtf8("gr\xC3\xBC\xC3\x9F \xE2\x82\xAC \xF0\x9F\x98\x80"),
+            "gr\xC3\xBC\xC3\x9F \xE2\x82\xAC \xF0\x9F\x98\x80");  // kept as is
+  EXPECT_EQ(ValidUtf8("a\x80" "b"), "a" + r + "b");                  // stray continuation
+  EXPECT_EQ(ValidUtf8("\xC0\xAF"), r + r);                        // overlong '/'
+  EXPECT_EQ(ValidUtf8("\xED\xA0\x80"), r + r + r);               // surrogate
+  EXPECT_EQ(ValidUtf8("end \xE2\x82"), "end " + r + r);           // cut short
+  std::string s = "ab\xE2\x82\xAC";
+  TruncateUtf8(&s, 4);  // would split the euro sign
+  EXPECT_EQ(s, "ab");
+}
+
 TEST(FakeLauncherTest, RecordsLaunchesAndFinishesOnRequest) {
   Recorder recorder;
   FakeLauncher fake(recorder.Callbacks());

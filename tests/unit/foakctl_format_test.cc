@@ -1,0 +1,203 @@
+// foakctl's pure pieces: text formats, YAML scalar typing, flag parsing,
+// SHA-256, local paths, the ETA and the exit-code mapping.
+#include <cstdint>
+#include <limits>
+
+#include "client/errors.h"
+#include "client/flag_set.h"
+#include "client/format.h"
+#include "client/job_spec_flags.h"
+#include "client/progress_line.h"
+#include "client/sha256.h"
+#include "client/yaml_to_json.h"
+#include "gtest/gtest.h"
+
+namespace foak::client {
+namespace {
+
+TEST(FoakctlFormat, AgeUsesOneUnitLikeKubectl) {
+  EXPECT_EQ(FormatAge(absl::Seconds(5)), "5s");
+  EXPECT_EQ(FormatAge(absl::Seconds(59)), "59s");
+  EXPECT_EQ(FormatAge(absl::Minutes(3) + absl::Seconds(59)), "3m");
+  EXPECT_EQ(FormatAge(absl::Hours(2) + absl::Minutes(30)), "2h");
+  EXPECT_EQ(FormatAge(absl::Hours(24 * 4 + 5)), "4d");
+  EXPECT_EQ(FormatAge(absl::Seconds(-3)), "0s");
+}
+
+TEST(FoakctlFormat, EtaUsesTwoUnits) {
+  EXPECT_EQ(FormatEta(absl::Seconds(45)), "45s");
+  EXPECT_EQ(FormatEta(absl::Seconds(72)), "1m12s");
+  EXPECT_EQ(FormatEta(absl::Hours(2) + absl::Minutes(3)), "2h03m");
+  EXPECT_EQ(FormatEta(absl::Hours(24 * 3 + 4)), "3d04h");
+}
+
+TEST(FoakctlFormat, BytesAndThousands) {
+  EXPECT_EQ(FormatBytes(512), "512 B");
+  EXPECT_EQ(FormatBytes(1024), "1.0 KiB");
+  EXPECT_EQ(FormatBytes(int64_t{1288490189}), "1.2 GiB");
+  EXPECT_EQ(FormatThousands(0), "0");
+  EXPECT_EQ(FormatThousands(999), "999");
+  EXPECT_EQ(FormatThousands(1234), "1,234");
+  EXPECT_EQ(FormatThousands(1234567), "1,234,567");
+  EXPECT_EQ(FormatThousands(-1234), "-1,234");
+  EXPECT_EQ(FormatThousands(std::numeric_limits<int64_t>::min()), "-9,223,372,036,854,775,808");
+}
+
+TEST(FoakctlFormat, StateNames) {
+  EXPECT_EQ(*ParseStateName("running"), foak::v1::Job::RUNNING);
+  EXPECT_EQ(*ParseStateName("CANCELLED"), foak::v1::Job::CANCELLED);
+  const absl::StatusOr<foak::v1::Job::State> bad = ParseStateName("asleep");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("QUEUED"), absl::string_view::npos);
+  EXPECT_EQ(StateName(foak::v1::Job::STATE_UNSPECIFIED), "UNKNOWN");
+}
+
+TEST(FoakctlYaml, ScalarsKeepTheirTypes) {
+  const absl::StatusOr<nlohmann::json> j = YamlToJson(
+      "int: 12\nneg: -4\nhex: 0x10\nquoted: '12'\nfloat: 1e-4\nhalf: .5\nbool: true\n"
+      "null1: ~\nnull2:\nyes: yes\ninf: .inf\nnan: .nan\nlist: [1, two, 'three']\n"
+      "block: |\n  line\nnested: {a: {b: false}}\nbig: 18446744073709551615\n");
+  ASSERT_TRUE(j.ok()) << j.status();
+  EXPECT_EQ((*j)["int"], 12);
+  EXPECT_EQ((*j)["neg"], -4);
+  EXPECT_EQ((*j)["hex"], 16);
+  EXPECT_EQ((*j)["quoted"], "12");
+  EXPECT_DOUBLE_EQ((*j)["float"].get<double>(), 1e-4);
+  EXPECT_DOUBLE_EQ((*j)["half"].get<double>(), 0.5);
+  EXPECT_EQ((*j)["bool"], true);
+  EXPECT_TRUE((*j)["null1"].is_null());
+  EXPECT_TRUE((*j)["null2"].is_null());
+  EXPECT_EQ((*j)["yes"], "yes");  // YAML 1.2: not a boolean
+  EXPECT_EQ((*j)["inf"], "Infinity");
+  EXPECT_EQ((*j)["nan"], "NaN");
+  EXPECT_EQ((*j)["list"], nlohmann::json::parse(R"([1, "two", "three"])"));
+  EXPECT_EQ((*j)["block"], "line\n");
+  EXPECT_EQ((*j)["nested"]["a"]["b"], false);
+  EXPECT_EQ((*j)["big"].get<uint64_t>(), 18446744073709551615ull);
+}
+
+TEST(FoakctlYaml, ErrorsNameTheLineOrKey) {
+  const absl::StatusOr<nlohmann::json> dup = YamlToJson("a:\n  b: 1\n  b: 2\n");
+  ASSERT_FALSE(dup.ok());
+  EXPECT_NE(dup.status().message().find("'a.b' is given twice"), absl::string_view::npos)
+      << dup.status();
+  const absl::StatusOr<nlohmann::json> syntax = YamlToJson("a: [1, 2\n");
+  ASSERT_FALSE(syntax.ok());
+  EXPECT_NE(syntax.status().message().find("line "), absl::string_view::npos) << syntax.status();
+  EXPECT_EQ(ExitCodeFor(syntax.status()), kExitUsage);
+}
+
+TEST(FoakctlFlags, ParsesEveryForm) {
+  FlagSet flags("t", "");
+  flags.AddValue("file", 'f', "FILE", "");
+  flags.AddValue("output", 'o', "FORMAT", "");
+  flags.AddBool("watch", 'w', "");
+  flags.AddRepeated("label", 0, "K=V", "");
+  ASSERT_TRUE(flags.Parse({"pos1", "-f", "a.yaml", "--output=json", "--label", "a=1", "--label=b=2",
+                           "-w", "--", "--not-a-flag"})
+                  .ok());
+  EXPECT_EQ(flags.Get("file"), "a.yaml");
+  EXPECT_EQ(flags.Get("output"), "json");
+  EXPECT_TRUE(flags.GetBool("watch"));
+  EXPECT_EQ(flags.GetAll("label"), (std::vector<std::string>{"a=1", "b=2"}));
+  EXPECT_EQ(flags.positional(), (std::vector<std::string>{"pos1", "--not-a-flag"}));
+  EXPECT_FALSE(flags.help_requested());
+
+  FlagSet attached("t", "");
+  attached.AddValue("output", 'o', "FORMAT", "");
+  ASSERT_TRUE(attached.Parse({"-ojson", "-h"}).ok());
+  EXPECT_EQ(attached.Get("output"), "json");
+  EXPECT_TRUE(attached.help_requested());
+}
+
+TEST(FoakctlFlags, BadFlagsAreUsageErrors) {
+  FlagSet flags("t", "");
+  flags.AddValue("limit", 0, "N", "");
+  flags.AddBool("watch", 0, "");
+  EXPECT_EQ(ExitCodeFor(flags.Parse({"--nope"})), kExitUsage);
+  FlagSet missing("t", "");
+  missing.AddValue("limit", 0, "N", "");
+  const absl::Status s = missing.Parse({"--limit"});
+  EXPECT_EQ(ExitCodeFor(s), kExitUsage);
+  EXPECT_NE(s.message().find("--limit needs a value (N)"), absl::string_view::npos) << s;
+  FlagSet typed("t", "");
+  typed.AddValue("limit", 0, "N", "");
+  ASSERT_TRUE(typed.Parse({"--limit", "x"}).ok());
+  EXPECT_EQ(ExitCodeFor(typed.GetInt("limit", 0).status()), kExitUsage);
+}
+
+TEST(FoakctlFlags, FindsTheCommandAfterGlobalFlags) {
+  FlagSet globals("t", "");
+  globals.AddValue("server", 0, "HOST:PORT", "");
+  globals.AddValue("output", 'o', "FORMAT", "");
+  EXPECT_EQ(globals.FindFirstPositional({"--server", "h:1", "-o", "json", "list"}), 4);
+  EXPECT_EQ(globals.FindFirstPositional({"--server=h:1", "-ojson", "get", "x"}), 2);
+  EXPECT_EQ(globals.FindFirstPositional({"--server", "h:1"}), -1);
+}
+
+TEST(FoakctlSha256, KnownDigests) {
+  EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  Sha256 streamed;
+  streamed.Update("a");
+  streamed.Update("bc");
+  EXPECT_EQ(streamed.HexDigest(), Sha256Hex("abc"));
+}
+
+TEST(FoakctlPaths, RelativePathsBecomeAbsoluteButFileIdsStay) {
+  EXPECT_EQ(AbsoluteLocalPath("./data/a.jsonl", "/w"), "/w/data/a.jsonl");
+  EXPECT_EQ(AbsoluteLocalPath("data/a.jsonl", "/w/"), "/w/data/a.jsonl");
+  EXPECT_EQ(AbsoluteLocalPath(".", "/w"), "/w");
+  EXPECT_EQ(AbsoluteLocalPath("/abs", "/w"), "/abs");
+  EXPECT_EQ(AbsoluteLocalPath("", "/w"), "");
+  EXPECT_EQ(AbsoluteLocalPath("file-0123456789abcdef", "/w"), "file-0123456789abcdef");
+  EXPECT_EQ(AbsoluteLocalPath("file-notanid", "/w"), "/w/file-notanid");
+  foak::v1::JobSpec spec;
+  spec.mutable_resume_from_checkpoint()->set_string_value("latest");
+  spec.set_output_dir("out");
+  MakeLocalPathsAbsolute("/w", &spec);
+  EXPECT_EQ(spec.resume_from_checkpoint().string_value(), "latest");
+  EXPECT_EQ(spec.output_dir(), "/w/out");
+  EXPECT_FALSE(spec.has_dataset());
+}
+
+TEST(FoakctlProgress, EtaFromTheRecentRateAndRestartsReset) {
+  ProgressLine line;
+  EXPECT_FALSE(line.Eta().has_value());
+  foak::v1::StepMetrics m;
+  m.set_max_steps(100);
+  m.set_step(10);
+  m.set_elapsed_s(100);  // slow start: 0.1 step/s
+  line.AddMetrics(m);
+  EXPECT_EQ(*line.Eta(), absl::Seconds(900));
+  m.set_step(20);
+  m.set_elapsed_s(110);  // now 1 step/s over the window
+  line.AddMetrics(m);
+  EXPECT_EQ(*line.Eta(), absl::Seconds(80));
+  m.set_step(30);
+  m.set_elapsed_s(5);  // relaunched: the window starts again
+  line.AddMetrics(m);
+  EXPECT_EQ(*line.Eta(), absl::Seconds(70.0 * 5 / 30));
+  m.set_rank(1);
+  m.set_step(99);
+  line.AddMetrics(m);  // other ranks do not move the line
+  EXPECT_NE(line.Text().find("step 30/100"), std::string::npos) << line.Text();
+}
+
+TEST(FoakctlErrors, ExitCodes) {
+  EXPECT_EQ(ExitCodeFor(UsageError("x")), kExitUsage);
+  EXPECT_EQ(ExitCodeFor(absl::InternalError("x")), kExitError);
+  EXPECT_EQ(ExitCodeFor(absl::UnavailableError("x")), kExitUnreachable);
+  EXPECT_EQ(ExitCodeFor(ServerError(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "f"))), kExitRefused);
+  EXPECT_EQ(ExitCodeFor(ServerError(grpc::Status(grpc::StatusCode::ALREADY_EXISTS, "f"))), kExitRefused);
+  EXPECT_EQ(ExitCodeFor(ServerError(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "f"))),
+            kExitRefused);
+  EXPECT_EQ(ExitCodeFor(ServerError(grpc::Status(grpc::StatusCode::NOT_FOUND, "f"))), kExitNotFound);
+  EXPECT_EQ(ExitCodeFor(ServerError(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "f"))),
+            kExitUnreachable);
+  EXPECT_EQ(ExitCodeFor(ServerError(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "f"))),
+            kExitError);
+}
+
+}  // namespace
+}  // namespace foak::client
