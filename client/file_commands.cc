@@ -19,7 +19,7 @@
 #include "client/command.h"
 #include "client/errors.h"
 #include "client/format.h"
-#include "client/sha256.h"
+#include "common/sha256.h"
 #include "client/table_writer.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -52,24 +52,18 @@ absl::StatusOr<int64_t> SendFile(const std::string& path, const foak::v1::Upload
   foak::v1::UploadFileRequest message;
   *message.mutable_metadata() = meta;
   if (!writer->Write(message)) return int64_t{0};  // the stream broke; Finish() says why
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("cannot open", path, errno);
-  std::string chunk(kChunkBytes, '\0');
   int64_t sent = 0;
-  while (true) {
-    const ssize_t n = ::read(fd, chunk.data(), chunk.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return ErrnoStatus("cannot read", path, err);
+  bool broken = false;
+  absl::Status status = ReadFileChunks(path, kChunkBytes, [&](std::string_view chunk) {
+    message.set_chunk(chunk.data(), chunk.size());
+    if (!writer->Write(message)) {
+      broken = true;  // Finish() says why
+      return absl::CancelledError("the upload stream broke");
     }
-    if (n == 0) break;
-    message.set_chunk(chunk.data(), static_cast<size_t>(n));
-    if (!writer->Write(message)) break;
-    sent += n;
-  }
-  ::close(fd);
+    sent += static_cast<int64_t>(chunk.size());
+    return absl::OkStatus();
+  });
+  if (!status.ok() && !broken) return status;
   return sent;
 }
 

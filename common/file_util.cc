@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <algorithm>
 #include <cstring>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 
@@ -30,23 +31,33 @@ absl::Status ErrnoStatus(std::string_view what, std::string_view path, int err) 
   }
 }
 
-absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+absl::Status ReadFileChunks(const std::string& path, size_t chunk_bytes,
+                            const std::function<absl::Status(std::string_view)>& consume) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return ErrnoStatus("cannot open", path, errno);
-  std::string out;
-  char buf[1 << 16];
-  while (true) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
+  std::string buf(std::max<size_t>(chunk_bytes, 1), '\0');
+  absl::Status status;
+  while (status.ok()) {
+    const ssize_t n = ::read(fd, buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return ErrnoStatus("cannot read", path, err);
+      status = ErrnoStatus("cannot read", path, errno);
+      break;
     }
     if (n == 0) break;
-    out.append(buf, static_cast<size_t>(n));
+    status = consume(std::string_view(buf.data(), static_cast<size_t>(n)));
   }
   ::close(fd);
+  return status;
+}
+
+absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+  std::string out;
+  absl::Status status = ReadFileChunks(path, 1 << 16, [&out](std::string_view chunk) {
+    out.append(chunk);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
   return out;
 }
 

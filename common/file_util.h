@@ -4,6 +4,7 @@
 #ifndef FOAK_COMMON_FILE_UTIL_H_
 #define FOAK_COMMON_FILE_UTIL_H_
 
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -15,6 +16,11 @@ namespace foak {
 
 // Reads a whole (small) file. NOT_FOUND names the path when it does not exist.
 absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+
+// Reads a file of any size in pieces of up to `chunk_bytes`, handing each to
+// `consume` in order; stops at the first error (of the read or of `consume`).
+absl::Status ReadFileChunks(const std::string& path, size_t chunk_bytes,
+                            const std::function<absl::Status(std::string_view)>& consume);
 
 // Writes `contents` to `path` through `path + ".tmp.<pid>"` + fsync + rename.
 absl::Status WriteFileAtomically(const std::string& path, std::string_view contents);

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 
 namespace foak {
@@ -43,13 +44,7 @@ std::string WorkerTokens::TokenFor(const std::string& job_id) const {
   unsigned int n = 0;
   HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()),
        reinterpret_cast<const unsigned char*>(job_id.data()), job_id.size(), mac, &n);
-  static const char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < n; ++i) {
-    out += kDigits[mac[i] >> 4];
-    out += kDigits[mac[i] & 15];
-  }
-  return out;
+  return HexLower(mac, n);
 }
 
 bool WorkerTokens::Verify(const std::string& job_id, const std::string& token) const {

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <utility>
 
+#include "common/clock.h"
+
 namespace foak {
 namespace {
 
@@ -26,12 +28,6 @@ std::vector<double> QueueWaitBuckets(std::vector<double> bounds) {
     for (double b = 1; b <= 4096; b *= 2) bounds.push_back(b);
   }
   return bounds;
-}
-
-int64_t SystemNowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 ServerMetricsOptions WithDefaults(ServerMetricsOptions options) {

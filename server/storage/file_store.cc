@@ -1,7 +1,6 @@
 #include "server/storage/file_store.h"
 
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,7 +9,9 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "common/file_util.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "server/domain/job_spec.h"
@@ -19,42 +20,6 @@ namespace foak {
 namespace {
 
 using Json = nlohmann::json;
-
-int64_t SystemNowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string Hex(const unsigned char* data, size_t n) {
-  static const char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    out += kDigits[data[i] >> 4];
-    out += kDigits[data[i] & 15];
-  }
-  return out;
-}
-
-// SHA-256 computed incrementally as an upload streams in.
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) { EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr); }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  Sha256(const Sha256&) = delete;
-  Sha256& operator=(const Sha256&) = delete;
-  void Update(std::string_view bytes) { EVP_DigestUpdate(ctx_, bytes.data(), bytes.size()); }
-  std::string HexDigest() {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    EVP_DigestFinal_ex(ctx_, digest, &n);
-    return Hex(digest, n);
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
 
 bool FilenameOk(const std::string& name) {
   if (name.empty() || name.size() > 255 || name == "." || name == "..") return false;
@@ -98,7 +63,7 @@ class FileUpload : public FileStore::Upload {
       }
       done += static_cast<size_t>(n);
     }
-    sha_.Update(bytes);
+    sha_.Update(absl::string_view(bytes.data(), bytes.size()));
     received_ += static_cast<int64_t>(bytes.size());
     return absl::OkStatus();
   }
@@ -163,12 +128,6 @@ absl::StatusOr<StoredFile> ReadMeta(const std::string& path) {
 }
 
 }  // namespace
-
-std::string Sha256Hex(std::string_view bytes) {
-  Sha256 sha;
-  sha.Update(bytes);
-  return sha.HexDigest();
-}
 
 absl::StatusOr<std::unique_ptr<FileStore>> FileStore::Open(FileStoreOptions options) {
   if (!options.now_ms) options.now_ms = SystemNowMs;

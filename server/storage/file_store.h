@@ -77,9 +77,6 @@ class FileStore {
   absl::Mutex mu_;
 };
 
-// Lowercase hex SHA-256 of `bytes` (OpenSSL).
-std::string Sha256Hex(std::string_view bytes);
-
 }  // namespace foak
 
 #endif  // FOAK_SERVER_STORAGE_FILE_STORE_H_

@@ -11,6 +11,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/clock.h"
 #include "common/status_macros.h"
 
 namespace foak {
@@ -91,12 +92,6 @@ class Statement {
   sqlite3_stmt* stmt_ = nullptr;
   int rc_;
 };
-
-int64_t SystemNowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 JobRecord ReadJob(const Statement& s, int64_t* seq_no) {
   JobRecord j;

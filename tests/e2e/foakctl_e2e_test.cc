@@ -22,26 +22,11 @@ namespace {
 
 using Json = nlohmann::json;
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
 // Runs foakctl with `args` against `server` (FOAK_SERVER) from `cwd`.
-CommandResult Foakctl(const std::string& server, const std::string& args, const std::string& cwd) {
-  static int counter = 0;
-  const std::string base = "/tmp/foakctl_e2e." + std::to_string(getpid()) + "." + std::to_string(counter++);
-  const std::string cmd = "cd " + cwd + " && FOAK_SERVER=" + server + " " + FOAKCTL_BIN + " " + args +
-                          " >" + base + ".out 2>" + base + ".err";
-  const int status = std::system(cmd.c_str());
-  CommandResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = ReadFileToString(base + ".out").value_or("");
-  r.err = ReadFileToString(base + ".err").value_or("");
-  std::remove((base + ".out").c_str());
-  std::remove((base + ".err").c_str());
-  return r;
+testing::WorkerResult Foakctl(const std::string& server, const std::string& args,
+                              const std::string& cwd) {
+  return testing::RunCapture("cd " + cwd + " && FOAK_SERVER=" + server + " " + FOAKCTL_BIN + " " +
+                             args);
 }
 
 class FoakctlE2E : public ::testing::Test {
@@ -73,7 +58,7 @@ class FoakctlE2E : public ::testing::Test {
     return name + ".json";
   }
   std::string Submit(const std::string& server, const std::string& file) {
-    CommandResult r = Foakctl(server, "submit -f " + file + " -o json", dir_.path());
+    testing::WorkerResult r = Foakctl(server, "submit -f " + file + " -o json", dir_.path());
     EXPECT_EQ(r.exit_code, 0) << r.err;
     Json job = Json::parse(r.out, nullptr, false);
     EXPECT_TRUE(job.is_object()) << r.out;
@@ -87,7 +72,7 @@ TEST_F(FoakctlE2E, SubmitAndWatchToTheEndThenInspect) {
   testing::FoakdProcess foakd(JoinPath(dir_.path(), "foakd"));
   ASSERT_TRUE(foakd.Start());
   const std::string job_file = WriteJob("readme", 10, 5);
-  CommandResult watched = Foakctl(foakd.address(), "submit -f " + job_file + " --watch", dir_.path());
+  testing::WorkerResult watched = Foakctl(foakd.address(), "submit -f " + job_file + " --watch", dir_.path());
   EXPECT_EQ(watched.exit_code, 0) << watched.out << watched.err << foakd.Log();
   EXPECT_NE(watched.out.find("SUCCEEDED"), std::string::npos) << watched.out;
   EXPECT_NE(watched.out.find("10/10"), std::string::npos) << "the progress line shows step/total: "
@@ -95,7 +80,7 @@ TEST_F(FoakctlE2E, SubmitAndWatchToTheEndThenInspect) {
   EXPECT_TRUE(PathExists(JoinPath(dir_.path(), "out-readme/final/config.json")))
       << "relative paths in the job file are the user's, not foakd's";
 
-  CommandResult list = Foakctl(foakd.address(), "list -o json", dir_.path());
+  testing::WorkerResult list = Foakctl(foakd.address(), "list -o json", dir_.path());
   ASSERT_EQ(list.exit_code, 0) << list.err;
   Json jobs = Json::parse(list.out, nullptr, false);
   ASSERT_FALSE(jobs.is_discarded()) << list.out;
@@ -103,20 +88,20 @@ TEST_F(FoakctlE2E, SubmitAndWatchToTheEndThenInspect) {
   const std::string id = first.at("id");
   EXPECT_EQ(first.at("state"), "SUCCEEDED");
 
-  CommandResult table = Foakctl(foakd.address(), "list", dir_.path());
+  testing::WorkerResult table = Foakctl(foakd.address(), "list", dir_.path());
   EXPECT_NE(table.out.find(id), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("SUCCEEDED"), std::string::npos) << table.out;
 
-  CommandResult get = Foakctl(foakd.address(), "get " + id + " -o json", dir_.path());
+  testing::WorkerResult get = Foakctl(foakd.address(), "get " + id + " -o json", dir_.path());
   ASSERT_EQ(get.exit_code, 0) << get.err;
   // Proto JSON writes int64 as a string.
   EXPECT_EQ(Json::parse(get.out).at("progress").at("step"), "10") << get.out;
 
-  CommandResult logs = Foakctl(foakd.address(), "logs " + id, dir_.path());
+  testing::WorkerResult logs = Foakctl(foakd.address(), "logs " + id, dir_.path());
   EXPECT_EQ(logs.exit_code, 0) << logs.err;
   EXPECT_NE(logs.out.find("trained to step 10"), std::string::npos) << logs.out;
 
-  CommandResult ckpts = Foakctl(foakd.address(), "checkpoints " + id, dir_.path());
+  testing::WorkerResult ckpts = Foakctl(foakd.address(), "checkpoints " + id, dir_.path());
   EXPECT_EQ(ckpts.exit_code, 0) << ckpts.err;
   EXPECT_NE(ckpts.out.find("checkpoint-5"), std::string::npos) << ckpts.out;
 }
@@ -126,24 +111,24 @@ TEST_F(FoakctlE2E, CancelAndExitCodes) {
   ASSERT_TRUE(foakd.Start());
   const std::string id = Submit(foakd.address(), WriteJob("long", 100000));
   ASSERT_FALSE(id.empty());
-  CommandResult cancel = Foakctl(foakd.address(), "cancel " + id, dir_.path());
+  testing::WorkerResult cancel = Foakctl(foakd.address(), "cancel " + id, dir_.path());
   EXPECT_EQ(cancel.exit_code, 0) << cancel.err;
-  CommandResult watch = Foakctl(foakd.address(), "watch " + id, dir_.path());
+  testing::WorkerResult watch = Foakctl(foakd.address(), "watch " + id, dir_.path());
   EXPECT_EQ(watch.exit_code, 5) << "a cancelled job: " << watch.out << watch.err;
   EXPECT_NE(watch.out.find("CANCELLED"), std::string::npos) << watch.out;
-  CommandResult again = Foakctl(foakd.address(), "cancel " + id, dir_.path());
+  testing::WorkerResult again = Foakctl(foakd.address(), "cancel " + id, dir_.path());
   EXPECT_EQ(again.exit_code, 7) << "a refused request: " << again.err;
-  CommandResult missing = Foakctl(foakd.address(), "get job-0000000000000000", dir_.path());
+  testing::WorkerResult missing = Foakctl(foakd.address(), "get job-0000000000000000", dir_.path());
   EXPECT_EQ(missing.exit_code, 3) << missing.err;
 
   // A spec error names the field; a local mistake in the file is a usage error.
   Json bad = Json::parse(ReadFileToString(JoinPath(dir_.path(), "long.json")).value());
   bad["hyperparameters"]["lr_scheduler"] = "cosin";
   ASSERT_TRUE(WriteFileAtomically(JoinPath(dir_.path(), "bad.json"), bad.dump()).ok());
-  CommandResult refused = Foakctl(foakd.address(), "submit -f bad.json", dir_.path());
+  testing::WorkerResult refused = Foakctl(foakd.address(), "submit -f bad.json", dir_.path());
   EXPECT_EQ(refused.exit_code, 7) << refused.err;
   EXPECT_NE(refused.err.find("hyperparameters.lr_scheduler"), std::string::npos) << refused.err;
-  CommandResult unreachable = Foakctl("127.0.0.1:1", "list --timeout 2", dir_.path());
+  testing::WorkerResult unreachable = Foakctl("127.0.0.1:1", "list --timeout 2", dir_.path());
   EXPECT_EQ(unreachable.exit_code, 6) << unreachable.err;
 }
 

@@ -19,6 +19,7 @@
 #include "foak/v1/worker_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/fake_worker_service.h"
 #include "tests/testing/worker_run.h"
 
 namespace foak {
@@ -27,70 +28,7 @@ namespace {
 using Json = nlohmann::json;
 using ReportCase = v1::WorkerReport::ReportCase;
 
-// Records what workers report (and the authorization they send); refuses
-// every call with PERMISSION_DENIED when told to.
-class FakeWorkerService final : public v1::WorkerService::Service {
- public:
-  explicit FakeWorkerService(bool refuse) : refuse_(refuse) {}
-
-  grpc::Status ReportEvents(grpc::ServerContext* context,
-                            grpc::ServerReader<v1::WorkerReport>* reader,
-                            v1::ReportEventsResponse* response) override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      const auto it = context->client_metadata().find("authorization");
-      authorization_.push_back(it == context->client_metadata().end()
-                                   ? std::string()
-                                   : std::string(it->second.data(), it->second.size()));
-    }
-    if (refuse_) return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "not this job's token");
-    v1::WorkerReport report;
-    while (reader->Read(&report)) {
-      std::lock_guard<std::mutex> lock(mu_);
-      reports_.push_back(report);
-    }
-    response->set_accepted(static_cast<int64_t>(reports_.size()));
-    return grpc::Status::OK;
-  }
-
-  std::vector<v1::WorkerReport> reports() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return reports_;
-  }
-  std::vector<std::string> authorization() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return authorization_;
-  }
-
- private:
-  const bool refuse_;
-  std::mutex mu_;
-  std::vector<v1::WorkerReport> reports_;
-  std::vector<std::string> authorization_;
-};
-
-class FakeFoakd {
- public:
-  explicit FakeFoakd(bool refuse = false) : service_(refuse) {
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
-  }
-  ~FakeFoakd() {
-    if (server_ == nullptr) return;
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
-    server_->Wait();
-  }
-  bool ok() const { return server_ != nullptr && port_ > 0; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  FakeWorkerService& service() { return service_; }
-
- private:
-  FakeWorkerService service_;
-  std::unique_ptr<grpc::Server> server_;
-  int port_ = 0;
-};
+using testing::FakeFoakd;
 
 // The worker's environment as foakd sets it, for the runs in one scope.
 class ScopedWorkerEnvironment {
@@ -228,7 +166,7 @@ TEST_F(WorkerReport, FoakdGetsTheStartEveryMetricsLineAndTheCheckpoints) {
 }
 
 TEST_F(WorkerReport, ARefusedTokenIsLoggedOnceAndTrainingGoesOn) {
-  FakeFoakd foakd(/*refuse=*/true);
+  FakeFoakd foakd(0, /*refuse=*/true);
   ASSERT_TRUE(foakd.ok());
   const std::string out = dir_.path() + "/out";
   const std::string job = WriteJob(out);

@@ -43,14 +43,12 @@ struct WorkerResult {
   std::string err;
 };
 
-// Runs `foak-worker ARGS` (already shell-quoted where needed) and captures
-// its exit code, stdout and stderr.
-inline WorkerResult RunWorkerCapture(const std::string& args) {
+// Runs a shell command and captures its exit code, stdout and stderr.
+inline WorkerResult RunCapture(const std::string& command) {
   static int counter = 0;
-  const std::string base = "/tmp/foak_worker_run." + std::to_string(getpid()) + "." +
+  const std::string base = "/tmp/foak_run." + std::to_string(getpid()) + "." +
                            std::to_string(counter++);
-  const std::string cmd =
-      std::string(FOAK_WORKER_BIN) + " " + args + " >" + base + ".out 2>" + base + ".err";
+  const std::string cmd = "(" + command + ") >" + base + ".out 2>" + base + ".err";
   const int status = std::system(cmd.c_str());
   WorkerResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -59,6 +57,12 @@ inline WorkerResult RunWorkerCapture(const std::string& args) {
   std::remove((base + ".out").c_str());
   std::remove((base + ".err").c_str());
   return r;
+}
+
+// Runs `foak-worker ARGS` (already shell-quoted where needed) and captures
+// its exit code, stdout and stderr.
+inline WorkerResult RunWorkerCapture(const std::string& args) {
+  return RunCapture(std::string(FOAK_WORKER_BIN) + " " + args);
 }
 
 // The same with stdout dropped: returns the exit code, stderr in *err.

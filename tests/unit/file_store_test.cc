@@ -9,6 +9,7 @@
 
 #include "common/file_util.h"
 #include "gtest/gtest.h"
+#include "common/sha256.h"
 #include "server/domain/worker_tokens.h"
 #include "tests/testing/worker_run.h"
 

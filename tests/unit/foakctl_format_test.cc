@@ -8,7 +8,7 @@
 #include "client/format.h"
 #include "client/job_spec_flags.h"
 #include "client/progress_line.h"
-#include "client/sha256.h"
+#include "common/sha256.h"
 #include "client/yaml_to_json.h"
 #include "gtest/gtest.h"
 

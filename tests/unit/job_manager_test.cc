@@ -14,6 +14,7 @@
 #include "server/metrics/server_metrics.h"
 #include "server/launch/fake_launcher.h"
 #include "server/storage/sqlite_job_store.h"
+#include "tests/testing/fake_job_inputs.h"
 #include "tests/testing/worker_run.h"
 
 namespace foak {
@@ -24,11 +25,9 @@ using Json = nlohmann::json;
 class JobManagerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    model_ = JoinPath(dir_.path(), "model");
-    ASSERT_TRUE(MakeDirs(model_).ok());
-    ASSERT_TRUE(WriteFileAtomically(JoinPath(model_, "config.json"), "{}").ok());
-    train_ = JoinPath(dir_.path(), "train.jsonl");
-    ASSERT_TRUE(WriteFileAtomically(train_, "{\"text\": \"hi\"}\n").ok());
+    const testing::FakeJobInputs inputs = testing::WriteFakeJobInputs(dir_.path());
+    model_ = inputs.model;
+    train_ = inputs.train;
     worker_ = JoinPath(dir_.path(), "foak-worker");
     ASSERT_TRUE(WriteFileAtomically(worker_, "#!/bin/sh\n").ok());
     ASSERT_EQ(chmod(worker_.c_str(), 0755), 0);

@@ -8,6 +8,7 @@
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "tests/testing/fake_job_inputs.h"
 #include "tests/testing/worker_run.h"
 
 namespace foak {
@@ -18,11 +19,9 @@ using Json = nlohmann::json;
 class JobSpecTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    model_ = JoinPath(dir_.path(), "model");
-    ASSERT_TRUE(MakeDirs(model_).ok());
-    ASSERT_TRUE(WriteFileAtomically(JoinPath(model_, "config.json"), "{}").ok());
-    train_ = JoinPath(dir_.path(), "train.jsonl");
-    ASSERT_TRUE(WriteFileAtomically(train_, "{\"text\": \"hi\"}\n").ok());
+    const testing::FakeJobInputs inputs = testing::WriteFakeJobInputs(dir_.path());
+    model_ = inputs.model;
+    train_ = inputs.train;
     uploaded_ = JoinPath(dir_.path(), "uploaded.data");
     ASSERT_TRUE(WriteFileAtomically(uploaded_, "{\"text\": \"up\"}\n").ok());
     context_.total_gpus = 2;

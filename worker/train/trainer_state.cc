@@ -56,24 +56,14 @@ std::string FingerprintBytes(const std::string& bytes) {
 }
 
 absl::StatusOr<std::string> FingerprintFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("cannot open", path, errno);
   uint64_t hash = kFnvOffset;
   uint64_t size = 0;
-  std::string buf(1 << 20, '\0');
-  while (true) {
-    const ssize_t n = ::read(fd, buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return ErrnoStatus("cannot read", path, err);
-    }
-    if (n == 0) break;
-    hash = Fnv1a(hash, buf.data(), static_cast<size_t>(n));
-    size += static_cast<uint64_t>(n);
-  }
-  ::close(fd);
+  absl::Status status = ReadFileChunks(path, 1 << 20, [&](std::string_view chunk) {
+    hash = Fnv1a(hash, chunk.data(), chunk.size());
+    size += chunk.size();
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
   return FormatFingerprint(hash, size);
 }
 

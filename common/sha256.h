@@ -1,8 +1,9 @@
-// SHA-256 through OpenSSL's EVP interface, streamed, so `foakctl upload` can
-// hash a dataset of many GiB in constant memory before sending it; foakd
-// refuses an upload whose bytes do not hash to the digest in the metadata.
-#ifndef FOAK_CLIENT_SHA256_H_
-#define FOAK_CLIENT_SHA256_H_
+// SHA-256 through OpenSSL's EVP interface, streamed: `foakctl upload` hashes a
+// dataset of many GiB in constant memory before sending it, and foakd hashes
+// the bytes as they arrive and refuses an upload whose digest differs from the
+// metadata's. Library foak_sha256 (OpenSSL's libcrypto); no torch, no protobuf.
+#ifndef FOAK_COMMON_SHA256_H_
+#define FOAK_COMMON_SHA256_H_
 
 #include <cstdint>
 #include <memory>
@@ -11,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace foak::client {
+namespace foak {
 
 class Sha256 {
  public:
@@ -29,6 +30,9 @@ class Sha256 {
   std::unique_ptr<State> state_;
 };
 
+// `n` bytes as 2n lowercase hex digits.
+std::string HexLower(const unsigned char* data, size_t n);
+
 // The SHA-256 of `bytes`, lowercase hex.
 std::string Sha256Hex(absl::string_view bytes);
 
@@ -40,6 +44,6 @@ struct FileDigest {
 // Reads the file at `path` once and returns its size and SHA-256.
 absl::StatusOr<FileDigest> DigestFile(const std::string& path);
 
-}  // namespace foak::client
+}  // namespace foak
 
-#endif  // FOAK_CLIENT_SHA256_H_
+#endif  // FOAK_COMMON_SHA256_H_

@@ -1,4 +1,4 @@
-#include "client/sha256.h"
+#include "common/sha256.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 #include "common/file_util.h"
 #include "openssl/evp.h"
 
-namespace foak::client {
+namespace foak {
 
 struct Sha256::State {
   EVP_MD_CTX* ctx = nullptr;
@@ -31,8 +31,17 @@ std::string Sha256::HexDigest() {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
   EVP_DigestFinal_ex(state_->ctx, digest, &size);
+  return HexLower(digest, size);
+}
+
+std::string HexLower(const unsigned char* data, size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
   std::string hex;
-  for (unsigned int i = 0; i < size; ++i) absl::StrAppendFormat(&hex, "%02x", digest[i]);
+  hex.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    hex += kDigits[data[i] >> 4];
+    hex += kDigits[data[i] & 15];
+  }
   return hex;
 }
 
@@ -43,26 +52,16 @@ std::string Sha256Hex(absl::string_view bytes) {
 }
 
 absl::StatusOr<FileDigest> DigestFile(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("cannot open", path, errno);
   Sha256 hasher;
   FileDigest out;
-  std::vector<char> buffer(1 << 20);
-  while (true) {
-    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      return ErrnoStatus("cannot read", path, err);
-    }
-    if (n == 0) break;
-    hasher.Update(absl::string_view(buffer.data(), static_cast<size_t>(n)));
-    out.size_bytes += n;
-  }
-  ::close(fd);
+  absl::Status status = ReadFileChunks(path, 1 << 20, [&](std::string_view chunk) {
+    hasher.Update(absl::string_view(chunk.data(), chunk.size()));
+    out.size_bytes += static_cast<int64_t>(chunk.size());
+    return absl::OkStatus();
+  });
+  if (!status.ok()) return status;
   out.sha256 = hasher.HexDigest();
   return out;
 }
 
-}  // namespace foak::client
+}  // namespace foak

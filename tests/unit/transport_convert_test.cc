@@ -1,0 +1,95 @@
+// The transport's conversions: a JobSpec becomes JSON the worker's parser
+// accepts (int64 as numbers, maps as objects, google.protobuf.Value as its
+// JSON, unset fields absent), absl codes map to gRPC codes one to one, stored
+// events become JobEvents, and foakd's --gpus values parse.
+#include <google/protobuf/util/json_util.h>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "server/transport/foakd.h"
+#include "server/transport/grpc_status.h"
+#include "server/transport/job_convert.h"
+#include "server/transport/request_metrics.h"
+
+namespace foak {
+namespace {
+
+using Json = nlohmann::json;
+
+TEST(JobSpecToJson, KeepsNumbersMapsValuesAndOnlySetFields) {
+  foak::v1::JobSpec spec;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(R"({
+      "model": "/m", "dataset": {"train": "/t", "chat_template": {"user": {"prefix": "U: "}}},
+      "hyperparameters": {"max_steps": "160", "learning_rate": 0.005, "packing": false},
+      "lora": {"target_modules": ["q_proj", "v_proj"]}, "method": "lora",
+      "kernels": ["foak"], "resources": {"gpus": 2}, "priority": -3,
+      "labels": {"team": "nlp"}, "resume_from_checkpoint": true})",
+                                                          &spec)
+                  .ok());
+  Json j = Json::parse(JobSpecToJson(spec));
+  EXPECT_EQ(j["hyperparameters"]["max_steps"], 160);  // a number, not "160"
+  EXPECT_TRUE(j["hyperparameters"]["max_steps"].is_number_integer());
+  EXPECT_EQ(j["hyperparameters"]["packing"], false);  // set explicitly: kept
+  EXPECT_FALSE(j["hyperparameters"].contains("batch_size"));  // unset: absent
+  EXPECT_EQ(j["dataset"]["chat_template"]["user"]["prefix"], "U: ");
+  EXPECT_EQ(j["lora"]["target_modules"], Json::array({"q_proj", "v_proj"}));
+  EXPECT_EQ(j["labels"], Json({{"team", "nlp"}}));
+  EXPECT_EQ(j["resources"]["gpus"], 2);
+  EXPECT_EQ(j["priority"], -3);
+  EXPECT_EQ(j["resume_from_checkpoint"], true);
+  EXPECT_FALSE(j.contains("output_dir"));
+  EXPECT_FALSE(j.contains("device"));
+}
+
+TEST(ToGrpcStatus, OneToOneCodesAndMessage) {
+  EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
+  const std::vector<std::pair<absl::Status, grpc::StatusCode>> cases = {
+      {absl::InvalidArgumentError("spec: x"), grpc::StatusCode::INVALID_ARGUMENT},
+      {absl::NotFoundError("no job"), grpc::StatusCode::NOT_FOUND},
+      {absl::AlreadyExistsError("dup"), grpc::StatusCode::ALREADY_EXISTS},
+      {absl::FailedPreconditionError("final"), grpc::StatusCode::FAILED_PRECONDITION},
+      {absl::ResourceExhaustedError("gpus"), grpc::StatusCode::RESOURCE_EXHAUSTED},
+      {absl::UnavailableError("bye"), grpc::StatusCode::UNAVAILABLE},
+      {absl::PermissionDeniedError("token"), grpc::StatusCode::PERMISSION_DENIED},
+      {absl::UnauthenticatedError("none"), grpc::StatusCode::UNAUTHENTICATED},
+  };
+  for (const auto& [in, code] : cases) {
+    grpc::Status out = ToGrpcStatus(in);
+    EXPECT_EQ(out.error_code(), code) << in;
+    EXPECT_EQ(out.error_message(), std::string(in.message()));
+  }
+  EXPECT_STREQ(GrpcCodeName(5), "NOT_FOUND");
+  EXPECT_STREQ(GrpcCodeName(99), "UNKNOWN");
+}
+
+TEST(ToProtoEvent, EachKind) {
+  JobEvent state{"job-1", 1, 1500, "state",
+                 R"({"state":"RUNNING","reason":"Running","message":"m","restarts":0})"};
+  foak::v1::JobEvent e = ToProtoEvent(state).value();
+  EXPECT_EQ(e.seq(), 1);
+  EXPECT_EQ(e.state().state(), foak::v1::Job::RUNNING);
+  EXPECT_EQ(e.time().seconds(), 1);
+  EXPECT_EQ(e.time().nanos(), 500000000);
+  e = ToProtoEvent({"job-1", 2, 0, "metrics", R"({"step":5,"loss":null,"tokens":10})"}).value();
+  EXPECT_EQ(e.metrics().step(), 5);
+  EXPECT_EQ(e.metrics().tokens(), 10);
+  e = ToProtoEvent({"job-1", 3, 0, "checkpoint", R"({"step":5,"path":"/o/checkpoint-5"})"}).value();
+  EXPECT_EQ(e.checkpoint().path(), "/o/checkpoint-5");
+  e = ToProtoEvent({"job-1", 4, 0, "log", R"({"rank":1,"attempt":0,"text":"hi"})"}).value();
+  EXPECT_EQ(e.log().rank(), 1);
+  EXPECT_EQ(ToProtoEvent({"job-1", 5, 0, "bogus", "{}"}).status().code(),
+            absl::StatusCode::kInternal);
+}
+
+TEST(ParseGpuList, Values) {
+  EXPECT_TRUE(ParseGpuList("none").value().empty());
+  EXPECT_TRUE(ParseGpuList("").value().empty());
+  EXPECT_EQ(ParseGpuList("0,2").value(), (std::vector<int>{0, 2}));
+  EXPECT_TRUE(ParseGpuList("auto").ok());  // whatever this host has
+  absl::Status bad = ParseGpuList("gpu0").status();
+  EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.message().find("auto, none or a list"), std::string::npos) << bad;
+}
+
+}  // namespace
+}  // namespace foak
