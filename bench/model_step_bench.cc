@@ -57,6 +57,7 @@
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "worker/model/llama.h"
+#include "worker/train/activation_checkpointing.h"
 #include "worker/model/model_config.h"
 
 namespace foak {
@@ -75,13 +76,15 @@ struct BenchOptions {
   std::string json_out;
   std::string device = "auto";  // auto | cuda | cpu
   std::string kernels;          // comma-separated FOAK kernel names (kernels/registry.h)
+  bool checkpointing = false;   // activation checkpointing (worker/train/activation_checkpointing.h)
   uint64_t seed = 0;
 };
 
 const char kUsage[] =
     "usage: foak_model_bench --config FILE|DIR [--batch B] [--seq T] [--dtype bf16|fp32]\n"
     "                        [--steps N] [--warmup W] [--json OUT] [--seed S]\n"
-    "                        [--device auto|cuda|cpu] [--kernels foak,fused_linear_cross_entropy]\n";
+    "                        [--device auto|cuda|cpu] [--kernels foak,fused_linear_cross_entropy]\n"
+    "                        [--activation-checkpointing on|off]\n";
 
 absl::StatusOr<int64_t> ParsePositive(const std::string& flag, const std::string& value,
                                       int64_t min_value) {
@@ -107,7 +110,7 @@ absl::StatusOr<BenchOptions> ParseArgs(int argc, char** argv) {
     } else {
       static const char* const kFlags[] = {"--config", "--batch", "--seq",  "--dtype", "--steps",
                                            "--warmup", "--json",  "--seed", "--device",
-                                           "--kernels"};
+                                           "--kernels", "--activation-checkpointing"};
       bool known = false;
       for (const char* f : kFlags) known = known || flag == f;
       if (!known) return absl::InvalidArgumentError(absl::StrCat("unknown flag '", flag, "'"));
@@ -145,6 +148,12 @@ absl::StatusOr<BenchOptions> ParseArgs(int argc, char** argv) {
       o.json_out = value;
     } else if (flag == "--kernels") {
       o.kernels = value;
+    } else if (flag == "--activation-checkpointing") {
+      if (value != "on" && value != "off") {
+        return absl::InvalidArgumentError(
+            absl::StrCat("flag --activation-checkpointing = '", value, "' must be on or off"));
+      }
+      o.checkpointing = value == "on";
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag '", flag, "'"));
     }
@@ -275,6 +284,8 @@ absl::Status Run(const BenchOptions& o) {
   std::printf("kernels: %s\n", KernelSetString(init.kernels).c_str());
   LlamaForCausalLM model(config, init);
   model->train();
+  SetActivationCheckpointing(model, o.checkpointing);
+  if (o.checkpointing) std::printf("activation checkpointing: on\n");
   std::vector<torch::Tensor> params = model->parameters();
   int64_t total_params = 0;
   for (const auto& p : params) total_params += p.numel();
@@ -349,6 +360,7 @@ absl::Status Run(const BenchOptions& o) {
         {"device", cuda ? "cuda" : "cpu"},
         {"dtype", o.dtype},
         {"kernels", KernelSetString(init.kernels)},
+        {"activation_checkpointing", o.checkpointing},
         {"batch", o.batch},
         {"seq", o.seq},
         {"warmup", o.warmup},

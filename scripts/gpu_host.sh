@@ -411,10 +411,11 @@ fi
 # -------------------------------------------------------------- bench -----
 BENCH_BIN="$BUILD/bench/foak_model_bench"
 BENCH_JSONS=()
-bench() {  # bench NAME CONFIG B T [KERNELS]
-  local name="$1" config="$2" b="$3" t="$4" kernels="${5:-}"
+bench() {  # bench NAME CONFIG B T [KERNELS] [ACTIVATION_CHECKPOINTING on|off]
+  local name="$1" config="$2" b="$3" t="$4" kernels="${5:-}" ac="${6:-off}"
   run_step "$name" 150 "$BENCH_BIN" --config "$REPO/$config" --batch "$b" --seq "$t" \
-    --dtype bf16 --steps 10 --warmup 3 --json "$LOGS/$name.json" ${kernels:+--kernels "$kernels"}
+    --dtype bf16 --steps 10 --warmup 3 --json "$LOGS/$name.json" ${kernels:+--kernels "$kernels"} \
+    --activation-checkpointing "$ac"
   [ -f "$LOGS/$name.json" ] && BENCH_JSONS+=("$LOGS/$name.json")
 }
 if ! wanted bench; then
@@ -425,6 +426,8 @@ elif [ -x "$BENCH_BIN" ]; then
   bench bench_1b_4x2048_all bench/configs/llama-3.2-1b.json 4 2048 all
   bench bench_1b_16x512 bench/configs/llama-3.2-1b.json 16 512
   bench bench_1b_16x512_all bench/configs/llama-3.2-1b.json 16 512 all
+  bench bench_1b_4x2048_all_ac bench/configs/llama-3.2-1b.json 4 2048 all on
+  bench bench_1b_16x2048_all_ac bench/configs/llama-3.2-1b.json 16 2048 all on
   if [ "$BENCH_8B" = 1 ]; then
     bench bench_8b_2x2048 bench/configs/llama-3-8b.json 2 2048
     bench bench_8b_2x2048_all bench/configs/llama-3-8b.json 2 2048 all
@@ -443,11 +446,12 @@ anchors = {(4, 2048): "50.1k tok/s, 32.1 GiB", (16, 512): "53.9k tok/s, 26.2 GiB
 lines = [f"# foak_model_bench on {gpu or 'unknown GPU'}", "",
          "Forward + CausalLmLoss + backward, pure bf16, random init, no optimizer step; "
          "TFLOP/s from 6*N_matmul + 6*L*T*d_attn FLOPs per token (causal); peak = 790 TFLOP/s.", "",
-         "| config | B x T | kernels | ms/step | tokens/s | TFLOP/s | % peak | peak alloc GiB | loss first/last | transformers anchor (H200, incl. AdamW) |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "| config | B x T | kernels | act. ckpt | ms/step | tokens/s | TFLOP/s | % peak | peak alloc GiB | loss first/last | transformers anchor (H200, incl. AdamW) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in runs:
     a = anchors.get((r["batch"], r["seq"]), "") if "1b" in r["config"] else ""
-    lines.append(f"| {r['config'].split('/')[-1]} | {r['batch']} x {r['seq']} | {r.get('kernels', 'none')} | {r['ms_per_step']:.1f} | "
+    lines.append(f"| {r['config'].split('/')[-1]} | {r['batch']} x {r['seq']} | {r.get('kernels', 'none')} | "
+                 f"{'on' if r.get('activation_checkpointing') else 'off'} | {r['ms_per_step']:.1f} | "
                  f"{r['tokens_per_s']:.0f} | {r['tflops']:.1f} | {r['pct_of_790_tflops']:.1f} | "
                  f"{r['peak_allocated_gib']:.2f} | {r['loss_first']:.3f}/{r['loss_last']:.3f} | {a} |")
 open(out + "/bench.md", "w").write("\n".join(lines) + "\n")

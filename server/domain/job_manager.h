@@ -21,7 +21,8 @@
 // Per job, foakd keeps under <data_dir>/jobs/<id>/: job-<attempt>.json (the
 // worker's job file), logs/attempt-<n>-rank-<r>.log, run/ (the launcher's pid
 // files), and output/ (the default output_dir). Plain structs only: the gRPC
-// adapters in server/transport convert.
+// adapters in server/transport convert. job_manager.cc holds the API side and
+// scheduling, job_manager_reports.cc the workers' side (reports, logs, exits).
 #ifndef FOAK_SERVER_DOMAIN_JOB_MANAGER_H_
 #define FOAK_SERVER_DOMAIN_JOB_MANAGER_H_
 

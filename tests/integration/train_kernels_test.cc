@@ -3,7 +3,7 @@
 // gradient accumulation and prompt-masked chat data (so the fused linear
 // cross-entropy compacts ignored rows and normalises across micro-batches),
 // give the per-step losses and eval losses of the same job without kernels,
-// within fp32 rounding. A misspelt kernel name fails the job with the list of
+// within fp32 rounding, also with activation checkpointing. A misspelt kernel name fails the job with the list of
 // valid names.
 #include <cmath>
 #include <string>
@@ -80,6 +80,11 @@ TEST(TrainKernels, FullAndLoraTrainingMatchPlainLibTorch) {
     ExpectClose(all, plain);
     const auto ce = Losses(dir, Job(example, model, dir.path() + "/" + tag + "-foak", Json::array({"foak"})), tag + "-foak");
     ExpectClose(ce, plain);
+    // Activation checkpointing on top changes memory, not the numbers (the
+    // LoRA job's adapter dropout replays the same masks in the recompute).
+    Json checkpointed = Job(example, model, dir.path() + "/" + tag + "-all-ckpt", Json::array({"all"}));
+    checkpointed["hyperparameters"]["gradient_checkpointing"] = true;
+    ExpectClose(Losses(dir, checkpointed, tag + "-all-ckpt"), plain);
   }
 }
 

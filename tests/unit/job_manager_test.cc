@@ -157,7 +157,7 @@ TEST_F(JobManagerTest, ReportsDriveStateProgressAndCheckpoints) {
   EXPECT_EQ(manager_->OnWorkerReport(Report(id, WorkerReportInput::Kind::kMetrics, 7)).code(),
             absl::StatusCode::kFailedPrecondition);
 
-  launcher_->EmitLog(id, 0, "hello from the worker");
+  ASSERT_TRUE(launcher_->EmitLog(id, 0, "hello from the worker").ok());
   ASSERT_TRUE(launcher_->Succeed(id).ok());
   EXPECT_EQ(State(id), JobState::kSucceeded);
   std::vector<std::string> kinds;
@@ -250,7 +250,7 @@ TEST_F(JobManagerTest, WatchersWakeOnNewEventsAndOnShutdown) {
     manager_->WaitForChange(id, generation, absl::Now() + absl::Seconds(30));
     woke.Notify();
   });
-  launcher_->EmitLog(id, 0, "a line");
+  ASSERT_TRUE(launcher_->EmitLog(id, 0, "a line").ok());
   EXPECT_TRUE(woke.WaitForNotificationWithTimeout(absl::Seconds(10)));
   waiter.join();
   const int64_t g2 = manager_->EventGeneration(id);

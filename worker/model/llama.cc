@@ -330,7 +330,10 @@ torch::Tensor LlamaBackboneImpl::forward(const torch::Tensor& input_ids,
   } else {
     rope = rotary_emb(positions);
   }
-  for (const auto& layer : *layers) h = layer->as<DecoderLayerImpl>()->forward(h, rope, mask);
+  for (const auto& layer : *layers) {
+    DecoderLayerImpl& l = *layer->as<DecoderLayerImpl>();
+    h = layer_runner ? layer_runner(l, h, rope, mask) : l.forward(h, rope, mask);
+  }
   return norm(h);
 }
 

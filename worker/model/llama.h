@@ -164,6 +164,13 @@ class LlamaBackboneImpl : public torch::nn::Module {
   torch::nn::ModuleList layers{nullptr};
   RmsNorm norm{nullptr};
   RotaryEmbedding rotary_emb{nullptr};
+  // Extension point for code that changes how layers run, from outside the
+  // model (activation checkpointing, worker/train/activation_checkpointing.h):
+  // when set, each layer runs as layer_runner(layer, x, rope, mask) instead of
+  // layer.forward(x, rope, mask).
+  using LayerRunner = std::function<torch::Tensor(DecoderLayerImpl& layer, const torch::Tensor& x,
+                                                  const RopeTables& rope, const torch::Tensor& mask)>;
+  LayerRunner layer_runner;
 
  private:
   ModelConfig config_;

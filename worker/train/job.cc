@@ -168,6 +168,7 @@ absl::Status ParseHyperparameters(ObjectReader& r, Hyperparameters* h) {
   RETURN_IF_ERROR(r.Int("max_shard_bytes", 1, &h->max_shard_bytes));
   RETURN_IF_ERROR(r.Int("eval_steps", 0, &h->eval_steps));
   RETURN_IF_ERROR(r.Int("eval_batch_size", 0, &h->eval_batch_size));
+  RETURN_IF_ERROR(r.Bool("gradient_checkpointing", &h->gradient_checkpointing));
   return r.CheckNoUnknownKeys();
 }
 

@@ -69,6 +69,11 @@ struct Hyperparameters {
   int64_t eval_steps = 0;                // >= 0: validation loss every N steps and at the end;
                                          // 0 = only at the end (when there is validation data)
   int64_t eval_batch_size = 0;           // >= 0: padded rows per validation batch; 0 = batch_size
+  // Recompute each decoder layer in backward instead of keeping its
+  // activations (worker/train/activation_checkpointing.h): less memory for
+  // about a third more compute, the same numbers. Not part of a run's
+  // fingerprint, so a resumed run may switch it.
+  bool gradient_checkpointing = false;
 };
 
 // dataset: the training data and how lines become examples (worker/data).

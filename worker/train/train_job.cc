@@ -22,6 +22,7 @@
 #include "worker/train/batch_source.h"
 #include "worker/train/checkpoint.h"
 #include "worker/train/memory_stats.h"
+#include "worker/train/activation_checkpointing.h"
 #include "worker/train/metrics_writer.h"
 #include "worker/train/precision.h"
 #include "worker/train/resume.h"
@@ -200,6 +201,7 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
                                job.lora.r, job.lora.alpha, CountLoraAdapters(model),
                                trainable));
   }
+  if (h.gradient_checkpointing) SetActivationCheckpointing(model, true);
   TrainerOptions trainer_options = MakeTrainerOptions(job, max_steps);
   trainer_options.keep_trainable_fp32 = lora;
   ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
@@ -217,9 +219,10 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
     state.last_loss = resume->state.last_loss;
   }
   Info(info, absl::StrFormat(
-                 "training %s (%s) on %s: %s; for %d steps on %s, precision %s, kernels: %s",
+                 "training %s (%s) on %s: %s; for %d steps on %s, precision %s, kernels: %s%s",
                  job.model, job.method, job.dataset.train, data->Describe(), max_steps,
-                 device.str(), PrecisionName(h.precision), KernelSetString(job.kernels)));
+                 device.str(), PrecisionName(h.precision), KernelSetString(job.kernels),
+                 h.gradient_checkpointing ? ", activation checkpointing" : ""));
   for (const std::string& error : data->stats().bad_line_errors) {
     Info(info, absl::StrCat("skipped bad line: ", error));
   }
