@@ -55,6 +55,7 @@ StepMetrics Step(int64_t step, double loss) {
   m.tokens = 100 * step;
   m.tokens_per_second = 1000;
   m.peak_memory_bytes = 1 << 20;
+  m.peak_reserved_bytes = 3 << 20;
   m.elapsed_s = 0.1 * static_cast<double>(step);
   return m;
 }
@@ -115,6 +116,7 @@ TEST(CoordinatorReporter, SendsReportsInOrderWithTheTokenAndTheJobIdentity) {
   EXPECT_EQ(m.tokens(), 1000);
   EXPECT_EQ(m.tokens_per_second(), 1000);
   EXPECT_EQ(m.peak_memory_bytes(), 1 << 20);
+  EXPECT_EQ(m.peak_reserved_bytes(), 3 << 20);
   EXPECT_DOUBLE_EQ(m.elapsed_s(), 1.0);
   EXPECT_EQ(m.rank(), 1);
   ASSERT_EQ(reports[2].report_case(), ReportCase::kEval);

@@ -755,6 +755,11 @@ TEST(MetricsWriter, AppendsOrderedFlushedLines) {
               "\"tokens\":100,\"tokens_per_second\":50.0,\"peak_memory_bytes\":1024,"
               "\"elapsed_s\":2.0}\n");
   }
+  // On CUDA the reserved peak follows the allocated one.
+  m.peak_reserved_bytes = 2048;
+  EXPECT_NE(MetricsWriter::ToJsonLine(m).find("\"peak_memory_bytes\":1024,\"peak_reserved_bytes\":2048,"),
+            std::string::npos);
+  m.peak_reserved_bytes = 0;
   m.step = 4;
   m.loss = std::nan("");
   auto w = MetricsWriter::Open(path, nullptr);

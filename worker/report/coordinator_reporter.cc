@@ -417,6 +417,7 @@ void CoordinatorReporter::OnStep(const StepMetrics& metrics) {
   m->set_tokens(metrics.tokens);
   m->set_tokens_per_second(metrics.tokens_per_second);
   m->set_peak_memory_bytes(metrics.peak_memory_bytes);
+  m->set_peak_reserved_bytes(metrics.peak_reserved_bytes);
   m->set_elapsed_s(metrics.elapsed_s);
   m->set_rank(report.rank());
   impl_->Enqueue(ReportKind::kMetrics, std::move(report));

@@ -23,4 +23,16 @@ int64_t PeakMemoryBytes(const torch::Device& device) {
   return static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports KiB
 }
 
+int64_t PeakReservedBytes(const torch::Device& device) {
+#if defined(FOAK_WITH_CUDA)
+  if (device.is_cuda()) {
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(
+        device.has_index() ? device.index() : c10::cuda::current_device());
+    return static_cast<int64_t>(stats.reserved_bytes[0].peak);
+  }
+#endif
+  (void)device;
+  return 0;
+}
+
 }  // namespace foak

@@ -12,6 +12,10 @@
 namespace foak {
 
 int64_t PeakMemoryBytes(const torch::Device& device);
+// On CUDA, the caching allocator's peak of reserved bytes (what
+// torch.cuda.max_memory_reserved reports: allocated plus the cache's slack,
+// closer to what nvidia-smi shows); 0 on the CPU.
+int64_t PeakReservedBytes(const torch::Device& device);
 
 }  // namespace foak
 

@@ -27,6 +27,7 @@ std::string MetricsWriter::ToJsonLine(const StepMetrics& m) {
   j["tokens"] = m.tokens;
   j["tokens_per_second"] = m.tokens_per_second;
   j["peak_memory_bytes"] = m.peak_memory_bytes;
+  if (m.peak_reserved_bytes > 0) j["peak_reserved_bytes"] = m.peak_reserved_bytes;
   j["elapsed_s"] = m.elapsed_s;
   return j.dump();
 }

@@ -12,8 +12,10 @@
 // step's mean token loss; learning_rate and grad_norm (before clipping): of the
 // last step; tokens: non-padding INPUT tokens processed in those steps (targets
 // are about one per sequence fewer); tokens_per_second: tokens / their wall
-// time; peak_memory_bytes: CUDA allocator peak, or the process's peak RSS on
-// CPU; elapsed_s: since training started. A non-finite loss is written as null.
+// time; peak_memory_bytes: CUDA allocator peak (allocated), or the process's
+// peak RSS on CPU; peak_reserved_bytes (CUDA only, after peak_memory_bytes):
+// the allocator's peak reserved; elapsed_s: since training started. A
+// non-finite loss is written as null.
 //
 // An evaluation (dataset validation data, every eval_steps and at the end) is
 // a line of its own, after the step's training line:
@@ -42,6 +44,7 @@ struct StepMetrics {
   int64_t tokens = 0;
   double tokens_per_second = 0;
   int64_t peak_memory_bytes = 0;
+  int64_t peak_reserved_bytes = 0;  // CUDA only; the line carries it when > 0
   double elapsed_s = 0;
 };
 

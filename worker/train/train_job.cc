@@ -287,6 +287,7 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
       m.tokens = window.tokens;
       m.tokens_per_second = window_s > 0 ? static_cast<double>(window.tokens) / window_s : 0.0;
       m.peak_memory_bytes = PeakMemoryBytes(device);
+      m.peak_reserved_bytes = PeakReservedBytes(device);
       m.elapsed_s = elapsed_before + Seconds(start, now);
       RETURN_IF_ERROR(metrics->Write(m));
       if (observer != nullptr) observer->OnStep(m);
