@@ -357,7 +357,9 @@ TEST_F(FoakdE2E, GracefulShutdownEndsWatchesAndACrashMidQueueLosesNothing) {
   // After a restart the steps continue from a checkpoint (a multiple of 4),
   // not from 1: the worker resumed.
   for (size_t i = 1; i < steps.size(); ++i) {
-    if (steps[i] <= steps[i - 1]) EXPECT_GT(steps[i], 2) << "restarted from scratch";
+    if (steps[i] <= steps[i - 1]) {
+      EXPECT_GT(steps[i], 2) << "restarted from scratch";
+    }
   }
   EXPECT_EQ(Get(*foakd, first.id()).restarts(), 0) << "a foakd restart is not the job's restart";
 }
