@@ -150,7 +150,10 @@ std::vector<std::string> MergeEnvironment(
     std::string entry = *e;
     size_t eq = entry.find('=');
     if (eq == std::string::npos) continue;
-    set(entry.substr(0, eq), std::move(entry));
+    // The key first: an argument list that also moves `entry` leaves their
+    // order of evaluation open (GCC moved first and lost every key).
+    std::string key = entry.substr(0, eq);
+    set(key, std::move(entry));
   }
   for (const auto& [key, value] : overrides) set(key, absl::StrCat(key, "=", value));
   return out;

@@ -184,11 +184,15 @@ class LocalLauncherTest : public ::testing::Test {
 TEST_F(LocalLauncherTest, EnvironmentArgvAndWorkingDirReachTheChild) {
   std::string script = Script("env", R"sh(echo "rank=$RANK world=$WORLD_SIZE job=$FOAK_JOB_ID arg=$1"
 echo "pwd=$(pwd)"
-echo "path=${PATH:+set} home=$HOME"
+echo "path=${PATH:+set} home=$HOME inherited=$FOAK_LAUNCHER_TEST_A$FOAK_LAUNCHER_TEST_B"
 if [ -e /proc/$$/fd/$LEAK_FD ]; then echo "fd $LEAK_FD leaked"; else echo "fd closed"; fi)sh");
   // A descriptor the coordinator holds without O_CLOEXEC must not reach a worker.
   const int leak_fd = open("/dev/null", O_RDONLY);
   ASSERT_GE(leak_fd, 3);
+  // The coordinator's own environment reaches the worker (LD_LIBRARY_PATH,
+  // PATH, HOME on a real host), overridden key by key.
+  setenv("FOAK_LAUNCHER_TEST_A", "y", 1);
+  setenv("FOAK_LAUNCHER_TEST_B", "es", 1);
   LaunchRequest request = Request("job-env", {script});
   request.ranks[0].env.emplace_back("LEAK_FD", std::to_string(leak_fd));
   request.ranks[0].env.emplace_back("HOME", "/overridden");
@@ -204,7 +208,7 @@ if [ -e /proc/$$/fd/$LEAK_FD ]; then echo "fd $LEAK_FD leaked"; else echo "fd cl
   EXPECT_EQ(outcome->ranks[0].exit_code, 0);
   EXPECT_EQ(recorder_.Lines("job-env"),
             (std::vector<std::string>{"rank=0 world=1 job=job-env arg=arg-one",
-                                      "pwd=" + dir_, "path=set home=/overridden",
+                                      "pwd=" + dir_, "path=set home=/overridden inherited=yes",
                                       "fd closed"}));
   close(leak_fd);
   EXPECT_FALSE(launcher_->IsRunning("job-env"));
