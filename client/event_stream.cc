@@ -51,9 +51,13 @@ absl::Status EventStream::Run(const Handler& on_event) {
     const grpc::Status status = reader->Finish();
     if (!handler_status.ok()) return handler_status;
     if (status.ok()) return absl::OkStatus();
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return ServerError(status);
+    // UNAVAILABLE: foakd restarted, or was never there. CANCELLED (we did not
+    // cancel: the handler said go on): foakd cut the call while shutting down.
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        status.error_code() != grpc::StatusCode::CANCELLED) {
+      return ServerError(status);
+    }
 
-    // UNAVAILABLE: foakd restarted, or was never there.
     received_any = received_any || received_now;
     if (!received_any) {
       // Nothing has come through yet: likely a wrong address; retry as a

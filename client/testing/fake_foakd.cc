@@ -146,7 +146,7 @@ grpc::Status FakeJobService::WatchJob(grpc::ServerContext*, const foak::v1::Watc
     if (break_now) broke = true;
   }
   for (const JobEvent& e : to_send) writer->Write(e);
-  if (break_now) return grpc::Status(grpc::StatusCode::UNAVAILABLE, "foakd is shutting down");
+  if (break_now) return grpc::Status(break_code, "foakd is shutting down");
   return grpc::Status::OK;
 }
 

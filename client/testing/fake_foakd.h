@@ -54,6 +54,9 @@ class FakeJobService final : public foak::v1::JobService::Service {
   int max_page_size = 2;
   std::vector<foak::v1::JobEvent> events;
   int64_t break_after_seq = 0;
+  // The status of that break: UNAVAILABLE, or CANCELLED as a call cut by a
+  // stopping server.
+  grpc::StatusCode break_code = grpc::StatusCode::UNAVAILABLE;
   bool broke = false;
   std::vector<foak::v1::Checkpoint> checkpoints;
   // Recorded requests.

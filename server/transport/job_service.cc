@@ -114,11 +114,13 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
   if (absl::StatusOr<JobView> job = manager_->GetJob(id); !job.ok()) return ToGrpcStatus(job.status());
   int64_t after = request->after_seq();
   while (true) {
-    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
+    // Shutting down first: a call the server itself cancels while stopping
+    // must still tell the client to come back, not that it went away.
     if (manager_->shutting_down()) {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE,
                           absl::StrCat("foakd is shutting down; watch again with after_seq = ", after));
     }
+    if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
     const int64_t generation = manager_->EventGeneration(id);
     absl::StatusOr<JobView> job = manager_->GetJob(id);  // read before the events: see below
     if (!job.ok()) return ToGrpcStatus(job.status());

@@ -146,6 +146,18 @@ TEST_F(WatchTest, ReconnectsAfterABrokenStreamWithoutRepeatingLines) {
   EXPECT_EQ(server_.jobs.watch_requests[1].after_seq(), 3);
 }
 
+TEST_F(WatchTest, ReconnectsAfterACallTheStoppingServerCancelled) {
+  Script(Job::SUCCEEDED, /*break_after_seq=*/3);
+  {
+    std::lock_guard<std::mutex> lock(server_.jobs.mu);
+    server_.jobs.break_code = grpc::StatusCode::CANCELLED;
+  }
+  const FoakctlResult r = Run({"watch", id_});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(CountOf(r.out, "SUCCEEDED"), 1);
+  EXPECT_THAT(r.err, HasSubstr("reconnecting after event 3"));
+}
+
 TEST_F(WatchTest, AfterSeqAndJsonLines) {
   Script(Job::SUCCEEDED);
   const FoakctlResult r = Run({"watch", id_, "--after-seq", "2", "-o", "json"});
