@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Downloads, on a Debian 12 machine with apt, the .deb files that the
 # air-gapped GPU host needs to build foak: gRPC 1.51 with its closure (Abseil,
-# re2, c-ares), nlohmann json and GoogleTest. scripts/gpu_host.sh unpacks them
+# re2, c-ares), nlohmann json, GoogleTest, and the coordinator's SQLite,
+# civetweb and yaml-cpp. scripts/gpu_host.sh unpacks them
 # into a private prefix there (see docs/gpu_host.md and shared/GPU_HOST.md).
 #
 # Why these and not more: the GPU host (Ubuntu 24.04) already has protobuf
@@ -28,6 +29,10 @@ TEST_PKGS=(nlohmann-json3-dev libgtest-dev libgmock-dev googletest)
 # ... PCRE2 (regex pre-tokenizers) and utf8proc (NFC) for worker/tokenizer ...
 TOKENIZER_PKGS=(libpcre2-dev libpcre2-8-0 libpcre2-16-0 libpcre2-32-0 libpcre2-posix3
   libutf8proc-dev libutf8proc2)
+# ... the coordinator's and foakctl's (SQLite, civetweb for /metrics,
+# yaml-cpp), so foakd and its end-to-end tests build and run on the host too ...
+COORDINATOR_PKGS=(libsqlite3-dev libsqlite3-0 libcivetweb-dev libcivetweb1 libyaml-cpp-dev
+  libyaml-cpp0.7)
 # ... and fallbacks that gpu_host.sh unpacks only when the host lacks them.
 FALLBACK_PKGS=(libssl-dev pkgconf pkgconf-bin libpkgconf3)
 
@@ -50,13 +55,13 @@ rm -f "$DIR"/*.deb
 # apt-get download writes into the current directory; _apt may need to read it.
 (
   cd "$DIR"
-  apt-get download -o APT::Sandbox::User=root "${GRPC_PKGS[@]}" "${TEST_PKGS[@]}" "${TOKENIZER_PKGS[@]}" "${FALLBACK_PKGS[@]}"
+  apt-get download -o APT::Sandbox::User=root "${GRPC_PKGS[@]}" "${TEST_PKGS[@]}" "${TOKENIZER_PKGS[@]}" "${COORDINATOR_PKGS[@]}" "${FALLBACK_PKGS[@]}"
 )
 
 # Fail loudly if any package did not arrive (apt-get download exits non-zero
 # for unknown names, but check the files too).
 missing=()
-for p in "${GRPC_PKGS[@]}" "${TEST_PKGS[@]}" "${TOKENIZER_PKGS[@]}" "${FALLBACK_PKGS[@]}"; do
+for p in "${GRPC_PKGS[@]}" "${TEST_PKGS[@]}" "${TOKENIZER_PKGS[@]}" "${COORDINATOR_PKGS[@]}" "${FALLBACK_PKGS[@]}"; do
   if ! compgen -G "$DIR/${p}_*.deb" >/dev/null; then
     missing+=("$p")
   fi
