@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -93,7 +94,9 @@ JobManager::JobManager(JobManagerOptions options, JobStore* store, FileStore* fi
       files_(files),
       tokens_(tokens),
       metrics_(metrics),
-      total_gpus_(static_cast<int64_t>(scheduler.gpu_ids.size())),
+      // What the scheduler will hold: each listed GPU once.
+      total_gpus_(static_cast<int64_t>(
+          std::set<int>(scheduler.gpu_ids.begin(), scheduler.gpu_ids.end()).size())),
       scheduler_(scheduler) {}
 
 JobManager::~JobManager() { Shutdown(); }

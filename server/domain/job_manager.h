@@ -150,7 +150,6 @@ class JobManager {
   FileStore* files() { return files_; }
   absl::Status DeleteFile(const std::string& id);
 
-  std::string TokenFor(const std::string& job_id) const { return tokens_->TokenFor(job_id); }
   std::string JobDir(const std::string& id) const;
 
  private:

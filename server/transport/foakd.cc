@@ -6,6 +6,7 @@
 #include <grpcpp/server_builder.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 
 #include "absl/strings/numbers.h"
@@ -82,6 +83,10 @@ absl::StatusOr<std::vector<int>> ParseGpuList(const std::string& value) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--gpus = '", value, "'; expected auto, none or a list of CUDA indices like 0,1"));
     }
+    if (std::find(ids.begin(), ids.end(), n) != ids.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--gpus = '", value, "' names GPU ", n, " twice; list each index once"));
+    }
     ids.push_back(n);
   }
   return ids;
@@ -107,6 +112,7 @@ absl::StatusOr<std::unique_ptr<Foakd>> Foakd::Start(FoakdOptions options) {
   ServerMetricsOptions metrics_options;
   metrics_options.finished_job_retention_ms = options.finished_job_retention_ms;
   parts->metrics = std::make_unique<ServerMetrics>(metrics_options);
+  parts->metrics->SetBuildInfo(FOAK_VERSION);
   if (!options.metrics_address.empty()) {
     MetricsHttpServerOptions http_options;
     http_options.listen_address = options.metrics_address;

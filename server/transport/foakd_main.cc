@@ -83,6 +83,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.gpu_ids = *gpus;
+  if (absl::GetFlag(FLAGS_cpu_slots) < 1 || absl::GetFlag(FLAGS_grace_period_s) < 0 ||
+      absl::GetFlag(FLAGS_max_upload_bytes) < 1 || absl::GetFlag(FLAGS_finished_job_retention_s) < 0) {
+    std::fprintf(stderr,
+                 "foakd: --cpu_slots must be >= 1, --max_upload_bytes >= 1, and --grace_period_s "
+                 "and --finished_job_retention_s >= 0 (got %lld, %lld, %g, %g)\n",
+                 static_cast<long long>(absl::GetFlag(FLAGS_cpu_slots)),
+                 static_cast<long long>(absl::GetFlag(FLAGS_max_upload_bytes)),
+                 absl::GetFlag(FLAGS_grace_period_s), absl::GetFlag(FLAGS_finished_job_retention_s));
+    return 2;
+  }
   options.cpu_slots = absl::GetFlag(FLAGS_cpu_slots);
   options.grace_period_ms = static_cast<int64_t>(absl::GetFlag(FLAGS_grace_period_s) * 1000);
   options.max_upload_bytes = absl::GetFlag(FLAGS_max_upload_bytes);

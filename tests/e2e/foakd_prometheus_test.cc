@@ -78,6 +78,7 @@ TEST(FoakdPrometheus, RealPrometheusSeesAJobTrain) {
                 .value_or(0),
             1);
   EXPECT_GE((*prom)->QueryValue("foak_job_queue_wait_seconds_count").value_or(0), 1);
+  EXPECT_EQ((*prom)->QueryValue("foak_build_info").value_or(0), 1);
 
   // The exposition itself passes promtool's checks and lint.
   absl::StatusOr<testing::HttpResponse> scrape = testing::HttpGet("127.0.0.1", foakd.metrics_port(), "/metrics");

@@ -222,6 +222,10 @@ TEST_F(JobManagerTest, PriorityOrderAndGangOnGpus) {
             "cuda");
   EXPECT_EQ(manager_->CreateJob(Spec("three", 0, 3), "", false).status().code(),
             absl::StatusCode::kResourceExhausted);
+  // A GPU listed twice counts once, as the scheduler holds it once.
+  Open({0, 0});
+  EXPECT_EQ(manager_->CreateJob(Spec("two-of-one", 0, 2), "", false).status().code(),
+            absl::StatusCode::kResourceExhausted);
 }
 
 TEST_F(JobManagerTest, RestartRequeuesLiveJobsWithoutCountingARestart) {

@@ -86,6 +86,7 @@ TEST(ParseGpuList, Values) {
   EXPECT_TRUE(ParseGpuList("").value().empty());
   EXPECT_EQ(ParseGpuList("0,2").value(), (std::vector<int>{0, 2}));
   EXPECT_TRUE(ParseGpuList("auto").ok());  // whatever this host has
+  EXPECT_NE(ParseGpuList("0,1,0").status().message().find("names GPU 0 twice"), std::string::npos);
   absl::Status bad = ParseGpuList("gpu0").status();
   EXPECT_EQ(bad.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(bad.message().find("auto, none or a list"), std::string::npos) << bad;
