@@ -216,6 +216,11 @@ absl::StatusOr<JobView> JobManager::GetJob(const std::string& id) {
   return View(std::move(job));
 }
 
+absl::StatusOr<JobState> JobManager::GetState(const std::string& id) {
+  ASSIGN_OR_RETURN(JobRecord job, store_->GetJob(id));
+  return job.state;
+}
+
 absl::StatusOr<std::vector<JobView>> JobManager::ListJobs(const ListJobsQuery& query,
                                                           std::string* next_page_token) {
   ASSIGN_OR_RETURN(ListJobsPage page, store_->ListJobs(query));

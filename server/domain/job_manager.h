@@ -129,6 +129,8 @@ class JobManager {
   absl::StatusOr<JobView> CreateJob(const std::string& spec_json, const std::string& request_id,
                                     bool validate_only);
   absl::StatusOr<JobView> GetJob(const std::string& id);
+  // The job's state alone (a watch's loop asks it on every wake-up).
+  absl::StatusOr<JobState> GetState(const std::string& id);
   absl::StatusOr<std::vector<JobView>> ListJobs(const ListJobsQuery& query,
                                                 std::string* next_page_token);
   absl::StatusOr<JobView> CancelJob(const std::string& id);

@@ -111,7 +111,9 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
     }
     kinds.insert(k);
   }
-  if (absl::StatusOr<JobView> job = manager_->GetJob(id); !job.ok()) return ToGrpcStatus(job.status());
+  if (absl::StatusOr<JobState> state = manager_->GetState(id); !state.ok()) {
+    return ToGrpcStatus(state.status());
+  }
   int64_t after = request->after_seq();
   while (true) {
     // Shutting down first: a call the server itself cancels while stopping
@@ -122,8 +124,8 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
     }
     if (context->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
     const int64_t generation = manager_->EventGeneration(id);
-    absl::StatusOr<JobView> job = manager_->GetJob(id);  // read before the events: see below
-    if (!job.ok()) return ToGrpcStatus(job.status());
+    absl::StatusOr<JobState> state = manager_->GetState(id);  // read before the events: see below
+    if (!state.ok()) return ToGrpcStatus(state.status());
     absl::StatusOr<std::vector<JobEvent>> events = manager_->ListEvents(id, after, kWatchBatch);
     if (!events.ok()) return ToGrpcStatus(events.status());
     for (const JobEvent& e : *events) {
@@ -136,7 +138,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
     if (static_cast<int64_t>(events->size()) == kWatchBatch) continue;
     // The job was already final before these events were read, so they
     // include its final state event and everything before it.
-    if (IsFinal(job->record.state) || request->history_only()) return grpc::Status::OK;
+    if (IsFinal(*state) || request->history_only()) return grpc::Status::OK;
     manager_->WaitForChange(id, generation, absl::Now() + absl::Seconds(1));
   }
 }
