@@ -2,7 +2,7 @@
 // (forward + CausalLmLoss + backward, no optimizer) of a randomly initialised
 // Llama-family model, on CUDA when there is a device and on CPU otherwise.
 //
-//   foak_model_bench --config bench/configs/llama-3.2-1b.json --batch 4 --seq 2048
+//   foak_model_bench --config bench/models/llama-3.2-1b --batch 4 --seq 2048
 //       --dtype bf16 --steps 10 --warmup 3 [--json OUT] [--seed S] [--device cpu|cuda]
 //
 // --config takes a config.json file or a model folder holding one.

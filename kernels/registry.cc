@@ -55,6 +55,16 @@ absl::StatusOr<KernelSet> ParseKernelSet(const std::vector<std::string>& names) 
   return set;
 }
 
+std::string KernelSetLabel(const KernelSet& set) {
+  if (set.empty()) return "none";
+  KernelSet foak;
+  foak.rms_norm = foak.rope = foak.swiglu = foak.cross_entropy = true;
+  if (set == foak) return "foak";
+  foak.fused_linear_cross_entropy = true;
+  if (set == foak) return "all";
+  return absl::StrJoin(set.Names(), "+");
+}
+
 std::string KernelSetString(const KernelSet& set) {
   return set.empty() ? "none" : absl::StrJoin(set.Names(), ", ");
 }

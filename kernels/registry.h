@@ -49,6 +49,10 @@ absl::StatusOr<KernelSet> ParseKernelSet(const std::vector<std::string>& names);
 // "rms_norm, rope, ..." or "none".
 std::string KernelSetString(const KernelSet& set);
 
+// A short label for tables: "none", "foak", "all", or the op names joined by
+// '+' ("rms_norm+rope").
+std::string KernelSetLabel(const KernelSet& set);
+
 }  // namespace foak
 
 #endif  // FOAK_KERNELS_REGISTRY_H_

@@ -421,16 +421,16 @@ bench() {  # bench NAME CONFIG B T [KERNELS] [ACTIVATION_CHECKPOINTING on|off]
 if ! wanted bench; then
   :
 elif [ -x "$BENCH_BIN" ]; then
-  bench bench_1b_4x2048 bench/configs/llama-3.2-1b.json 4 2048
-  bench bench_1b_4x2048_foak bench/configs/llama-3.2-1b.json 4 2048 foak
-  bench bench_1b_4x2048_all bench/configs/llama-3.2-1b.json 4 2048 all
-  bench bench_1b_16x512 bench/configs/llama-3.2-1b.json 16 512
-  bench bench_1b_16x512_all bench/configs/llama-3.2-1b.json 16 512 all
-  bench bench_1b_4x2048_all_ac bench/configs/llama-3.2-1b.json 4 2048 all on
-  bench bench_1b_16x2048_all_ac bench/configs/llama-3.2-1b.json 16 2048 all on
+  bench bench_1b_4x2048 bench/models/llama-3.2-1b 4 2048
+  bench bench_1b_4x2048_foak bench/models/llama-3.2-1b 4 2048 foak
+  bench bench_1b_4x2048_all bench/models/llama-3.2-1b 4 2048 all
+  bench bench_1b_16x512 bench/models/llama-3.2-1b 16 512
+  bench bench_1b_16x512_all bench/models/llama-3.2-1b 16 512 all
+  bench bench_1b_4x2048_all_ac bench/models/llama-3.2-1b 4 2048 all on
+  bench bench_1b_16x2048_all_ac bench/models/llama-3.2-1b 16 2048 all on
   if [ "$BENCH_8B" = 1 ]; then
-    bench bench_8b_2x2048 bench/configs/llama-3-8b.json 2 2048
-    bench bench_8b_2x2048_all bench/configs/llama-3-8b.json 2 2048 all
+    bench bench_8b_2x2048 bench/models/llama-3-8b 2 2048
+    bench bench_8b_2x2048_all bench/models/llama-3-8b 2 2048 all
   fi
   # bench.json (all runs) and bench.md (a table beside the transformers anchors).
   python3 - "$OUTDIR" "$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)" \
@@ -450,7 +450,7 @@ lines = [f"# foak_model_bench on {gpu or 'unknown GPU'}", "",
          "|---|---|---|---|---|---|---|---|---|---|---|"]
 for r in runs:
     a = anchors.get((r["batch"], r["seq"]), "") if "1b" in r["config"] else ""
-    lines.append(f"| {r['config'].split('/')[-1]} | {r['batch']} x {r['seq']} | {r.get('kernels', 'none')} | "
+    lines.append(f"| {r['config'].rstrip('/').split('/')[-1]} | {r['batch']} x {r['seq']} | {r.get('kernels', 'none')} | "
                  f"{'on' if r.get('activation_checkpointing') else 'off'} | {r['ms_per_step']:.1f} | "
                  f"{r['tokens_per_s']:.0f} | {r['tflops']:.1f} | {r['pct_of_790_tflops']:.1f} | "
                  f"{r['peak_allocated_gib']:.2f} | {r['loss_first']:.3f}/{r['loss_last']:.3f} | {a} |")

@@ -10,6 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/ascii.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
@@ -172,6 +175,69 @@ absl::Status ParseHyperparameters(ObjectReader& r, Hyperparameters* h) {
   return r.CheckNoUnknownKeys();
 }
 
+// A list of integers >= min (a single integer is taken as a list of one).
+absl::Status IntList(ObjectReader& r, const std::string& key, int64_t min,
+                     std::vector<int64_t>* out) {
+  const Json* v = r.Get(key);
+  if (v == nullptr) return absl::OkStatus();
+  const std::string expected = absl::StrCat("a non-empty list of integers >= ", min);
+  std::vector<Json> items;
+  if (v->is_array()) {
+    items.assign(v->begin(), v->end());
+  } else {
+    items.push_back(*v);
+  }
+  if (items.empty()) return r.BadValue(key, expected);
+  out->clear();
+  for (const Json& item : items) {
+    if (!item.is_number_integer() || item.get<int64_t>() < min) return r.BadValue(key, expected);
+    out->push_back(item.get<int64_t>());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseBench(ObjectReader& b, const Hyperparameters& h, BenchConfig* out) {
+  out->enabled = true;
+  if (const Json* sets = b.Get("kernel_sets"); sets != nullptr) {
+    const char* expected =
+        "a non-empty list of kernel sets, each a string: \"none\", \"foak\", \"all\" or op "
+        "names joined by ',' (e.g. \"rms_norm,rope\")";
+    if (!sets->is_array() || sets->empty()) return b.BadValue("kernel_sets", expected);
+    for (const Json& s : *sets) {
+      if (!s.is_string()) return b.BadValue("kernel_sets", expected);
+      out->kernel_set_names.push_back(s.get<std::string>());
+    }
+  } else {
+    out->kernel_set_names = {"none", "foak", "all"};
+  }
+  for (const std::string& name : out->kernel_set_names) {
+    std::vector<std::string> names;
+    if (name != "none") {
+      for (absl::string_view part : absl::StrSplit(name, ',', absl::SkipWhitespace())) {
+        names.emplace_back(absl::StripAsciiWhitespace(part));
+      }
+    }
+    if (name != "none" && names.empty()) {
+      return b.Error("kernel_sets", absl::StrCat("has an empty entry '", name,
+                                                 "'; write \"none\" for plain LibTorch"));
+    }
+    absl::StatusOr<KernelSet> set = ParseKernelSet(names);
+    if (!set.ok()) {
+      return b.Error("kernel_sets", absl::StrCat("entry '", name, "': ", set.status().message()));
+    }
+    out->kernel_sets.push_back(*set);
+  }
+  out->batch_sizes = {h.batch_size};
+  out->seq_lens = {h.max_seq_len};
+  RETURN_IF_ERROR(IntList(b, "batch_sizes", 1, &out->batch_sizes));
+  RETURN_IF_ERROR(IntList(b, "seq_lens", 2, &out->seq_lens));
+  RETURN_IF_ERROR(b.Int("warmup_steps", 0, &out->warmup_steps));
+  RETURN_IF_ERROR(b.Int("steps", 1, &out->steps));
+  RETURN_IF_ERROR(b.Bool("find_max_batch", &out->find_max_batch));
+  RETURN_IF_ERROR(b.Int("max_batch_limit", 1, &out->max_batch_limit));
+  return b.CheckNoUnknownKeys();
+}
+
 absl::StatusOr<std::string> RequiredPath(ObjectReader& r, const std::string& key,
                                          const std::string& what) {
   std::string value;
@@ -282,13 +348,25 @@ absl::StatusOr<JobConfig> ParseJobConfig(const std::string& json_text, const std
   ASSIGN_OR_RETURN(job.model, RequiredPath(r, "model", "the Hugging Face model folder "
                                                        "(config.json + safetensors)"));
 
+  const Json* bench = r.Get("bench");
   const Json* dataset = r.Get("dataset");
-  if (dataset == nullptr) {
-    return r.Error("dataset", "is required: {\"train\": \"FILE.jsonl\", \"format\": \"auto\"}");
+  if (bench != nullptr) {
+    if (!bench->is_object()) {
+      return r.BadValue("bench", "an object like {\"kernel_sets\": [\"none\", \"foak\", \"all\"]}");
+    }
+    if (dataset != nullptr) {
+      return r.Error("dataset", "is given but this is a benchmark job (\"bench\"), which trains "
+                                "on random tokens; remove dataset, or remove bench to fine-tune");
+    }
+    job.bench.enabled = true;
+  } else {
+    if (dataset == nullptr) {
+      return r.Error("dataset", "is required: {\"train\": \"FILE.jsonl\", \"format\": \"auto\"}");
+    }
+    if (!dataset->is_object()) return r.BadValue("dataset", "an object like {\"train\": \"FILE.jsonl\"}");
+    ObjectReader d(*dataset, source, "dataset");
+    RETURN_IF_ERROR(ParseDataset(d, &job.dataset));
   }
-  if (!dataset->is_object()) return r.BadValue("dataset", "an object like {\"train\": \"FILE.jsonl\"}");
-  ObjectReader d(*dataset, source, "dataset");
-  RETURN_IF_ERROR(ParseDataset(d, &job.dataset));
 
   RETURN_IF_ERROR(r.String("method", &job.method));
   if (job.method.empty()) job.method = "full";
@@ -353,6 +431,14 @@ absl::StatusOr<JobConfig> ParseJobConfig(const std::string& json_text, const std
     }
   }
   RETURN_IF_ERROR(r.Bool("resume_ignore_mismatch", &job.resume_ignore_mismatch));
+  if (bench != nullptr) {
+    ObjectReader b(*bench, source, "bench");
+    RETURN_IF_ERROR(ParseBench(b, job.hyperparameters, &job.bench));
+    if (job.resume_from_checkpoint.mode == ResumeFrom::Mode::kPath) {
+      return r.Error("resume_from_checkpoint", "is a checkpoint path but a benchmark job "
+                                               "starts from random weights; remove it");
+    }
+  }
   // The coordinator's fields (scheduling and bookkeeping; foakd validates
   // them, server/domain/job_spec.h): known here, so one document serves both.
   for (const char* key : {"resources", "priority", "max_restarts", "labels"}) r.Get(key);
@@ -372,6 +458,12 @@ ResumeFrom ParseResumeFlag(const std::string& value) {
     while (resume.path.size() > 1 && resume.path.back() == '/') resume.path.pop_back();
   }
   return resume;
+}
+
+int64_t BenchConfig::PlannedRows() const {
+  const int64_t sets = static_cast<int64_t>(kernel_sets.size());
+  const int64_t seqs = static_cast<int64_t>(seq_lens.size());
+  return seqs * sets * static_cast<int64_t>(batch_sizes.size()) + (find_max_batch ? seqs * sets : 0);
 }
 
 std::string HyperparametersToJson(const Hyperparameters& h) {

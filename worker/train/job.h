@@ -109,6 +109,36 @@ struct ResumeFrom {
   std::string path;  // kPath: absolute after parsing
 };
 
+// bench: the job is a benchmark, not a fine-tune (worker/bench/bench_job.h).
+// It trains the model's architecture from random weights on random tokens
+// (no dataset, no downloads) for every combination of seq_lens x
+// batch_sizes x kernel_sets, with the job's method, precision, LoRA settings
+// and activation checkpointing, and reports per row the tokens per second
+// after warm-up and the peak GPU memory. JSON:
+//   "bench": {"kernel_sets": ["none", "foak", "all"], "batch_sizes": [4],
+//             "seq_lens": [2048], "warmup_steps": 3, "steps": 10,
+//             "find_max_batch": false, "max_batch_limit": 1024}
+struct BenchConfig {
+  bool enabled = false;
+  // Each entry a kernel set as one string: "none", "foak", "all" or op names
+  // joined by ',' ("foak,fused_linear_cross_entropy"). Default none, foak, all.
+  std::vector<std::string> kernel_set_names;
+  std::vector<KernelSet> kernel_sets;  // parsed, same order
+  std::vector<int64_t> batch_sizes;    // >= 1 each; default {hyperparameters.batch_size}
+  std::vector<int64_t> seq_lens;       // >= 2 each; default {hyperparameters.max_seq_len}
+  int64_t warmup_steps = 3;            // >= 0 untimed optimizer steps per row
+  int64_t steps = 10;                  // >= 1 timed optimizer steps per row
+  // Also find, per kernel set and sequence length, the largest batch that
+  // fits on the device (doubling from the largest of batch_sizes, then
+  // bisection), and time it as one more row.
+  bool find_max_batch = false;
+  int64_t max_batch_limit = 1024;      // >= 1: the search never tries more rows
+
+  // Rows the job reports: seq_lens x batch_sizes x kernel_sets, plus one per
+  // kernel set and sequence length with find_max_batch.
+  int64_t PlannedRows() const;
+};
+
 struct JobConfig {
   std::string name;          // optional, for logs
   std::string model;         // Hugging Face model folder (absolute after parsing), required
@@ -128,6 +158,9 @@ struct JobConfig {
   // Resume even when the checkpoint's dataset, model config or hyperparameters
   // differ from this job's (then the run is no longer an exact continuation).
   bool resume_ignore_mismatch = false;
+  // A benchmark job (bench.enabled): `dataset` is absent and `model` needs
+  // only config.json (weights are random).
+  BenchConfig bench;
 
   // Warm-up steps for a run of `max_steps`: warmup_steps when > 0, else
   // ceil(warmup_ratio * max_steps), as transformers' get_warmup_steps.

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <string>
 
+#include "worker/train/bench_result.h"
 #include "worker/train/metrics_writer.h"
 
 namespace foak {
@@ -34,6 +35,9 @@ class TrainObserver {
   virtual void OnEval(const EvalMetrics& metrics) {}
   // After a checkpoint folder (checkpoint-<step>/ or final/) is committed.
   virtual void OnCheckpoint(int64_t step, const std::string& path) {}
+  // Benchmark jobs only: after each row is appended to bench.jsonl. Such a
+  // job calls OnStart with max_steps = the rows planned and no OnStep.
+  virtual void OnBenchResult(const BenchResult& result) {}
 };
 
 }  // namespace foak
