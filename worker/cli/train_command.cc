@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "common/status_macros.h"
+#include "worker/bench/bench_job.h"
 #include "worker/cli/commands.h"
 #include "worker/report/coordinator_reporter.h"
 #include "worker/train/job.h"
@@ -21,7 +22,9 @@ constexpr char kTrainUsage[] =
     "Fine-tunes the model of a JSON job file (see examples/demo_job.json and\n"
     "worker/train/job.h for every field and its default). Metrics go to stdout and\n"
     "<output_dir>/metrics.jsonl (one JSON line per logged step); the trained model\n"
-    "is written to <output_dir>/final in Hugging Face format.\n"
+    "is written to <output_dir>/final in Hugging Face format. A job with a \"bench\"\n"
+    "object is a benchmark instead: each kernel set timed on random tokens, one\n"
+    "JSON line per row in <output_dir>/bench.jsonl (worker/bench/bench_job.h).\n"
     "  --resume R   overrides the job's resume_from_checkpoint: latest (the newest\n"
     "               complete <output_dir>/checkpoint-<step>, or a fresh start when\n"
     "               there is none), PATH (that checkpoint folder) or none\n"
@@ -39,7 +42,10 @@ absl::Status RunTrain(const Flags& flags) {
   }
   ASSIGN_OR_RETURN(std::unique_ptr<CoordinatorReporter> reporter,
                    CoordinatorReporter::FromEnvironment());
-  const absl::Status status = RunTrainJob(job, stdout, stderr, reporter.get());
+  // A job with a "bench" object is a benchmark (worker/bench/bench_job.h).
+  const absl::Status status = job.bench.enabled
+                                  ? RunBenchJob(job, stdout, stderr, reporter.get())
+                                  : RunTrainJob(job, stdout, stderr, reporter.get());
   if (reporter != nullptr) {
     // Failing to report never fails the run: metrics.jsonl has everything.
     const absl::Status closed = reporter->Close(kReportFlushTimeout);

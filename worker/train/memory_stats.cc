@@ -35,4 +35,21 @@ int64_t PeakReservedBytes(const torch::Device& device) {
   return 0;
 }
 
+void ResetPeakMemory(const torch::Device& device) {
+#if defined(FOAK_WITH_CUDA)
+  if (device.is_cuda()) {
+    c10::cuda::CUDACachingAllocator::resetPeakStats(
+        device.has_index() ? device.index() : c10::cuda::current_device());
+  }
+#endif
+  (void)device;
+}
+
+void ReleaseCachedMemory(const torch::Device& device) {
+#if defined(FOAK_WITH_CUDA)
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  (void)device;
+}
+
 }  // namespace foak

@@ -16,6 +16,13 @@ int64_t PeakMemoryBytes(const torch::Device& device);
 // torch.cuda.max_memory_reserved reports: allocated plus the cache's slack,
 // closer to what nvidia-smi shows); 0 on the CPU.
 int64_t PeakReservedBytes(const torch::Device& device);
+// CUDA: restarts both peaks at the current values (torch.cuda.
+// reset_peak_memory_stats). A no-op on the CPU, whose RSS peak cannot be reset.
+void ResetPeakMemory(const torch::Device& device);
+// CUDA: hands the caching allocator's unused blocks back to the driver
+// (torch.cuda.empty_cache), so one benchmark row's leftovers cannot shape the
+// next row's peak. A no-op on the CPU.
+void ReleaseCachedMemory(const torch::Device& device);
 
 }  // namespace foak
 

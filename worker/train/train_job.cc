@@ -47,22 +47,6 @@ void Info(std::FILE* info, const std::string& message) {
   std::fflush(info);
 }
 
-TrainerOptions MakeTrainerOptions(const JobConfig& job, int64_t max_steps) {
-  const Hyperparameters& h = job.hyperparameters;
-  TrainerOptions options;
-  options.precision = h.precision;
-  options.schedule.type = h.lr_scheduler;
-  options.schedule.base_lr = h.learning_rate;
-  options.schedule.warmup_steps = job.WarmupSteps(max_steps);
-  options.schedule.max_steps = max_steps;
-  options.schedule.min_lr_ratio = h.min_lr_ratio;
-  options.weight_decay = h.weight_decay;
-  options.adam_beta1 = h.adam_beta1;
-  options.adam_beta2 = h.adam_beta2;
-  options.adam_epsilon = h.adam_epsilon;
-  options.max_grad_norm = h.max_grad_norm;
-  return options;
-}
 
 // Builds the model uninitialised on `device` (bf16 for pure bf16, else fp32:
 // bf16-mixed takes its fp32 masters from it) and loads the weights into it
@@ -141,6 +125,23 @@ int64_t TestExitAfterCheckpoint() {
 }
 
 }  // namespace
+
+TrainerOptions MakeTrainerOptions(const JobConfig& job, int64_t max_steps) {
+  const Hyperparameters& h = job.hyperparameters;
+  TrainerOptions options;
+  options.precision = h.precision;
+  options.schedule.type = h.lr_scheduler;
+  options.schedule.base_lr = h.learning_rate;
+  options.schedule.warmup_steps = job.WarmupSteps(max_steps);
+  options.schedule.max_steps = max_steps;
+  options.schedule.min_lr_ratio = h.min_lr_ratio;
+  options.weight_decay = h.weight_decay;
+  options.adam_beta1 = h.adam_beta1;
+  options.adam_beta2 = h.adam_beta2;
+  options.adam_epsilon = h.adam_epsilon;
+  options.max_grad_norm = h.max_grad_norm;
+  return options;
+}
 
 absl::StatusOr<torch::Device> ResolveDevice(const std::string& name) {
   const bool cuda = torch::cuda::is_available();

@@ -41,6 +41,7 @@
 
 #include "absl/status/statusor.h"
 #include "worker/train/job.h"
+#include "worker/train/trainer.h"
 #include "worker/train/train_observer.h"
 
 namespace foak {
@@ -48,6 +49,10 @@ namespace foak {
 // "auto" | "cpu" | "cuda" | "cuda:N"; FAILED_PRECONDITION when CUDA is asked
 // for and absent.
 absl::StatusOr<torch::Device> ResolveDevice(const std::string& name);
+
+// The trainer settings of `job` (precision, AdamW, clipping, the learning-rate
+// schedule over `max_steps`).
+TrainerOptions MakeTrainerOptions(const JobConfig& job, int64_t max_steps);
 
 // `metrics_echo` receives the metrics lines (stdout in the CLI), `info` the
 // human-readable progress messages (stderr); either may be null. `observer`
