@@ -31,7 +31,9 @@
 # train_gpu (scripts/check_gpu_train.py), ctest_cpu (every other test, against LibTorch 2.11), kernel_bench (each fused op vs its composite), bench
 # (Llama-3.2-1B shape, bf16: 4x2048 and 16x512; --bench-8b adds the
 # Llama-3-8B shape at 2x2048). --skip takes a comma-separated list of
-# ctest_gpu, hf_load, peft_load, train_gpu, ctest_cpu, kernel_bench, bench (e.g. on a rerun after a fix).
+# ctest_gpu, hf_load, peft_load, train_gpu, ctest_cpu, kernel_bench, bench,
+# bench_e2e (e.g. on a rerun after a fix). bench_e2e (scripts/bench_e2e.sh)
+# compares foak through foakd with transformers on the same card.
 # The bundle is unpacked again only when it changed (a stamp in the prefix),
 # so a rerun on a still-warm machine rebuilds incrementally.
 set -uo pipefail
@@ -150,6 +152,8 @@ finish() {
   [ -f "$LOGS/train_gpu.log" ] && { echo "--- train_gpu ---"; grep -v "^\[" "$LOGS/train_gpu.log" | tail -12; }
   [ -f "$OUTDIR/kernel_bench.md" ] && { echo "--- kernel_bench ---"; grep -E "foak|ceilings|accuracy" "$OUTDIR/kernel_bench.md"; }
   [ -f "$OUTDIR/bench.md" ] && { echo "--- bench ---"; cat "$OUTDIR/bench.md"; }
+  [ -f "$OUTDIR/bench_e2e.md" ] && { echo "--- bench_e2e ---"; cat "$OUTDIR/bench_e2e.md"; }
+  [ -f "$LOGS/bench_e2e.log" ] && { echo "--- bench_e2e (log tail) ---"; tail -15 "$LOGS/bench_e2e.log"; }
   for f in "$LOGS"/bench_*.log; do
     [ -f "$f" ] || continue
     grep -q "tokens/s" "$f" || { echo "--- $(basename "$f") (tail) ---"; tail -8 "$f"; }
@@ -459,6 +463,22 @@ print("\n".join(lines))
 PY
 else
   skip_step bench "no $BENCH_BIN (build failed?)"
+fi
+
+# ---------------------------------------------------------- bench_e2e -----
+# Issue 6's comparison (scripts/bench_e2e.sh): foak's benchmark jobs through
+# foakd + `foakctl bench` beside bench/hf_peer.py (transformers) on the same
+# card; OUTDIR gets bench_e2e.md, bench_e2e.json and bench_e2e.png, the raw
+# rows and logs go into logs.tar.gz. BENCH_E2E_ARGS adds arguments (e.g.
+# "--max-batch --shapes 1b_2048").
+if ! wanted bench_e2e; then
+  :
+elif [ -x "$WORKER_BIN" ]; then
+  export BENCH_WORK="$LOGS/bench_e2e"
+  # shellcheck disable=SC2086
+  run_step bench_e2e 560 bash "$REPO/scripts/bench_e2e.sh" "$OUTDIR" --build "$BUILD" ${BENCH_E2E_ARGS:-}
+else
+  skip_step bench_e2e "no $WORKER_BIN (build failed?)"
 fi
 
 # Exit status: 0 only when every recorded step passed.

@@ -40,6 +40,12 @@
 #define FOAK_TORCH_HAS_SDPA 0
 #define FOAK_TORCH_HAS_FUSED_ADAMW 0
 #endif
+// _foreach_norm with an output dtype and _foreach_mul_ by a tensor: 2.4+.
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+#define FOAK_TORCH_HAS_FOREACH_NORM_DTYPE 1
+#else
+#define FOAK_TORCH_HAS_FOREACH_NORM_DTYPE 0
+#endif
 
 namespace foak::compat {
 
@@ -117,6 +123,33 @@ inline void FusedAdamWStep(const std::vector<at::Tensor>& params,
   (void)options;
   TORCH_CHECK(false, "FusedAdamWStep needs LibTorch >= 2 (at::_fused_adamw_); this is LibTorch ",
               TORCH_VERSION, ": use the per-tensor AdamW update instead");
+#endif
+}
+
+// The 2-norm of each tensor as an fp32 scalar tensor, whatever the tensors'
+// dtype. LibTorch 2.4+: multi-tensor kernels (a handful of launches for
+// hundreds of tensors, as torch.nn.utils.clip_grad_norm_(foreach=True));
+// older: one norm per tensor.
+inline std::vector<at::Tensor> NormsFp32(const std::vector<at::Tensor>& tensors) {
+#if FOAK_TORCH_HAS_FOREACH_NORM_DTYPE
+  return at::_foreach_norm(tensors, 2, at::kFloat);
+#else
+  std::vector<at::Tensor> norms;
+  norms.reserve(tensors.size());
+  for (const at::Tensor& t : tensors) {
+    norms.push_back(at::linalg_vector_norm(t, 2, c10::nullopt, false, at::kFloat));
+  }
+  return norms;
+#endif
+}
+
+// tensors[i] *= factor (a 0-dim fp32 tensor on their device), without a
+// host synchronisation; multi-tensor on LibTorch 2.4+.
+inline void ScaleInPlace(const std::vector<at::Tensor>& tensors, const at::Tensor& factor) {
+#if FOAK_TORCH_HAS_FOREACH_NORM_DTYPE
+  at::_foreach_mul_(tensors, factor);
+#else
+  for (const at::Tensor& t : tensors) t.mul_(factor.to(t.scalar_type()));
 #endif
 }
 
