@@ -19,7 +19,9 @@
 
 namespace foak::client {
 
-enum class OutputFormat { kTable, kJson };
+// -o: table (default), json, or markdown (only commands with
+// Command::markdown, e.g. bench's results table for docs).
+enum class OutputFormat { kTable, kJson, kMarkdown };
 
 struct CommandContext {
   CommandContext(std::ostream& out_stream, std::ostream& err_stream, const FlagSet& parsed_flags,
@@ -51,12 +53,14 @@ struct Command {
   std::string description;  // paragraph(s) of `foakctl NAME --help`
   void (*add_flags)(FlagSet* flags);
   absl::StatusOr<int> (*run)(CommandContext& ctx);
+  bool markdown = false;  // accepts -o markdown
 };
 
 // The commands of each group, in the order `foakctl --help` lists them.
 std::vector<Command> JobCommands();    // submit, list, get, cancel, checkpoints
 std::vector<Command> WatchCommands();  // watch, logs
 std::vector<Command> FileCommands();   // upload, files, delete-file
+std::vector<Command> BenchCommands();  // bench
 
 }  // namespace foak::client
 

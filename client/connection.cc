@@ -1,7 +1,10 @@
 #include "client/connection.h"
 
 #include <chrono>
+#include <cstdint>
+#include <random>
 
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "client/errors.h"
 #include "grpcpp/create_channel.h"
@@ -45,6 +48,23 @@ absl::Status Connection::Call(bool retryable,
     absl::SleepFor(backoff);
     backoff *= 2;
   }
+}
+
+std::string NewRequestId() {
+  std::random_device random;  // /dev/urandom on Linux
+  uint8_t b[16];
+  for (int i = 0; i < 16; i += 4) {
+    const uint32_t r = random();
+    for (int k = 0; k < 4; ++k) b[i + k] = static_cast<uint8_t>(r >> (8 * k));
+  }
+  b[6] = (b[6] & 0x0f) | 0x40;  // version 4
+  b[8] = (b[8] & 0x3f) | 0x80;  // RFC 4122 variant
+  std::string hex;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) hex += '-';
+    absl::StrAppendFormat(&hex, "%02x", b[i]);
+  }
+  return hex;
 }
 
 }  // namespace foak::client

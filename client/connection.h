@@ -56,6 +56,10 @@ class Connection {
   std::unique_ptr<foak::v1::FileService::Stub> files_;
 };
 
+// A random (version 4) UUID, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx": the
+// request_id of a CreateJob that may be retried.
+std::string NewRequestId();
+
 }  // namespace foak::client
 
 #endif  // FOAK_CLIENT_CONNECTION_H_

@@ -6,6 +6,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "client/errors.h"
 
 namespace foak::client {
@@ -145,6 +146,22 @@ absl::StatusOr<double> FlagSet::GetDouble(const std::string& name, double fallba
   double out = 0;
   if (!absl::SimpleAtod(value, &out)) {
     return UsageError(absl::StrCat("--", name, ": expected a number, got '", value, "'"));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<int64_t>> FlagSet::GetIntList(const std::string& name,
+                                                          int64_t min) const {
+  std::vector<int64_t> out;
+  if (!IsSet(name)) return out;
+  const std::string value = Get(name);
+  for (absl::string_view item : absl::StrSplit(value, ',')) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(item, &v) || v < min) {
+      return UsageError(absl::StrCat("--", name, ": '", value,
+                                     "' is not a comma-separated list of integers >= ", min));
+    }
+    out.push_back(v);
   }
   return out;
 }

@@ -52,6 +52,9 @@ class FlagSet {
   bool GetBool(const std::string& name) const;
   absl::StatusOr<int64_t> GetInt(const std::string& name, int64_t fallback) const;
   absl::StatusOr<double> GetDouble(const std::string& name, double fallback) const;
+  // A comma-separated list of integers, each >= `min` ("4,16"); empty when
+  // the flag was not given. Anything else is a usage error naming the flag.
+  absl::StatusOr<std::vector<int64_t>> GetIntList(const std::string& name, int64_t min) const;
 
   // The generated help: usage, description, flags, global flags.
   std::string Help() const;

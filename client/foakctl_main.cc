@@ -20,7 +20,7 @@ namespace {
 
 constexpr char kExitCodesHelp[] =
     "Exit codes:\n"
-    "  0  success (watch, submit --watch: the job SUCCEEDED)\n"
+    "  0  success (watch, submit --watch, bench: the job SUCCEEDED)\n"
     "  1  any other error\n"
     "  2  usage error: bad flags or arguments, a job file that does not parse\n"
     "  3  not found: no job or file with that id\n"
@@ -34,13 +34,14 @@ void AddGlobalFlags(FlagSet* flags) {
   flags->BeginGlobalFlags();
   flags->AddValue("server", 0, "HOST:PORT",
                   absl::StrCat("foakd's address (default $FOAK_SERVER, else ", kDefaultServer, ")"));
-  flags->AddValue("output", 'o', "table|json", "output format (default table)");
+  flags->AddValue("output", 'o', "table|json",
+                  "output format (default table; bench: also markdown)");
   flags->AddValue("timeout", 0, "SECONDS", "deadline of each request (default 30)");
 }
 
 std::vector<Command> AllCommands() {
   std::vector<Command> all = JobCommands();
-  for (auto group : {WatchCommands(), FileCommands()}) {
+  for (auto group : {WatchCommands(), BenchCommands(), FileCommands()}) {
     all.insert(all.end(), group.begin(), group.end());
   }
   return all;
@@ -69,6 +70,7 @@ std::string TopLevelHelp(const std::vector<Command>& commands) {
                   "\nExamples:\n"
                   "  foakctl upload data/train.jsonl\n"
                   "  foakctl submit -f job.yaml --watch\n"
+                  "  foakctl bench --model /models/llama-3.2-1b --batch 4 --seq 2048\n"
                   "  foakctl list --state running\n"
                   "  foakctl logs job-0123456789abcdef -f\n");
   return out;
@@ -144,9 +146,13 @@ int FoakctlMain(int argc, char** argv, std::ostream& out, std::ostream& err,
   const std::string format = flags.Get("output", "table");
   if (format == "json") {
     output = OutputFormat::kJson;
+  } else if (format == "markdown" && command->markdown) {
+    output = OutputFormat::kMarkdown;
   } else if (format != "table") {
-    return ReportError(UsageError(absl::StrCat("-o: '", format, "' is not an output format; use table or json")),
-                       err, "", name);
+    const absl::Status bad = UsageError(
+        absl::StrCat("-o: '", format, "' is not an output format of ", name, "; use table",
+                     command->markdown ? ", json or markdown" : " or json"));
+    return ReportError(bad, err, "", name);
   }
   absl::StatusOr<double> timeout_s = flags.GetDouble("timeout", 30);
   if (timeout_s.ok() && !(*timeout_s > 0)) timeout_s = UsageError("--timeout: must be > 0 seconds");

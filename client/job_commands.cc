@@ -7,12 +7,10 @@
 // (a repeat would fail with FAILED_PRECONDITION after the first succeeded).
 #include <algorithm>
 #include <cstdint>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "client/command.h"
 #include "client/errors.h"
@@ -28,24 +26,6 @@ namespace foak::client {
 namespace {
 
 using foak::v1::Job;
-
-// A random (version 4) UUID: "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx".
-std::string NewRequestId() {
-  std::random_device random;  // /dev/urandom on Linux
-  uint8_t b[16];
-  for (int i = 0; i < 16; i += 4) {
-    const uint32_t r = random();
-    for (int k = 0; k < 4; ++k) b[i + k] = static_cast<uint8_t>(r >> (8 * k));
-  }
-  b[6] = (b[6] & 0x0f) | 0x40;  // version 4
-  b[8] = (b[8] & 0x3f) | 0x80;  // RFC 4122 variant
-  std::string hex;
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) hex += '-';
-    absl::StrAppendFormat(&hex, "%02x", b[i]);
-  }
-  return hex;
-}
 
 // The single positional argument `what` (e.g. "ID") of a command.
 absl::StatusOr<std::string> OneArgument(const CommandContext& ctx, const std::string& what) {

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <vector>
@@ -16,12 +17,42 @@
 namespace foak::client {
 namespace {
 
-// Every flag that fills a JobSpec field, for AnyJobSpecFlagSet.
-const char* const kSpecFlags[] = {
-    "name",       "model",        "train",          "validation", "format",  "method",
-    "lora-r",     "lora-alpha",   "learning-rate",  "max-steps",  "epochs",  "batch-size",
-    "max-seq-len", "kernels",     "gpus",           "priority",   "max-restarts",
-    "output-dir", "label"};
+struct SpecFlag {
+  const char* name;
+  const char* value_name;
+  const char* help;
+  bool repeated;
+};
+
+// Every flag that fills a JobSpec field, in the order of the help.
+constexpr SpecFlag kSpecFlags[] = {
+    {"name", "NAME", "job name", false},
+    {"model", "DIR", "Hugging Face model folder on foakd's host", false},
+    {"train", "PATH|FILE_ID", "training data: a JSONL path or an uploaded file id", false},
+    {"validation", "PATH|FILE_ID", "validation data (JSONL path or file id)", false},
+    {"format", "FORMAT", "dataset format: auto|text|alpaca|prompt_completion|chat", false},
+    {"method", "full|lora", "fine-tuning method", false},
+    {"lora-r", "N", "LoRA rank (implies --method lora when unset)", false},
+    {"lora-alpha", "X", "LoRA alpha (implies --method lora when unset)", false},
+    {"lora-dropout", "X", "LoRA dropout (implies --method lora when unset)", false},
+    {"lora-target-modules", "all-linear|A,B",
+     "projections LoRA adapts, e.g. q_proj,v_proj (implies --method lora when unset)", false},
+    {"learning-rate", "X", "peak learning rate", false},
+    {"max-steps", "N", "optimizer steps (0 = from --epochs)", false},
+    {"epochs", "X", "passes over the training data", false},
+    {"batch-size", "N", "sequences per micro-batch", false},
+    {"max-seq-len", "N", "longest sequence in tokens", false},
+    {"precision", "bf16-mixed|bf16|fp32", "training precision (default bf16-mixed)", false},
+    {"kernels", "A,B", "FOAK fused ops (rms_norm,rope,swiglu,... or foak|all)", false},
+    {"gpus", "N", "GPUs of one host (0 = CPU job)", false},
+    {"priority", "P", "higher runs first (default 0)", false},
+    {"max-restarts", "N", "relaunches from the latest checkpoint before failing", false},
+    {"output-dir", "DIR", "where checkpoints and the final model go", false},
+    {"label", "KEY=VALUE", "a label on the job", true},
+};
+
+constexpr const char* kLoraFlags[] = {"lora-r", "lora-alpha", "lora-dropout",
+                                      "lora-target-modules"};
 
 absl::StatusOr<int32_t> GetInt32(const FlagSet& flags, const std::string& name) {
   ASSIGN_OR_RETURN(const int64_t v, flags.GetInt(name, 0));
@@ -31,44 +62,71 @@ absl::StatusOr<int32_t> GetInt32(const FlagSet& flags, const std::string& name) 
   return static_cast<int32_t>(v);
 }
 
+// --lora-target-modules: "all-linear" stays a string, anything else is a list.
+absl::Status SetTargetModules(const std::string& value, foak::v1::LoraSpec* lora) {
+  google::protobuf::Value* out = lora->mutable_target_modules();
+  if (absl::StripAsciiWhitespace(value) == "all-linear") {
+    out->set_string_value("all-linear");
+    return absl::OkStatus();
+  }
+  google::protobuf::ListValue* list = out->mutable_list_value();
+  for (absl::string_view name : absl::StrSplit(value, ',')) {
+    name = absl::StripAsciiWhitespace(name);
+    if (name.empty()) {
+      return UsageError(absl::StrCat("--lora-target-modules: '", value,
+                                     "' has an empty name; give all-linear or projection names "
+                                     "joined by ',' (q_proj,k_proj,v_proj,o_proj,gate_proj,"
+                                     "up_proj,down_proj)"));
+    }
+    list->add_values()->set_string_value(std::string(name));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
+void AddJobSpecFlags(FlagSet* flags, const std::vector<std::string>& names) {
+  for (const SpecFlag& f : kSpecFlags) {
+    if (std::find(names.begin(), names.end(), f.name) == names.end()) continue;
+    if (f.repeated) {
+      flags->AddRepeated(f.name, 0, f.value_name, f.help);
+    } else {
+      flags->AddValue(f.name, 0, f.value_name, f.help);
+    }
+  }
+}
+
 void AddJobSpecFlags(FlagSet* flags) {
-  flags->AddValue("name", 0, "NAME", "job name");
-  flags->AddValue("model", 0, "DIR", "Hugging Face model folder on foakd's host");
-  flags->AddValue("train", 0, "PATH|FILE_ID", "training data: a JSONL path or an uploaded file id");
-  flags->AddValue("validation", 0, "PATH|FILE_ID", "validation data (JSONL path or file id)");
-  flags->AddValue("format", 0, "FORMAT", "dataset format: auto|text|alpaca|prompt_completion|chat");
-  flags->AddValue("method", 0, "full|lora", "fine-tuning method");
-  flags->AddValue("lora-r", 0, "N", "LoRA rank (implies --method lora when unset)");
-  flags->AddValue("lora-alpha", 0, "X", "LoRA alpha (implies --method lora when unset)");
-  flags->AddValue("learning-rate", 0, "X", "peak learning rate");
-  flags->AddValue("max-steps", 0, "N", "optimizer steps (0 = from --epochs)");
-  flags->AddValue("epochs", 0, "X", "passes over the training data");
-  flags->AddValue("batch-size", 0, "N", "sequences per micro-batch");
-  flags->AddValue("max-seq-len", 0, "N", "longest sequence in tokens");
-  flags->AddValue("kernels", 0, "A,B", "FOAK fused ops (rms_norm,rope,swiglu,... or foak|all)");
-  flags->AddValue("gpus", 0, "N", "GPUs of one host (0 = CPU job)");
-  flags->AddValue("priority", 0, "P", "higher runs first (default 0)");
-  flags->AddValue("max-restarts", 0, "N", "relaunches from the latest checkpoint before failing");
-  flags->AddValue("output-dir", 0, "DIR", "where checkpoints and the final model go");
-  flags->AddRepeated("label", 0, "KEY=VALUE", "a label on the job");
+  std::vector<std::string> all;
+  for (const SpecFlag& f : kSpecFlags) all.push_back(f.name);
+  AddJobSpecFlags(flags, all);
 }
 
 bool AnyJobSpecFlagSet(const FlagSet& flags) {
-  for (const char* name : kSpecFlags) {
-    if (flags.IsSet(name)) return true;
+  for (const SpecFlag& f : kSpecFlags) {
+    if (flags.IsSet(f.name)) return true;
   }
   return false;
 }
 
 absl::Status ApplyJobSpecFlags(const FlagSet& flags, foak::v1::JobSpec* spec) {
-  if (flags.IsSet("name")) spec->set_name(flags.Get("name"));
-  if (flags.IsSet("model")) spec->set_model(flags.Get("model"));
-  if (flags.IsSet("train")) spec->mutable_dataset()->set_train(flags.Get("train"));
-  if (flags.IsSet("validation")) spec->mutable_dataset()->set_validation(flags.Get("validation"));
-  if (flags.IsSet("format")) spec->mutable_dataset()->set_format(flags.Get("format"));
-  if (flags.IsSet("method")) {
+  std::vector<std::string> all;
+  for (const SpecFlag& f : kSpecFlags) all.push_back(f.name);
+  return ApplyJobSpecFlags(flags, all, spec);
+}
+
+absl::Status ApplyJobSpecFlags(const FlagSet& flags, const std::vector<std::string>& names,
+                               foak::v1::JobSpec* spec) {
+  // Given on the command line and one of `names`.
+  auto given = [&](const char* name) {
+    return flags.IsSet(name) && std::find(names.begin(), names.end(), name) != names.end();
+  };
+  if (given("name")) spec->set_name(flags.Get("name"));
+  if (given("model")) spec->set_model(flags.Get("model"));
+  if (given("train")) spec->mutable_dataset()->set_train(flags.Get("train"));
+  if (given("validation")) spec->mutable_dataset()->set_validation(flags.Get("validation"));
+  if (given("format")) spec->mutable_dataset()->set_format(flags.Get("format"));
+  if (given("method")) {
     const std::string method = absl::AsciiStrToLower(flags.Get("method"));
     if (method != "full" && method != "lora") {
       return UsageError(absl::StrCat("--method: '", flags.Get("method"),
@@ -76,65 +134,87 @@ absl::Status ApplyJobSpecFlags(const FlagSet& flags, foak::v1::JobSpec* spec) {
     }
     spec->set_method(method);
   }
-  if (flags.IsSet("lora-r")) {
+  if (given("lora-r")) {
     ASSIGN_OR_RETURN(const int64_t r, flags.GetInt("lora-r", 0));
     spec->mutable_lora()->set_r(r);
   }
-  if (flags.IsSet("lora-alpha")) {
+  if (given("lora-alpha")) {
     ASSIGN_OR_RETURN(const double alpha, flags.GetDouble("lora-alpha", 0));
     spec->mutable_lora()->set_alpha(alpha);
   }
-  if ((flags.IsSet("lora-r") || flags.IsSet("lora-alpha")) && spec->method().empty()) {
-    spec->set_method("lora");
+  if (given("lora-dropout")) {
+    ASSIGN_OR_RETURN(const double dropout, flags.GetDouble("lora-dropout", 0));
+    spec->mutable_lora()->set_dropout(dropout);
+  }
+  if (given("lora-target-modules")) {
+    RETURN_IF_ERROR(SetTargetModules(flags.Get("lora-target-modules"), spec->mutable_lora()));
+  }
+  for (const char* lora_flag : kLoraFlags) {
+    if (!given(lora_flag)) continue;
+    if (spec->method().empty()) spec->set_method("lora");
+    if (spec->method() != "lora") {
+      return UsageError(absl::StrCat("--", lora_flag, ": LoRA settings need --method lora; the "
+                                     "job's method is ", spec->method()));
+    }
   }
   const bool had_hyperparameters = spec->has_hyperparameters();
   foak::v1::Hyperparameters* h = spec->mutable_hyperparameters();
-  if (flags.IsSet("learning-rate")) {
+  if (given("learning-rate")) {
     ASSIGN_OR_RETURN(const double v, flags.GetDouble("learning-rate", 0));
     h->set_learning_rate(v);
   }
-  if (flags.IsSet("max-steps")) {
+  if (given("max-steps")) {
     ASSIGN_OR_RETURN(const int64_t v, flags.GetInt("max-steps", 0));
     h->set_max_steps(v);
   }
-  if (flags.IsSet("epochs")) {
+  if (given("epochs")) {
     ASSIGN_OR_RETURN(const double v, flags.GetDouble("epochs", 0));
     h->set_epochs(v);
   }
-  if (flags.IsSet("batch-size")) {
+  if (given("batch-size")) {
     ASSIGN_OR_RETURN(const int64_t v, flags.GetInt("batch-size", 0));
     h->set_batch_size(v);
   }
-  if (flags.IsSet("max-seq-len")) {
+  if (given("max-seq-len")) {
     ASSIGN_OR_RETURN(const int64_t v, flags.GetInt("max-seq-len", 0));
     h->set_max_seq_len(v);
   }
+  if (given("precision")) {
+    const std::string precision = flags.Get("precision");
+    if (precision != "bf16-mixed" && precision != "bf16" && precision != "fp32") {
+      return UsageError(absl::StrCat("--precision: '", precision,
+                                     "' is not a precision; use bf16-mixed, bf16 or fp32"));
+    }
+    h->set_precision(precision);
+  }
   if (!had_hyperparameters && h->ByteSizeLong() == 0) spec->clear_hyperparameters();
-  if (flags.IsSet("kernels")) {
+  if (given("kernels")) {
     spec->clear_kernels();
     for (absl::string_view k : absl::StrSplit(flags.Get("kernels"), ',', absl::SkipWhitespace())) {
       spec->add_kernels(std::string(absl::StripAsciiWhitespace(k)));
     }
   }
-  if (flags.IsSet("gpus")) {
+  if (given("gpus")) {
     ASSIGN_OR_RETURN(const int32_t v, GetInt32(flags, "gpus"));
     spec->mutable_resources()->set_gpus(v);
   }
-  if (flags.IsSet("priority")) {
+  if (given("priority")) {
     ASSIGN_OR_RETURN(const int32_t v, GetInt32(flags, "priority"));
     spec->set_priority(v);
   }
-  if (flags.IsSet("max-restarts")) {
+  if (given("max-restarts")) {
     ASSIGN_OR_RETURN(const int32_t v, GetInt32(flags, "max-restarts"));
     spec->set_max_restarts(v);
   }
-  if (flags.IsSet("output-dir")) spec->set_output_dir(flags.Get("output-dir"));
-  for (const std::string& label : flags.GetAll("label")) {
-    const size_t eq = label.find('=');
-    if (eq == std::string::npos || eq == 0) {
-      return UsageError(absl::StrCat("--label: '", label, "' is not KEY=VALUE"));
+  if (given("output-dir")) spec->set_output_dir(flags.Get("output-dir"));
+  if (given("label")) {
+    for (const std::string& label : flags.GetAll("label")) {
+      const size_t eq = label.find('=');
+      if (eq == std::string::npos || eq == 0) {
+        return UsageError(absl::StrCat("--label: '", label, "' is not KEY=VALUE"));
+      }
+      (*spec->mutable_labels())[label.substr(0, eq)] = label.substr(eq + 1);
     }
-    (*spec->mutable_labels())[label.substr(0, eq)] = label.substr(eq + 1);
   }
   return absl::OkStatus();
 }

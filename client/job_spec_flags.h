@@ -13,6 +13,7 @@
 #define FOAK_CLIENT_JOB_SPEC_FLAGS_H_
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -21,15 +22,25 @@
 
 namespace foak::client {
 
-// Declares --name, --model, --train, ... on `flags`.
+// Declares --name, --model, --train, ... on `flags` (submit: all of them).
 void AddJobSpecFlags(FlagSet* flags);
+// Declares only the flags in `names` ("model", "lora-r", ...), in the order
+// of the full list; a command calls it once per group to order its help
+// (bench declares a few and has its own --kernels).
+void AddJobSpecFlags(FlagSet* flags, const std::vector<std::string>& names);
 
 // True when any of the flags of AddJobSpecFlags was given.
 bool AnyJobSpecFlagSet(const FlagSet& flags);
 
 // Sets the fields named by the given flags. A malformed value (not a number,
-// --method other than full|lora, --label without '=') is a usage error.
+// --method other than full|lora, --precision other than bf16-mixed|bf16|fp32,
+// --label without '=') is a usage error, and so is a LoRA flag with method
+// full (one with no method implies lora).
 absl::Status ApplyJobSpecFlags(const FlagSet& flags, foak::v1::JobSpec* spec);
+// The same for the flags in `names` only, whoever declared them (bench
+// declares --precision and --gpus itself, for its own defaults in the help).
+absl::Status ApplyJobSpecFlags(const FlagSet& flags, const std::vector<std::string>& names,
+                               foak::v1::JobSpec* spec);
 
 // "file-" followed by 16 lowercase hex digits.
 bool IsUploadedFileId(absl::string_view value);

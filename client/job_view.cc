@@ -68,8 +68,36 @@ std::string TimeText(const google::protobuf::Timestamp& ts, absl::Time now, absl
   return absl::StrCat(FormatTimestamp(ts, tz), " (", FormatAge(now - ToTime(ts)), " ago)");
 }
 
-std::string ProgressText(const foak::v1::JobProgress& p) {
+// A benchmark job's settings: "kernel sets none | foak | all  batch 4,16  seq 2048 ...".
+std::string BenchText(const foak::v1::BenchSpec& b) {
+  std::string out = absl::StrCat("kernel sets ", b.kernel_sets().empty()
+                                                     ? "none | foak | all"
+                                                     : absl::StrJoin(b.kernel_sets(), " | "));
+  if (!b.batch_sizes().empty()) {
+    absl::StrAppend(&out, "  batch ", absl::StrJoin(b.batch_sizes(), ","));
+  }
+  if (!b.seq_lens().empty()) absl::StrAppend(&out, "  seq ", absl::StrJoin(b.seq_lens(), ","));
+  if (b.has_warmup_steps()) absl::StrAppend(&out, "  warmup ", b.warmup_steps());
+  if (b.has_steps()) absl::StrAppend(&out, "  steps ", b.steps());
+  if (b.find_max_batch()) {
+    absl::StrAppend(&out, "  find max batch");
+    if (b.has_max_batch_limit()) absl::StrAppend(&out, " (up to ", b.max_batch_limit(), ")");
+  }
+  return out;
+}
+
+std::string ProgressText(const foak::v1::JobProgress& p, bool bench) {
   if (p.step() == 0 && p.max_steps() == 0) return "";
+  if (bench) {  // rows done / planned and the newest row's figures
+    std::string out = absl::StrCat("rows ", StepCell(p));
+    if (p.tokens_per_second() > 0) {
+      absl::StrAppend(&out, "  ", FormatThousands(std::llround(p.tokens_per_second())), " tok/s");
+    }
+    if (p.peak_memory_bytes() > 0) {
+      absl::StrAppend(&out, "  mem ", FormatBytes(p.peak_memory_bytes()));
+    }
+    return out;
+  }
   std::string out = absl::StrCat("step ", StepCell(p), "  loss ", FormatLoss(p.loss()));
   if (p.has_eval_loss()) absl::StrAppend(&out, "  eval_loss ", FormatLoss(p.eval_loss()));
   if (p.learning_rate() > 0) absl::StrAppend(&out, absl::StrFormat("  lr %.3g", p.learning_rate()));
@@ -93,8 +121,8 @@ std::vector<std::string> JobTableRow(const Job& job, absl::Time now) {
   return {job.id(),
           job.spec().name(),
           StateName(job.state()),
-          StepCell(p),
-          has_progress && p.step() > 0 ? FormatLoss(p.loss()) : "",
+          StepCell(p),  // a benchmark job: rows done/planned, no loss worth showing
+          has_progress && p.step() > 0 && !job.spec().has_bench() ? FormatLoss(p.loss()) : "",
           p.tokens_per_second() > 0 ? FormatThousands(std::llround(p.tokens_per_second())) : "",
           IsSet(job.create_time()) ? FormatAge(now - ToTime(job.create_time())) : "",
           job.reason()};
@@ -119,7 +147,11 @@ std::string JobDetails(const Job& job, absl::Time now, absl::TimeZone tz) {
   }
   add("Format", spec.dataset().format());
   add("Method", MethodText(spec));
-  add("Kernels", spec.kernels().empty() ? "none (plain LibTorch)" : absl::StrJoin(spec.kernels(), ","));
+  if (spec.has_bench()) {
+    add("Benchmark", BenchText(spec.bench()));
+  } else {
+    add("Kernels", spec.kernels().empty() ? "none (plain LibTorch)" : absl::StrJoin(spec.kernels(), ","));
+  }
   add("Hyperparameters", SetHyperparameters(spec.hyperparameters()));
   add("GPUs", absl::StrCat(spec.resources().gpus()));
   add("Priority", absl::StrCat(spec.priority()));
@@ -129,7 +161,7 @@ std::string JobDetails(const Job& job, absl::Time now, absl::TimeZone tz) {
   add("Labels", absl::StrJoin(labels, ", ", absl::PairFormatter("=")));
   add("Created", TimeText(job.create_time(), now, tz));
   add("Updated", TimeText(job.update_time(), now, tz));
-  add("Progress", ProgressText(job.progress()));
+  add("Progress", ProgressText(job.progress(), spec.has_bench()));
   add("Request id", job.request_id());
 
   size_t width = 0;

@@ -15,10 +15,12 @@ namespace foak::client {
 // The header of `foakctl list`.
 std::vector<std::string> JobTableHeader();
 
-// ID, NAME, STATE, STEP (step/max), LOSS, TOKENS/S, AGE, REASON.
+// ID, NAME, STATE, STEP (step/max), LOSS, TOKENS/S, AGE, REASON. A benchmark
+// job's STEP counts its rows (done/planned) and its LOSS stays empty.
 std::vector<std::string> JobTableRow(const foak::v1::Job& job, absl::Time now);
 
-// The `foakctl get` view: "Field:  value" lines, empty fields left out.
+// The `foakctl get` view: "Field:  value" lines, empty fields left out (a
+// benchmark job shows its settings and its progress in rows).
 std::string JobDetails(const foak::v1::Job& job, absl::Time now, absl::TimeZone tz);
 
 }  // namespace foak::client

@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "client/bench_format.h"
 #include "client/errors.h"
 #include "client/event_stream.h"
 #include "client/format.h"
@@ -39,14 +40,15 @@ std::string StateText(Job::State state, const std::string& reason, const std::st
   return line;
 }
 
-// Prints the events of one watch in table mode, keeping the live progress
-// line (on a terminal) below the other lines.
+// Prints the events of one watch as lines, keeping the live progress line
+// (on a terminal) below the other lines.
 class WatchPrinter {
  public:
-  explicit WatchPrinter(CommandContext& ctx) : ctx_(ctx) {}
+  WatchPrinter(std::ostream& out, bool tty, absl::TimeZone time_zone)
+      : out_(out), tty_(tty), time_zone_(time_zone) {}
 
-  absl::Status Print(const JobEvent& event) {
-    const std::string clock = FormatClock(event.time(), ctx_.time_zone);
+  void Print(const JobEvent& event) {
+    const std::string clock = FormatClock(event.time(), time_zone_);
     const std::string prefix = clock.empty() ? "" : clock + "  ";
     switch (event.event_case()) {
       case JobEvent::kState: {
@@ -59,11 +61,11 @@ class WatchPrinter {
       case JobEvent::kMetrics:
         if (event.metrics().rank() != 0) break;
         progress_.AddMetrics(event.metrics());
-        if (ctx_.out_is_tty) {
-          ctx_.out << "\r" << progress_.Text() << kClearToEol;
+        if (tty_) {
+          out_ << "\r" << progress_.Text() << kClearToEol;
           live_shown_ = true;
         } else {
-          ctx_.out << progress_.Text() << "\n";
+          out_ << progress_.Text() << "\n";
         }
         break;
       case JobEvent::kEval: {
@@ -79,32 +81,43 @@ class WatchPrinter {
                                event.checkpoint().path()),
                   true);
         break;
+      case JobEvent::kBench: {
+        const foak::v1::BenchResult& b = event.bench();
+        PrintLine(absl::StrCat(prefix, "bench ", b.index() + 1, "/", b.total(), "  ",
+                               BenchRowText(b)),
+                  true);
+        break;
+      }
       default:
         break;
     }
-    ctx_.out.flush();
-    return absl::OkStatus();
+    out_.flush();
   }
 
   // Leaves the live line on screen and moves below it.
   void EndLiveLine() {
-    if (live_shown_) ctx_.out << "\n";
+    if (live_shown_) out_ << "\n";
     live_shown_ = false;
   }
+
+  // A whole line, e.g. the final state when the stream did not bring it.
+  void PrintLine(const std::string& line) { PrintLine(line, false); }
 
  private:
   // Prints a whole line above the live one: clear it, print, redraw it.
   void PrintLine(const std::string& line, bool redraw) {
-    if (live_shown_) ctx_.out << "\r" << kClearToEol;
+    if (live_shown_) out_ << "\r" << kClearToEol;
     live_shown_ = false;
-    ctx_.out << line << "\n";
-    if (redraw && ctx_.out_is_tty && progress_.has_metrics()) {
-      ctx_.out << progress_.Text() << kClearToEol;
+    out_ << line << "\n";
+    if (redraw && tty_ && progress_.has_metrics()) {
+      out_ << progress_.Text() << kClearToEol;
       live_shown_ = true;
     }
   }
 
-  CommandContext& ctx_;
+  std::ostream& out_;
+  const bool tty_;
+  const absl::TimeZone time_zone_;
   ProgressLine progress_;
   bool live_shown_ = false;
 };
@@ -184,22 +197,34 @@ absl::StatusOr<int> RunLogs(CommandContext& ctx) {
 }  // namespace
 
 absl::StatusOr<int> WatchJobToEnd(CommandContext& ctx, const std::string& job_id, int64_t after_seq) {
+  FollowOptions options;
+  options.lines = &ctx.out;
+  options.lines_tty = ctx.out_is_tty;
+  options.json_events = ctx.json();
+  return FollowJob(ctx, job_id, after_seq, options);
+}
+
+absl::StatusOr<int> FollowJob(CommandContext& ctx, const std::string& job_id, int64_t after_seq,
+                              const FollowOptions& follow) {
   EventStream::Options options;
-  options.kinds = {"state", "metrics", "eval", "checkpoint"};
+  options.kinds = {"state", "metrics", "eval", "checkpoint", "bench"};
   options.after_seq = after_seq;
   options.reconnect_budget = ctx.reconnect_budget;
   options.reconnect_backoff = ctx.reconnect_backoff;
   EventStream stream(ctx.connection, job_id, options, ctx.err);
-  WatchPrinter printer(ctx);
+  std::ostream& lines = follow.lines != nullptr ? *follow.lines : ctx.out;
+  WatchPrinter printer(lines, follow.lines_tty, ctx.time_zone);
   Job::State final_state = Job::STATE_UNSPECIFIED;
   absl::Status status = stream.Run([&](const JobEvent& event) {
     if (event.has_state() && IsFinalState(event.state().state())) final_state = event.state().state();
-    if (ctx.json()) {
+    if (follow.json_events) {
       ctx.out << ToJson(event, /*pretty=*/false) << "\n";
       ctx.out.flush();
-      return absl::OkStatus();
+    } else {
+      printer.Print(event);
     }
-    return printer.Print(event);
+    if (event.has_bench() && follow.on_bench) follow.on_bench(event.bench());
+    return absl::OkStatus();
   });
   printer.EndLiveLine();
   RETURN_IF_ERROR(status);
@@ -217,7 +242,7 @@ absl::StatusOr<int> WatchJobToEnd(CommandContext& ctx, const std::string& job_id
                                               StateName(job.state()), "; watch it again"));
     }
     final_state = job.state();
-    if (!ctx.json()) ctx.out << StateText(job.state(), job.reason(), job.message()) << "\n";
+    if (!follow.json_events) printer.PrintLine(StateText(job.state(), job.reason(), job.message()));
   }
   return ExitCodeForFinalState(final_state);
 }
@@ -225,9 +250,10 @@ absl::StatusOr<int> WatchJobToEnd(CommandContext& ctx, const std::string& job_id
 std::vector<Command> WatchCommands() {
   return {
       {"watch", "follow a job's progress until it ends", "watch ID [--after-seq N] [flags]",
-       "Prints state changes, evaluations and checkpoints as lines and the training\n"
-       "progress as a live line (rewritten in place on a terminal):\n"
+       "Prints state changes, evaluations, checkpoints and benchmark rows as lines and\n"
+       "the training progress as a live line (rewritten in place on a terminal):\n"
        "  RUNNING  step 40/160  loss 2.013  1,234 tok/s  mem 1.2 GiB  ETA 1m12s\n"
+       "  18:45:40  bench 2/9  foak  4 x 2048  67,890 tok/s  +34.2%  peak 12.34 GiB\n"
        "-o json prints one JSON object per event. Survives foakd restarts (reconnects\n"
        "for up to 60 s). Exit code: 0 SUCCEEDED, 4 FAILED, 5 CANCELLED.",
        WatchFlags, RunWatch},

@@ -166,7 +166,7 @@ stop_foakd
 GPU="$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)"
 python3 "$REPO/bench/bench_table.py" "$FOAK_ROWS" "$HF_ROWS" --targets \
   --markdown "$OUTDIR/bench_e2e.md" --json "$OUTDIR/bench_e2e.json" \
-  --plot "$OUTDIR/bench_e2e.png" --title "foak vs transformers on ${GPU:-GPU} ($(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null))" \
+  --plot "$OUTDIR/bench_e2e.png" --title "foak vs transformers on ${GPU:-GPU} (${FOAK_COMMIT:-$(cd "$REPO" && git rev-parse --short HEAD 2>/dev/null)})" \
   > /dev/null 2> "$WORK/table.log" || { status=1; log "bench_table failed"; cat "$WORK/table.log" >&2; }
 [ -f "$OUTDIR/bench_e2e.md" ] && cat "$OUTDIR/bench_e2e.md"
 exit $status

@@ -30,6 +30,8 @@ std::string KindOf(const JobEvent& e) {
       return "checkpoint";
     case JobEvent::kLog:
       return "log";
+    case JobEvent::kBench:
+      return "bench";
     default:
       return "";
   }
@@ -241,6 +243,16 @@ foak::v1::JobEvent StateEvent(const std::string& job_id, int64_t seq, Job::State
   e.mutable_state()->set_state(state);
   e.mutable_state()->set_reason(reason);
   e.mutable_state()->set_message(message);
+  return e;
+}
+
+foak::v1::JobEvent BenchEvent(const std::string& job_id, int64_t seq,
+                              const foak::v1::BenchResult& row) {
+  JobEvent e;
+  e.set_job_id(job_id);
+  e.set_seq(seq);
+  e.mutable_time()->set_seconds(1700000000 + seq);
+  *e.mutable_bench() = row;
   return e;
 }
 

@@ -101,9 +101,11 @@ class FakeFoakd {
   std::string address_;
 };
 
-// A JobEvent helper for scripts.
+// JobEvent helpers for scripts; the event's time is 1700000000 + seq seconds.
 foak::v1::JobEvent StateEvent(const std::string& job_id, int64_t seq, foak::v1::Job::State state,
                               const std::string& reason, const std::string& message);
+foak::v1::JobEvent BenchEvent(const std::string& job_id, int64_t seq,
+                              const foak::v1::BenchResult& row);
 
 }  // namespace foak::client::testing
 

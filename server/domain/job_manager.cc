@@ -40,8 +40,9 @@ int FreePort() {
 }
 
 std::optional<JobProgressInfo> ProgressFromEvents(const std::optional<JobEvent>& metrics,
-                                                  const std::optional<JobEvent>& eval) {
-  if (!metrics.has_value() && !eval.has_value()) return std::nullopt;
+                                                  const std::optional<JobEvent>& eval,
+                                                  const std::optional<JobEvent>& bench) {
+  if (!metrics.has_value() && !eval.has_value() && !bench.has_value()) return std::nullopt;
   JobProgressInfo p;
   try {
     if (metrics.has_value()) {
@@ -53,6 +54,21 @@ std::optional<JobProgressInfo> ProgressFromEvents(const std::optional<JobEvent>&
       p.tokens_per_second = m.value("tokens_per_second", 0.0);
       p.peak_memory_bytes = m.value("peak_memory_bytes", int64_t{0});
       p.elapsed_s = m.value("elapsed_s", 0.0);
+    } else if (bench.has_value()) {
+      // A benchmark job: rows done out of rows planned, the newest row's figures
+      // (as JobManager::OnWorkerReport keeps them live).
+      Json b = Json::parse(bench->payload_json);
+      p.step = b.value("index", int64_t{0}) + 1;
+      p.max_steps = b.value("total", int64_t{0});
+      const bool ran = b.value("status", std::string()) == "ok";
+      // value() throws on a null (a non-finite number stored as null).
+      auto number = [&b](const char* key) {
+        auto it = b.find(key);
+        return it != b.end() && it->is_number() ? it->get<double>() : 0.0;
+      };
+      p.loss = number("loss_last");
+      p.tokens_per_second = ran ? number("tokens_per_second") : 0;
+      p.peak_memory_bytes = b.value("peak_allocated_bytes", int64_t{0});
     }
     if (eval.has_value()) p.eval_loss = Json::parse(eval->payload_json).value("eval_loss", 0.0);
   } catch (const Json::exception&) {
@@ -136,7 +152,11 @@ absl::StatusOr<JobView> JobManager::View(JobRecord record) {
   if (!view.progress.has_value() && !record.id.empty() && record.state != JobState::kQueued) {
     ASSIGN_OR_RETURN(std::optional<JobEvent> metrics, store_->LastEvent(record.id, "metrics"));
     ASSIGN_OR_RETURN(std::optional<JobEvent> eval, store_->LastEvent(record.id, "eval"));
-    view.progress = ProgressFromEvents(metrics, eval);
+    std::optional<JobEvent> bench;
+    if (!metrics.has_value()) {  // only a benchmark job has "bench" events and no "metrics"
+      ASSIGN_OR_RETURN(bench, store_->LastEvent(record.id, "bench"));
+    }
+    view.progress = ProgressFromEvents(metrics, eval, bench);
   }
   view.record = std::move(record);
   return view;

@@ -44,6 +44,7 @@
 #include "server/launch/launcher.h"
 #include "server/storage/file_store.h"
 #include "server/storage/job_store.h"
+#include "worker/train/bench_result.h"
 
 namespace foak {
 
@@ -57,7 +58,9 @@ struct JobManagerOptions {
   std::function<int64_t()> now_ms;  // default: the system clock
 };
 
-// The latest progress of a job (its newest "metrics" and "eval" events).
+// The latest progress of a job (its newest "metrics" and "eval" events; for
+// a benchmark job its newest "bench" event: step = rows done, max_steps =
+// rows planned, tokens/s and peak memory of the newest row that ran).
 struct JobProgressInfo {
   int64_t step = 0;
   int64_t max_steps = 0;
@@ -77,7 +80,7 @@ struct JobView {
 
 // One report of a worker (WorkerService), as plain data.
 struct WorkerReportInput {
-  enum class Kind { kStarted, kMetrics, kEval, kCheckpoint };
+  enum class Kind { kStarted, kMetrics, kEval, kCheckpoint, kBench };
   std::string job_id;
   int64_t attempt = 0;
   int64_t rank = 0;
@@ -103,6 +106,9 @@ struct WorkerReportInput {
   double eval_s = 0;
   // kCheckpoint (step above too)
   std::string checkpoint_path;
+  // kBench: one row of a benchmark job (stored as a "bench" event with the
+  // field names of bench.jsonl, BenchResultToJson).
+  BenchResult bench;
 };
 
 class JobManager {

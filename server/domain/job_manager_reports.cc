@@ -1,9 +1,16 @@
 // JobManager, the workers' side: their reports (WorkerService), their log
 // lines and their exits (the launcher's callbacks), each turned into events
 // and state changes. The API side and scheduling are in job_manager.cc.
+//
+// A benchmark job's rows arrive as kBench reports: each is stored as a
+// "bench" event (a bench.jsonl line: BenchResultToJson's field names, which
+// are also foak.v1.BenchResult's) and advances the job's progress as a logged
+// step does, rows done out of rows planned.
+#include <algorithm>
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "server/domain/job_manager.h"
@@ -20,6 +27,42 @@ std::string SafeDump(const Json& j) { return j.dump(-1, ' ', false, Json::error_
 
 // JSON numbers must be finite; a NaN loss is reported as null.
 Json Finite(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); }
+
+// True for a benchmark job's spec (it has a "bench" object).
+bool IsBenchSpec(const std::string& spec_json) {
+  const Json spec = Json::parse(spec_json, nullptr, /*allow_exceptions=*/false);
+  return spec.is_object() && spec.contains("bench") && !spec["bench"].is_null();
+}
+
+// A "bench" event's payload: the row with bench.jsonl's field names;
+// pct_change is null when the row has none (the baseline kernel set).
+std::string BenchPayload(const BenchResult& b) {
+  Json j = {{"index", b.index},
+            {"total", b.total},
+            {"framework", b.framework},
+            {"model", b.model},
+            {"method", b.method},
+            {"kernels", b.kernels},
+            {"gpus", b.gpus},
+            {"batch", b.batch},
+            {"seq", b.seq},
+            {"precision", b.precision},
+            {"activation_checkpointing", b.activation_checkpointing},
+            {"status", b.status},
+            {"error", b.error},
+            {"tokens_per_second", Finite(b.tokens_per_second)},
+            {"pct_change", b.pct_change.has_value() ? Finite(*b.pct_change) : Json(nullptr)},
+            {"ms_per_step", Finite(b.ms_per_step)},
+            {"peak_allocated_bytes", b.peak_allocated_bytes},
+            {"peak_reserved_bytes", b.peak_reserved_bytes},
+            {"loss_first", Finite(b.loss_first)},
+            {"loss_last", Finite(b.loss_last)},
+            {"warmup_steps", b.warmup_steps},
+            {"steps", b.steps},
+            {"max_batch", b.max_batch},
+            {"device", b.device}};
+  return SafeDump(j);
+}
 
 }  // namespace
 
@@ -54,8 +97,11 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
   const bool first = job.state == JobState::kStarting;
   if (first && r.kind != WorkerReportInput::Kind::kCheckpoint) {
     RETURN_IF_ERROR(Transition(r.job_id, JobState::kRunning, "Running",
-                               r.device.empty() ? "the worker reports progress"
-                                                : absl::StrCat("training on ", r.device))
+                               r.device.empty()
+                                   ? "the worker reports progress"
+                                   : absl::StrCat(IsBenchSpec(job.spec_json) ? "benchmarking on "
+                                                                             : "training on ",
+                                                  r.device))
                         .status());
   }
   switch (r.kind) {
@@ -124,6 +170,31 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
       Notify(r.job_id);
       return absl::OkStatus();
     }
+    case WorkerReportInput::Kind::kBench: {
+      const BenchResult& b = r.bench;
+      RETURN_IF_ERROR(Append(r.job_id, "bench", BenchPayload(b)).status());
+      // The newest row's figures, as a step report gives the newest step's
+      // (a row that did not run, e.g. out of memory, has none).
+      const bool ran = b.status == "ok";
+      JobProgressSample s;
+      s.step = std::max<int64_t>(b.index + 1, 0);
+      s.max_steps = b.total;
+      s.loss = b.loss_last;
+      s.tokens_per_second = ran ? b.tokens_per_second : 0;
+      s.peak_memory_bytes = b.peak_allocated_bytes;
+      s.tokens = ran ? b.batch * b.seq * (b.warmup_steps + b.steps) : 0;
+      {
+        absl::MutexLock lock(&mu_);
+        JobProgressInfo& p = progress_[r.job_id];
+        p.step = s.step;
+        if (s.max_steps > 0) p.max_steps = s.max_steps;
+        p.loss = s.loss;
+        p.tokens_per_second = s.tokens_per_second;
+        p.peak_memory_bytes = s.peak_memory_bytes;
+      }
+      if (metrics_ != nullptr) metrics_->OnJobProgress(r.job_id, s);
+      return absl::OkStatus();
+    }
   }
   return absl::OkStatus();
 }
@@ -148,7 +219,10 @@ void JobManager::OnExit(const LaunchOutcome& outcome) {
                                                            : outcome.message);
     } else if (outcome.state == JobState::kSucceeded) {  // also when it beat a cancel
       (void)Transition(outcome.job_id, JobState::kSucceeded, "Completed",
-                       absl::StrCat("training finished; output in ", OutputDir(*job)));
+                       IsBenchSpec(job->spec_json)
+                           ? absl::StrCat("benchmark finished; rows in ",
+                                          JoinPath(OutputDir(*job), "bench.jsonl"))
+                           : absl::StrCat("training finished; output in ", OutputDir(*job)));
     } else if (outcome.retryable && job->restarts < job->max_restarts) {
       (void)Transition(outcome.job_id, JobState::kQueued, "Restarting",
                        absl::StrCat("restart ", job->restarts + 1, " of ", job->max_restarts,

@@ -193,13 +193,20 @@ absl::StatusOr<Json> WorkerView(const std::string& spec_json, const JobSpecConte
                                "the coordinator's host");
   }
   RETURN_IF_ERROR(CheckAbsoluteFile(model->get<std::string>(), "model", /*folder=*/true));
-  auto dataset = root.find("dataset");
-  if (dataset == root.end() || !dataset->is_object()) {
-    return FieldError("dataset", "is required: {\"train\": PATH or FILE_ID, \"validation\": ...}");
+  // A benchmark job trains on random tokens: no dataset to resolve. One that
+  // names a dataset anyway goes to the worker's parser as it is, which refuses
+  // it saying why (so does an ill-formed bench object).
+  const auto bench = root.find("bench");
+  if (bench == root.end() || bench->is_null()) {
+    auto dataset = root.find("dataset");
+    if (dataset == root.end() || !dataset->is_object()) {
+      return FieldError("dataset", "is required: {\"train\": PATH or FILE_ID, \"validation\": ...}"
+                                   " (or a \"bench\" object for a benchmark job)");
+    }
+    std::vector<std::string>* ids = prepared != nullptr ? &prepared->file_ids : nullptr;
+    RETURN_IF_ERROR(ResolveDatasetFile(*dataset, "train", true, context, ids));
+    RETURN_IF_ERROR(ResolveDatasetFile(*dataset, "validation", false, context, ids));
   }
-  std::vector<std::string>* ids = prepared != nullptr ? &prepared->file_ids : nullptr;
-  RETURN_IF_ERROR(ResolveDatasetFile(*dataset, "train", true, context, ids));
-  RETURN_IF_ERROR(ResolveDatasetFile(*dataset, "validation", false, context, ids));
   if (auto it = root.find("output_dir"); it != root.end() && !it->is_null()) {
     if (!it->is_string()) return BadValue("output_dir", *it, "an absolute folder path");
     const std::string dir = it->get<std::string>();

@@ -11,7 +11,10 @@
 //     ("file-..."), which it resolves; a relative path is refused because it
 //     would be relative to foakd's folder, not the user's;
 //   - `device` is its choice (from resources.gpus), so a spec may only leave
-//     it empty or "auto".
+//     it empty or "auto";
+//   - a benchmark job (a `bench` object) has no dataset, and its `model`
+//     folder needs only config.json (the weights are random); the worker's
+//     parser refuses one that names a dataset.
 // The stored spec keeps the user's values (file ids stay ids); WorkerJobJson
 // makes the worker's file for one launch: ids replaced by paths, output_dir
 // filled in, device set, and resume_from_checkpoint "latest" on restarts so a

@@ -39,7 +39,7 @@ struct JobEvent {
   std::string job_id;
   int64_t seq = 0;
   int64_t time_ms = 0;
-  std::string kind;          // "state", "metrics", "checkpoint", "log"
+  std::string kind;          // "state", "metrics", "eval", "checkpoint", "log", "bench"
   std::string payload_json;  // the event body
 };
 

@@ -172,11 +172,42 @@ absl::StatusOr<foak::v1::JobEvent> ToProtoEvent(const JobEvent& e) {
     if (status.ok()) SetTimestamp(e.time_ms, out.mutable_checkpoint()->mutable_time());
   } else if (e.kind == "log") {
     status = ParseInto(e.payload_json, out.mutable_log());
+  } else if (e.kind == "bench") {
+    status = ParseInto(e.payload_json, out.mutable_bench());
   } else {
     status = absl::InternalError(absl::StrCat("unknown event kind '", e.kind, "'"));
   }
   if (!status.ok()) return status;
   return out;
+}
+
+BenchResult FromProtoBench(const foak::v1::BenchResult& b) {
+  BenchResult r;
+  r.index = b.index();
+  r.total = b.total();
+  r.framework = b.framework();
+  r.model = b.model();
+  r.method = b.method();
+  r.kernels = b.kernels();
+  r.gpus = b.gpus();
+  r.batch = b.batch();
+  r.seq = b.seq();
+  r.precision = b.precision();
+  r.activation_checkpointing = b.activation_checkpointing();
+  r.status = b.status();
+  r.error = b.error();
+  r.tokens_per_second = b.tokens_per_second();
+  if (b.has_pct_change()) r.pct_change = b.pct_change();
+  r.ms_per_step = b.ms_per_step();
+  r.peak_allocated_bytes = b.peak_allocated_bytes();
+  r.peak_reserved_bytes = b.peak_reserved_bytes();
+  r.loss_first = b.loss_first();
+  r.loss_last = b.loss_last();
+  r.warmup_steps = b.warmup_steps();
+  r.steps = b.steps();
+  r.max_batch = b.max_batch();
+  r.device = b.device();
+  return r;
 }
 
 }  // namespace foak

@@ -23,6 +23,8 @@ std::optional<JobState> FromProtoState(foak::v1::Job::State state);
 
 absl::StatusOr<foak::v1::Job> ToProtoJob(const JobView& view);
 absl::StatusOr<foak::v1::JobEvent> ToProtoEvent(const JobEvent& event);
+// A worker's benchmark row (WorkerReport.bench), field for field.
+BenchResult FromProtoBench(const foak::v1::BenchResult& bench);
 void SetTimestamp(int64_t time_ms, google::protobuf::Timestamp* out);
 
 }  // namespace foak

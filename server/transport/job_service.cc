@@ -17,7 +17,8 @@ namespace {
 
 constexpr int64_t kWatchBatch = 256;
 const std::set<std::string>& EventKinds() {
-  static const std::set<std::string> kinds = {"state", "metrics", "eval", "checkpoint", "log"};
+  static const std::set<std::string> kinds = {"state", "metrics", "eval", "checkpoint", "log",
+                                              "bench"};
   return kinds;
 }
 
@@ -107,7 +108,7 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
   for (const std::string& k : request->kinds()) {
     if (EventKinds().count(k) == 0) {
       return Invalid(absl::StrCat("kinds contains '", k,
-                                  "'; expected state, metrics, eval, checkpoint or log"));
+                                  "'; expected state, metrics, eval, checkpoint, log or bench"));
     }
     kinds.insert(k);
   }
@@ -204,8 +205,12 @@ grpc::Status WorkerServiceImpl::ReportEvents(grpc::ServerContext* context,
         in.step = report.checkpoint().step();
         in.checkpoint_path = report.checkpoint().path();
         break;
+      case foak::v1::WorkerReport::kBench:
+        in.kind = WorkerReportInput::Kind::kBench;
+        in.bench = FromProtoBench(report.bench());
+        break;
       default:
-        return Invalid("a WorkerReport needs one of started, metrics, eval, checkpoint");
+        return Invalid("a WorkerReport needs one of started, metrics, eval, checkpoint, bench");
     }
     if (absl::Status s = manager_->OnWorkerReport(in); !s.ok()) return ToGrpcStatus(s);
     ++accepted;

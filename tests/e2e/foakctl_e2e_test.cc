@@ -10,7 +10,9 @@
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -159,6 +161,49 @@ TEST_F(FoakctlE2E, WatchSurvivesAFoakdRestart) {
   EXPECT_NE(text.find("SUCCEEDED"), std::string::npos) << text;
   // Nothing printed twice: the final state line appears once.
   EXPECT_EQ(text.find("SUCCEEDED"), text.rfind("SUCCEEDED")) << text;
+}
+
+// `foakctl bench` submits a benchmark job to foakd, which launches the real
+// worker; the rows come back through foakd's events as JSON Lines (-o json)
+// and as the table (-o table), and the job's bench.jsonl holds the same rows.
+TEST_F(FoakctlE2E, BenchThroughFoakd) {
+  testing::FoakdProcess foakd(JoinPath(dir_.path(), "foakd"));
+  ASSERT_TRUE(foakd.Start());
+  const std::string model = std::string(FOAK_SOURCE_DIR) + "/examples/debug_model";
+  const std::string common = "bench --model " + model +
+                             " --kernels none --kernels all --batch 2 --seq 16,24 --steps 2"
+                             " --warmup 1 --precision fp32 --gpus 0";
+  testing::WorkerResult json = Foakctl(foakd.address(), common + " --name e2e-bench -o json",
+                                       dir_.path());
+  ASSERT_EQ(json.exit_code, 0) << json.out << json.err << foakd.Log();
+  std::vector<Json> rows;
+  for (absl::string_view line : absl::StrSplit(json.out, '\n', absl::SkipEmpty())) {
+    rows.push_back(Json::parse(line));
+  }
+  ASSERT_EQ(rows.size(), 4u) << json.out;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    SCOPED_TRACE(rows[i].dump());
+    EXPECT_EQ(rows[i]["index"], static_cast<int>(i));
+    EXPECT_EQ(rows[i]["status"], "ok");
+    EXPECT_EQ(rows[i]["model"], "debug_model");
+    EXPECT_EQ(rows[i]["kernels"], i % 2 == 0 ? "none" : "all");
+    EXPECT_EQ(rows[i]["seq"], i < 2 ? 16 : 24);
+    EXPECT_EQ(rows[i]["device"], "cpu");
+    EXPECT_GT(rows[i]["tokens_per_second"].get<double>(), 0);
+    EXPECT_EQ(rows[i]["pct_change"].is_null(), i % 2 == 0);
+  }
+
+  testing::WorkerResult table = Foakctl(foakd.address(), common, dir_.path());
+  ASSERT_EQ(table.exit_code, 0) << table.out << table.err;
+  EXPECT_NE(table.out.find("tokens/s"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("% change"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("peak GiB"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("debug_model"), std::string::npos) << table.out;
+
+  // The benchmark is a job like any other: it is listed.
+  testing::WorkerResult list = Foakctl(foakd.address(), "list -o json", dir_.path());
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_NE(list.out.find("e2e-bench"), std::string::npos) << list.out;
 }
 
 }  // namespace

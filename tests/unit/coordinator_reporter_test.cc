@@ -2,7 +2,8 @@
 // WorkerService on 127.0.0.1: what a report carries (token metadata, job id,
 // attempt, rank, max_steps filled in from OnStart), their order, that a foakd
 // restart loses nothing that was queued while it was away, that a full queue
-// drops step metrics and never WorkerStarted or checkpoints, that a refused
+// drops step metrics and never WorkerStarted, checkpoints or benchmark rows,
+// that a benchmark row arrives field for field, that a refused
 // token stops the retries at once, and that Close is bounded by its timeout
 // when nothing listens.
 #include "worker/report/coordinator_reporter.h"
@@ -16,6 +17,7 @@
 #include <cstdio>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,6 +60,36 @@ StepMetrics Step(int64_t step, double loss) {
   m.peak_reserved_bytes = 3 << 20;
   m.elapsed_s = 0.1 * static_cast<double>(step);
   return m;
+}
+
+// A benchmark row with every field set to a value of its own.
+BenchResult Row(int32_t index, std::optional<double> pct_change) {
+  BenchResult r;
+  r.index = index;
+  r.total = 6;
+  r.framework = "foak";
+  r.model = "llama-3.2-1b";
+  r.method = "lora";
+  r.kernels = "rms_norm+rope";
+  r.gpus = 2;
+  r.batch = 16;
+  r.seq = 2048;
+  r.precision = "bf16";
+  r.activation_checkpointing = true;
+  r.status = "out_of_memory";
+  r.error = "CUDA out of memory (tried 2.0 GiB)";
+  r.tokens_per_second = 67890.5;
+  r.pct_change = pct_change;
+  r.ms_per_step = 482.75;
+  r.peak_allocated_bytes = int64_t{13} << 30;
+  r.peak_reserved_bytes = int64_t{14} << 30;
+  r.loss_first = 11.75;
+  r.loss_last = 11.5;
+  r.warmup_steps = 3;
+  r.steps = 10;
+  r.max_batch = true;
+  r.device = "cuda:0";
+  return r;
 }
 
 // Waits until `done()` holds, up to `timeout`.
@@ -146,6 +178,55 @@ TEST(CoordinatorReporter, SendsReportsInOrderWithTheTokenAndTheJobIdentity) {
   EXPECT_EQ((*reporter)->stats().enqueued, 4);
 }
 
+TEST(CoordinatorReporter, SendsBenchmarkRowsFieldForField) {
+  FakeFoakd foakd;
+  ASSERT_TRUE(foakd.ok());
+  auto reporter = CoordinatorReporter::Create(TestOptions(foakd.address()));
+  ASSERT_TRUE(reporter.ok()) << reporter.status();
+  (*reporter)->OnStart(6, 0, "cuda:0");  // a bench job: max_steps = the rows planned
+  (*reporter)->OnBenchResult(Row(0, std::nullopt));
+  (*reporter)->OnBenchResult(Row(1, 34.25));
+  ASSERT_TRUE((*reporter)->Close(absl::Seconds(10)).ok());
+
+  const std::vector<v1::WorkerReport> reports = foakd.service().reports();
+  ASSERT_EQ(reports.size(), 3u);
+  EXPECT_EQ(reports[0].started().max_steps(), 6);
+  for (int i = 1; i <= 2; ++i) {
+    ASSERT_EQ(reports[i].report_case(), ReportCase::kBench) << i;
+    EXPECT_EQ(reports[i].job_id(), "job-00112233aabbccdd");
+    EXPECT_EQ(reports[i].attempt(), 2);
+    EXPECT_EQ(reports[i].rank(), 1);
+    const v1::BenchResult& b = reports[i].bench();
+    EXPECT_EQ(b.index(), i - 1);
+    EXPECT_EQ(b.total(), 6);
+    EXPECT_EQ(b.framework(), "foak");
+    EXPECT_EQ(b.model(), "llama-3.2-1b");
+    EXPECT_EQ(b.method(), "lora");
+    EXPECT_EQ(b.kernels(), "rms_norm+rope");
+    EXPECT_EQ(b.gpus(), 2);
+    EXPECT_EQ(b.batch(), 16);
+    EXPECT_EQ(b.seq(), 2048);
+    EXPECT_EQ(b.precision(), "bf16");
+    EXPECT_TRUE(b.activation_checkpointing());
+    EXPECT_EQ(b.status(), "out_of_memory");
+    EXPECT_EQ(b.error(), "CUDA out of memory (tried 2.0 GiB)");
+    EXPECT_EQ(b.tokens_per_second(), 67890.5);
+    EXPECT_EQ(b.ms_per_step(), 482.75);
+    EXPECT_EQ(b.peak_allocated_bytes(), int64_t{13} << 30);
+    EXPECT_EQ(b.peak_reserved_bytes(), int64_t{14} << 30);
+    EXPECT_EQ(b.loss_first(), 11.75);
+    EXPECT_EQ(b.loss_last(), 11.5);
+    EXPECT_EQ(b.warmup_steps(), 3);
+    EXPECT_EQ(b.steps(), 10);
+    EXPECT_TRUE(b.max_batch());
+    EXPECT_EQ(b.device(), "cuda:0");
+  }
+  // pct_change travels only when the row has one (absent for the baseline).
+  EXPECT_FALSE(reports[1].bench().has_pct_change());
+  ASSERT_TRUE(reports[2].bench().has_pct_change());
+  EXPECT_EQ(reports[2].bench().pct_change(), 34.25);
+}
+
 TEST(CoordinatorReporter, ReconnectsAfterAFoakdRestartAndSendsWhatQueuedMeanwhile) {
   auto first = std::make_unique<FakeFoakd>();
   ASSERT_TRUE(first->ok());
@@ -184,6 +265,30 @@ TEST(CoordinatorReporter, ReconnectsAfterAFoakdRestartAndSendsWhatQueuedMeanwhil
   }
   EXPECT_EQ((*reporter)->stats().sent, 5);
   EXPECT_EQ((*reporter)->stats().dropped, 0);
+}
+
+TEST(CoordinatorReporter, FullQueueNeverDropsBenchmarkRows) {
+  const int port = FreePort();
+  CoordinatorReporter::Options options = TestOptions("127.0.0.1:" + std::to_string(port));
+  options.max_queue = 2;
+  auto reporter = CoordinatorReporter::Create(options);
+  ASSERT_TRUE(reporter.ok()) << reporter.status();
+  (*reporter)->OnStart(4, 0, "cpu");
+  (*reporter)->OnStep(Step(1, 3.0));  // a stray step: dropped first
+  for (int i = 0; i < 4; ++i) (*reporter)->OnBenchResult(Row(i, 1.0 * i));
+  EXPECT_EQ((*reporter)->stats().dropped, 1);
+  EXPECT_EQ((*reporter)->stats().enqueued, 6);
+
+  FakeFoakd foakd(port);
+  ASSERT_TRUE(foakd.ok());
+  ASSERT_TRUE((*reporter)->Close(absl::Seconds(10)).ok());
+  const std::vector<v1::WorkerReport> reports = foakd.service().reports();
+  ASSERT_EQ(reports.size(), 5u);
+  EXPECT_EQ(reports[0].report_case(), ReportCase::kStarted);
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(reports[i + 1].report_case(), ReportCase::kBench);
+    EXPECT_EQ(reports[i + 1].bench().index(), i);
+  }
 }
 
 TEST(CoordinatorReporter, FullQueueDropsTheOldestStepMetricsNeverStartedOrCheckpoints) {

@@ -2,6 +2,8 @@
 // SHA-256, local paths, the ETA and the exit-code mapping.
 #include <cstdint>
 #include <limits>
+#include <string>
+#include <vector>
 
 #include "client/errors.h"
 #include "client/flag_set.h"
@@ -124,6 +126,76 @@ TEST(FoakctlFlags, BadFlagsAreUsageErrors) {
   typed.AddValue("limit", 0, "N", "");
   ASSERT_TRUE(typed.Parse({"--limit", "x"}).ok());
   EXPECT_EQ(ExitCodeFor(typed.GetInt("limit", 0).status()), kExitUsage);
+}
+
+TEST(FoakctlFlags, IntListsAreCommaSeparatedWithAMinimum) {
+  FlagSet flags("t", "");
+  flags.AddValue("batch", 0, "N,N", "");
+  flags.AddValue("seq", 0, "N,N", "");
+  ASSERT_TRUE(flags.Parse({"--batch", "4,16"}).ok());
+  EXPECT_EQ(flags.GetIntList("batch", 1).value(), (std::vector<int64_t>{4, 16}));
+  EXPECT_TRUE(flags.GetIntList("seq", 2).value().empty()) << "not given";
+  for (const char* bad : {"4,", "4,,16", "x", "0", "4;16", ""}) {
+    FlagSet f("t", "");
+    f.AddValue("batch", 0, "N,N", "");
+    ASSERT_TRUE(f.Parse({"--batch", bad}).ok());
+    const absl::Status s = f.GetIntList("batch", 1).status();
+    EXPECT_EQ(ExitCodeFor(s), kExitUsage) << bad;
+    EXPECT_NE(s.message().find("--batch: '"), absl::string_view::npos) << s;
+    EXPECT_NE(s.message().find("integers >= 1"), absl::string_view::npos) << s;
+  }
+}
+
+TEST(FoakctlFlags, SharedSpecFlagsForLoraAndPrecision) {
+  FlagSet flags("t", "");
+  AddJobSpecFlags(&flags);
+  ASSERT_TRUE(flags.Parse({"--lora-dropout", "0.1", "--lora-target-modules", "all-linear",
+                           "--precision", "bf16"})
+                  .ok());
+  foak::v1::JobSpec spec;
+  ASSERT_TRUE(ApplyJobSpecFlags(flags, &spec).ok());
+  EXPECT_EQ(spec.method(), "lora") << "implied";
+  EXPECT_DOUBLE_EQ(spec.lora().dropout(), 0.1);
+  EXPECT_EQ(spec.lora().target_modules().string_value(), "all-linear");
+  EXPECT_EQ(spec.hyperparameters().precision(), "bf16");
+
+  // A LoRA flag with method full (from a flag or the job file) is a usage error.
+  foak::v1::JobSpec full;
+  full.set_method("full");
+  FlagSet lora("t", "");
+  AddJobSpecFlags(&lora);
+  ASSERT_TRUE(lora.Parse({"--lora-alpha", "16"}).ok());
+  absl::Status s = ApplyJobSpecFlags(lora, &full);
+  EXPECT_EQ(ExitCodeFor(s), kExitUsage);
+  EXPECT_NE(s.message().find("--lora-alpha: LoRA settings need --method lora"),
+            absl::string_view::npos)
+      << s;
+  FlagSet precision("t", "");
+  AddJobSpecFlags(&precision);
+  ASSERT_TRUE(precision.Parse({"--precision", "fp16"}).ok());
+  s = ApplyJobSpecFlags(precision, &spec);
+  EXPECT_NE(
+      s.message().find("--precision: 'fp16' is not a precision; use bf16-mixed, bf16 or fp32"),
+      absl::string_view::npos)
+      << s;
+}
+
+TEST(FoakctlFlags, ASubsetOfSpecFlags) {
+  FlagSet flags("t", "");
+  AddJobSpecFlags(&flags, {"model", "gpus"});
+  const std::string help = flags.Help();
+  EXPECT_NE(help.find("--model DIR"), std::string::npos);
+  EXPECT_EQ(help.find("--train"), std::string::npos);
+  EXPECT_EQ(ExitCodeFor(flags.Parse({"--train", "/t"})), kExitUsage);
+  // Only the named flags are applied, whoever declared them.
+  FlagSet own("t", "");
+  AddJobSpecFlags(&own, {"model"});
+  own.AddRepeated("kernels", 0, "SET", "");
+  ASSERT_TRUE(own.Parse({"--model", "/m", "--kernels", "rms_norm,rope"}).ok());
+  foak::v1::JobSpec spec;
+  ASSERT_TRUE(ApplyJobSpecFlags(own, {"model"}, &spec).ok());
+  EXPECT_EQ(spec.model(), "/m");
+  EXPECT_TRUE(spec.kernels().empty());
 }
 
 TEST(FoakctlFlags, FindsTheCommandAfterGlobalFlags) {

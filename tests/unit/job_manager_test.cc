@@ -2,11 +2,13 @@
 // launch gets (job file, environment, token), worker reports moving a job to
 // RUNNING and recording progress and checkpoints, exits mapped to states,
 // restarts up to max_restarts, cancel in each state, reconciliation after a
-// foakd restart, worker authorisation, and watchers woken by new events.
+// foakd restart, worker authorisation, watchers woken by new events, and a
+// benchmark job's rows stored as "bench" events that advance its progress.
 #include "server/domain/job_manager.h"
 
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
@@ -168,6 +170,111 @@ TEST_F(JobManagerTest, ReportsDriveStateProgressAndCheckpoints) {
   EXPECT_EQ(State(other), JobState::kStarting) << "the next job starts when the slot frees";
   EXPECT_EQ(manager_->OnWorkerReport(m).code(), absl::StatusCode::kFailedPrecondition)
       << "a finished job takes no reports";
+}
+
+TEST_F(JobManagerTest, BenchRowsAreStoredAsEventsAndAdvanceProgress) {
+  const std::string id = CreateId(Json{{"name", "bench"},
+                                       {"model", model_},
+                                       {"bench", {{"kernel_sets", {"none", "foak", "all"}}}}}
+                                      .dump());
+  ASSERT_FALSE(id.empty());
+  ASSERT_EQ(launcher_->launches().size(), 1u) << manager_->GetJob(id).value().record.message;
+  Json job = Json::parse(ReadFileToString(launcher_->launches()[0].ranks[0].argv[3]).value());
+  EXPECT_FALSE(job.contains("dataset"));
+  EXPECT_EQ(job["bench"]["kernel_sets"].size(), 3u);
+
+  WorkerReportInput started = Report(id, WorkerReportInput::Kind::kStarted);
+  started.max_steps = 3;  // the rows planned
+  started.device = "cpu";
+  ASSERT_TRUE(manager_->OnWorkerReport(started).ok());
+  EXPECT_EQ(State(id), JobState::kRunning);
+  EXPECT_EQ(manager_->GetJob(id).value().record.message, "benchmarking on cpu");
+  auto row = [&](int32_t index, const std::string& kernels) {
+    WorkerReportInput r = Report(id, WorkerReportInput::Kind::kBench);
+    BenchResult& b = r.bench;
+    b.index = index;
+    b.total = 3;
+    b.model = "debug";
+    b.method = "full";
+    b.kernels = kernels;
+    b.batch = 2;
+    b.seq = 64;
+    b.precision = "bf16";
+    b.status = "ok";
+    b.tokens_per_second = 1000.0 * (index + 1);
+    b.ms_per_step = 12.5;
+    b.peak_allocated_bytes = int64_t{3} << 20;
+    b.loss_first = 5.5;
+    b.loss_last = 5.25;
+    b.warmup_steps = 1;
+    b.steps = 2;
+    b.device = "cpu";
+    return r;
+  };
+  ASSERT_TRUE(manager_->OnWorkerReport(row(0, "none")).ok());
+  WorkerReportInput second = row(1, "foak");
+  second.bench.pct_change = 100.0;
+  ASSERT_TRUE(manager_->OnWorkerReport(second).ok());
+  JobView v = manager_->GetJob(id).value();
+  ASSERT_TRUE(v.progress.has_value());
+  EXPECT_EQ(v.progress->step, 2);
+  EXPECT_EQ(v.progress->max_steps, 3);
+  EXPECT_DOUBLE_EQ(v.progress->tokens_per_second, 2000);
+  EXPECT_EQ(v.progress->peak_memory_bytes, int64_t{3} << 20);
+  const std::string rendered = metrics_.Render();
+  EXPECT_NE(rendered.find("foak_job_step{job_id=\"" + id + "\"} 2"), std::string::npos) << rendered;
+  EXPECT_NE(rendered.find("foak_job_max_steps{job_id=\"" + id + "\"} 3"), std::string::npos);
+  // Each of the two rows trained batch x seq x (warm-up + timed steps) tokens.
+  EXPECT_NE(rendered.find("foak_job_tokens_total{job_id=\"" + id + "\"} 768"), std::string::npos)
+      << rendered;
+
+  WorkerReportInput oom = row(2, "all");
+  oom.bench.status = "out_of_memory";
+  oom.bench.error = "CUDA out of memory";
+  oom.bench.tokens_per_second = 0;
+  ASSERT_TRUE(manager_->OnWorkerReport(oom).ok());
+  v = manager_->GetJob(id).value();
+  EXPECT_EQ(v.progress->step, 3);
+  EXPECT_EQ(v.progress->tokens_per_second, 0) << "the newest row did not run";
+
+  std::vector<Json> rows;
+  const std::vector<JobEvent> events = manager_->ListEvents(id, 0, 100).value();
+  for (const JobEvent& e : events) {
+    if (e.kind == "bench") rows.push_back(Json::parse(e.payload_json));
+  }
+  ASSERT_EQ(rows.size(), 3u);
+  // bench.jsonl's field names (BenchResultToJson), all of them; the store's
+  // JSON lists them sorted.
+  std::vector<std::string> keys;
+  for (auto it = rows[1].begin(); it != rows[1].end(); ++it) keys.push_back(it.key());
+  std::vector<std::string> expected = {
+      "activation_checkpointing", "batch", "device", "error", "framework", "gpus", "index",
+      "kernels", "loss_first", "loss_last", "max_batch", "method", "model", "ms_per_step",
+      "pct_change", "peak_allocated_bytes", "peak_reserved_bytes", "precision", "seq",
+      "status", "steps", "tokens_per_second", "total", "warmup_steps"};
+  EXPECT_EQ(keys, expected);
+  EXPECT_TRUE(rows[0]["pct_change"].is_null());
+  EXPECT_EQ(rows[1]["pct_change"], 100.0);
+  EXPECT_EQ(rows[1]["kernels"], "foak");
+  EXPECT_EQ(rows[1]["tokens_per_second"], 2000.0);
+  EXPECT_EQ(rows[2]["status"], "out_of_memory");
+  EXPECT_EQ(rows[2]["error"], "CUDA out of memory");
+
+  // Once the job is over, the progress comes from the stored rows.
+  ASSERT_TRUE(launcher_->Succeed(id).ok());
+  v = manager_->GetJob(id).value();
+  EXPECT_EQ(v.record.state, JobState::kSucceeded);
+  EXPECT_EQ(v.record.message, absl::StrCat("benchmark finished; rows in ",
+                                           JoinPath(v.output_dir, "bench.jsonl")));
+  ASSERT_TRUE(v.progress.has_value());
+  EXPECT_EQ(v.progress->step, 3);
+  EXPECT_EQ(v.progress->max_steps, 3);
+  EXPECT_DOUBLE_EQ(v.progress->loss, 5.25);
+  Open({});  // and after a foakd restart
+  v = manager_->GetJob(id).value();
+  ASSERT_TRUE(v.progress.has_value());
+  EXPECT_EQ(v.progress->step, 3);
+  EXPECT_EQ(v.progress->max_steps, 3);
 }
 
 TEST_F(JobManagerTest, FailuresRestartUpToMaxRestartsThenFail) {

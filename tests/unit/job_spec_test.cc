@@ -1,6 +1,7 @@
 // What foakd accepts as a job spec and the worker job file it writes: the
-// coordinator's own fields, paths on its host, uploaded file ids, and every
-// other field checked by the worker's parser with the field path named.
+// coordinator's own fields, paths on its host, uploaded file ids, benchmark
+// jobs (no dataset), and every other field checked by the worker's parser
+// with the field path named.
 #include "server/domain/job_spec.h"
 
 #include <string>
@@ -138,6 +139,68 @@ TEST_F(JobSpecTest, WorkerJobFileDropsCoordinatorFieldsAndResumesOnRestart) {
   ASSERT_TRUE(MakeDirs(JoinPath(settings.output_dir, "checkpoint-4")).ok());
   EXPECT_EQ(Json::parse(WorkerJobJson(spec.dump(), settings, context_).value())["resume_from_checkpoint"],
             "latest");
+}
+
+// A benchmark job: a model folder (config.json only) and a bench object.
+TEST_F(JobSpecTest, BenchmarkJobNeedsNoDataset) {
+  const Json spec = {{"model", model_},
+                     {"method", "full"},
+                     {"hyperparameters", {{"precision", "bf16"}}},
+                     {"bench",
+                      {{"kernel_sets", {"none", "foak", "rms_norm,rope"}},
+                       {"batch_sizes", {1, 2}},
+                       {"seq_lens", {32}},
+                       {"steps", 2}}},
+                     {"resources", {{"gpus", 1}}}};
+  absl::StatusOr<PreparedJobSpec> p = PrepareJobSpec(spec.dump(), context_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->gpus, 1);
+  EXPECT_TRUE(p->file_ids.empty());
+  EXPECT_EQ(Json::parse(p->spec_json), spec);
+
+  WorkerLaunchSettings settings;
+  settings.output_dir = JoinPath(dir_.path(), "bench-out");
+  settings.device = "cuda";
+  absl::StatusOr<std::string> worker = WorkerJobJson(p->spec_json, settings, context_);
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  const Json w = Json::parse(*worker);
+  EXPECT_FALSE(w.contains("dataset"));
+  EXPECT_EQ(w["bench"], spec["bench"]);
+  EXPECT_EQ(w["output_dir"], settings.output_dir);
+  EXPECT_FALSE(w.contains("resources"));
+}
+
+TEST_F(JobSpecTest, BenchmarkJobErrorsNameTheField) {
+  // A dataset with a bench object: the worker's parser says why it is wrong
+  // (even when the dataset names a file foakd does not have).
+  for (const std::string& train : {train_, std::string("/nonexistent/t.jsonl")}) {
+    const Json spec = {{"model", model_}, {"dataset", {{"train", train}}}, {"bench", Json::object()}};
+    const absl::Status s = Prepare(spec);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    EXPECT_NE(s.message().find("spec: dataset is given but this is a benchmark job"),
+              std::string::npos)
+        << s;
+  }
+  // A kernel set the registry does not know.
+  Json spec = {{"model", model_}, {"bench", {{"kernel_sets", {"none", "rmsnorm"}}}}};
+  absl::Status s = Prepare(spec);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("bench.kernel_sets"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("rmsnorm"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("rms_norm"), std::string::npos) << s;  // what would be right
+  // The model still has to be a folder with config.json on foakd's host.
+  spec = {{"model", dir_.path()}, {"bench", Json::object()}};
+  s = Prepare(spec);
+  EXPECT_NE(s.message().find("has no readable config.json"), std::string::npos) << s;
+  // Neither a dataset nor a bench object.
+  s = Prepare(Json{{"model", model_}});
+  EXPECT_NE(s.message().find("spec: dataset is required"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("bench"), std::string::npos) << s;
+  // Other bench fields are checked by the worker's parser too.
+  s = Prepare(Json{{"model", model_}, {"bench", {{"batch_sizes", {0}}}}});
+  EXPECT_NE(s.message().find("bench.batch_sizes"), std::string::npos) << s;
+  s = Prepare(Json{{"model", model_}, {"bench", {{"step", 3}}}});
+  EXPECT_NE(s.message().find("bench.step"), std::string::npos) << s;
 }
 
 TEST(FileId, Form) {

@@ -1,7 +1,8 @@
 // The transport's conversions: a JobSpec becomes JSON the worker's parser
 // accepts (int64 as numbers, maps as objects, google.protobuf.Value as its
 // JSON, unset fields absent), absl codes map to gRPC codes one to one, stored
-// events become JobEvents, and foakd's --gpus values parse.
+// events become JobEvents (a "bench" row too), a worker's BenchResult becomes
+// the engine's field for field, and foakd's --gpus values parse.
 #include <google/protobuf/util/json_util.h>
 
 #include "gtest/gtest.h"
@@ -10,6 +11,7 @@
 #include "server/transport/grpc_status.h"
 #include "server/transport/job_convert.h"
 #include "server/transport/request_metrics.h"
+#include "worker/train/bench_result.h"
 
 namespace foak {
 namespace {
@@ -39,6 +41,24 @@ TEST(JobSpecToJson, KeepsNumbersMapsValuesAndOnlySetFields) {
   EXPECT_EQ(j["resume_from_checkpoint"], true);
   EXPECT_FALSE(j.contains("output_dir"));
   EXPECT_FALSE(j.contains("device"));
+}
+
+TEST(JobSpecToJson, BenchObjectKeepsItsListsAsNumbers) {
+  foak::v1::JobSpec spec;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(R"({
+      "model": "/m", "bench": {"kernel_sets": ["none", "rms_norm,rope"],
+      "batch_sizes": ["4", 16], "seq_lens": [2048], "steps": "5", "find_max_batch": false}})",
+                                                          &spec)
+                  .ok());
+  Json j = Json::parse(JobSpecToJson(spec));
+  EXPECT_EQ(j["bench"]["kernel_sets"], Json::array({"none", "rms_norm,rope"}));
+  EXPECT_EQ(j["bench"]["batch_sizes"], Json::array({4, 16}));
+  EXPECT_TRUE(j["bench"]["batch_sizes"][0].is_number_integer());
+  EXPECT_EQ(j["bench"]["seq_lens"], Json::array({2048}));
+  EXPECT_EQ(j["bench"]["steps"], 5);
+  EXPECT_EQ(j["bench"]["find_max_batch"], false);  // set explicitly: kept
+  EXPECT_FALSE(j["bench"].contains("warmup_steps"));
+  EXPECT_FALSE(j.contains("dataset"));
 }
 
 TEST(ToGrpcStatus, OneToOneCodesAndMessage) {
@@ -79,6 +99,60 @@ TEST(ToProtoEvent, EachKind) {
   EXPECT_EQ(e.log().rank(), 1);
   EXPECT_EQ(ToProtoEvent({"job-1", 5, 0, "bogus", "{}"}).status().code(),
             absl::StatusCode::kInternal);
+}
+
+// A worker's row on its way: WorkerReport.bench -> the engine's BenchResult ->
+// a stored "bench" event (bench.jsonl's names) -> JobEvent.bench.
+TEST(ToProtoEvent, BenchRowsRoundTrip) {
+  foak::v1::BenchResult in;
+  in.set_index(4);
+  in.set_total(9);
+  in.set_framework("foak");
+  in.set_model("llama-3.2-1b");
+  in.set_method("lora");
+  in.set_kernels("rms_norm+rope");
+  in.set_gpus(2);
+  in.set_batch(24);
+  in.set_seq(2048);
+  in.set_precision("bf16");
+  in.set_activation_checkpointing(true);
+  in.set_status("ok");
+  in.set_error("");
+  in.set_tokens_per_second(67890.5);
+  in.set_pct_change(-3.5);
+  in.set_ms_per_step(724.25);
+  in.set_peak_allocated_bytes(int64_t{40} << 30);
+  in.set_peak_reserved_bytes(int64_t{41} << 30);
+  in.set_loss_first(11.75);
+  in.set_loss_last(11.5);
+  in.set_warmup_steps(3);
+  in.set_steps(10);
+  in.set_max_batch(true);
+  in.set_device("cuda:0");
+  const BenchResult row = FromProtoBench(in);
+  EXPECT_EQ(row.index, 4);
+  EXPECT_EQ(row.kernels, "rms_norm+rope");
+  EXPECT_EQ(row.batch, 24);
+  ASSERT_TRUE(row.pct_change.has_value());
+  EXPECT_EQ(*row.pct_change, -3.5);
+  EXPECT_TRUE(row.max_batch);
+  EXPECT_EQ(row.device, "cuda:0");
+
+  // bench.jsonl's line for the row is a payload ToProtoEvent reads back whole.
+  foak::v1::JobEvent e = ToProtoEvent({"job-1", 7, 0, "bench", BenchResultToJson(row)}).value();
+  ASSERT_EQ(e.event_case(), foak::v1::JobEvent::kBench);
+  EXPECT_EQ(e.bench().SerializeAsString(), in.SerializeAsString());
+
+  // The baseline row: pct_change null means absent.
+  BenchResult baseline = row;
+  baseline.pct_change.reset();
+  baseline.status = "out_of_memory";
+  baseline.error = "CUDA out of memory";
+  e = ToProtoEvent({"job-1", 8, 0, "bench", BenchResultToJson(baseline)}).value();
+  EXPECT_FALSE(e.bench().has_pct_change());
+  EXPECT_EQ(e.bench().status(), "out_of_memory");
+  EXPECT_EQ(e.bench().error(), "CUDA out of memory");
+  EXPECT_FALSE(FromProtoBench(e.bench()).pct_change.has_value());
 }
 
 TEST(ParseGpuList, Values) {

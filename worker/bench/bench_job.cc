@@ -253,6 +253,7 @@ class BenchRun {
     row.steps = bench_.steps;
     row.max_batch = max_batch;
     row.device = device_.str();
+    row.gpus = device_.is_cuda() ? 1 : 0;
     kernel_index_ = kernel_index;
     return row;
   }

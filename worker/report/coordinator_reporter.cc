@@ -45,7 +45,7 @@
 namespace foak {
 namespace {
 
-enum class ReportKind { kStarted, kMetrics, kEval, kCheckpoint };
+enum class ReportKind { kStarted, kMetrics, kEval, kCheckpoint, kBench };
 
 struct QueuedReport {
   ReportKind kind = ReportKind::kMetrics;
@@ -155,7 +155,8 @@ class CoordinatorReporter::Impl {
         NoteDropLocked();
         return;
       }
-      // Otherwise WorkerStarted or a Checkpoint goes over the bound: never dropped.
+      // Otherwise WorkerStarted, a Checkpoint or a BenchResult goes over the
+      // bound: never dropped.
     }
     queue_.push_back(QueuedReport{kind, std::move(report)});
     ++stats_.enqueued;
@@ -441,6 +442,36 @@ void CoordinatorReporter::OnCheckpoint(int64_t step, const std::string& path) {
   c->set_path(path);
   SetTimestamp(absl::Now(), c->mutable_time());
   impl_->Enqueue(ReportKind::kCheckpoint, std::move(report));
+}
+
+void CoordinatorReporter::OnBenchResult(const BenchResult& result) {
+  v1::WorkerReport report = impl_->NewReport();
+  v1::BenchResult* b = report.mutable_bench();
+  b->set_index(result.index);
+  b->set_total(result.total);
+  b->set_framework(result.framework);
+  b->set_model(result.model);
+  b->set_method(result.method);
+  b->set_kernels(result.kernels);
+  b->set_gpus(result.gpus);
+  b->set_batch(result.batch);
+  b->set_seq(result.seq);
+  b->set_precision(result.precision);
+  b->set_activation_checkpointing(result.activation_checkpointing);
+  b->set_status(result.status);
+  b->set_error(result.error);
+  b->set_tokens_per_second(result.tokens_per_second);
+  if (result.pct_change.has_value()) b->set_pct_change(*result.pct_change);
+  b->set_ms_per_step(result.ms_per_step);
+  b->set_peak_allocated_bytes(result.peak_allocated_bytes);
+  b->set_peak_reserved_bytes(result.peak_reserved_bytes);
+  b->set_loss_first(result.loss_first);
+  b->set_loss_last(result.loss_last);
+  b->set_warmup_steps(result.warmup_steps);
+  b->set_steps(result.steps);
+  b->set_max_batch(result.max_batch);
+  b->set_device(result.device);
+  impl_->Enqueue(ReportKind::kBench, std::move(report));
 }
 
 absl::Status CoordinatorReporter::Close(absl::Duration timeout) { return impl_->Close(timeout); }

@@ -8,8 +8,9 @@
 //    the queue in order. When foakd is away (restarting) the thread reconnects
 //    with exponential backoff (initial_backoff doubling up to max_backoff) and
 //    sends what has queued up meanwhile. A full queue drops the oldest step
-//    metrics first, then the oldest evaluations; WorkerStarted and Checkpoint
-//    reports are never dropped (they are few and foakd needs them).
+//    metrics first, then the oldest evaluations; WorkerStarted, Checkpoint
+//    and BenchResult reports are never dropped (they are few, foakd needs
+//    them, and a benchmark row is the job's result, not a progress sample).
 //  - Delivery is at most once: a report written just as the stream breaks can
 //    be lost (the RPC has no per-report acknowledgement, and resending could
 //    duplicate events). metrics.jsonl in the output folder stays the complete
@@ -85,6 +86,7 @@ class CoordinatorReporter : public TrainObserver {
   void OnStep(const StepMetrics& metrics) override;
   void OnEval(const EvalMetrics& metrics) override;
   void OnCheckpoint(int64_t step, const std::string& path) override;
+  void OnBenchResult(const BenchResult& result) override;
 
   // Sends what is queued (waiting up to `timeout` for foakd), half-closes the
   // stream and waits for foakd's answer, then stops the thread; later reports
