@@ -92,8 +92,8 @@ start_foakd() {
     kill -0 "$FOAKD_PID" 2>/dev/null || { log "foakd exited:"; tail -20 "$WORK/foakd.log" >&2; return 1; }
     sleep 0.1
   done
-  SERVER="$(sed -n 's/^grpc=//p' "$port_file")"
-  [ -n "$SERVER" ] || { log "foakd wrote no port file"; return 1; }
+  SERVER="127.0.0.1:$(sed -n 's/^grpc=//p' "$port_file")"
+  [ "$SERVER" != "127.0.0.1:" ] || { log "foakd wrote no port file"; return 1; }
   log "foakd on $SERVER (pid $FOAKD_PID, --gpus auto)"
 }
 
