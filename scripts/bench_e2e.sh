@@ -17,6 +17,7 @@
 # tokens of the timed steps / their wall time; peak = the CUDA allocator's
 # peak allocated bytes over the steps.
 #
+# FOAK_COMMIT (optional) names the commit in the plot title.
 # OUTDIR gets bench_e2e.md (tables, target checks), bench_e2e.json (every
 # row) and bench_e2e.png (the plot); the raw rows and logs go to
 # OUTDIR/../bench_e2e_work unless BENCH_WORK is set.
