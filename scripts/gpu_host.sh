@@ -32,7 +32,7 @@
 # (Llama-3.2-1B shape, bf16: 4x2048 and 16x512; --bench-8b adds the
 # Llama-3-8B shape at 2x2048). --skip takes a comma-separated list of
 # ctest_gpu, hf_load, peft_load, train_gpu, ctest_cpu, kernel_bench, bench,
-# bench_e2e (e.g. on a rerun after a fix). bench_e2e (scripts/bench_e2e.sh)
+# foakd_gpu, bench_e2e (e.g. on a rerun after a fix). bench_e2e (scripts/bench_e2e.sh)
 # compares foak through foakd with transformers on the same card.
 # The bundle is unpacked again only when it changed (a stamp in the prefix),
 # so a rerun on a still-warm machine rebuilds incrementally.
@@ -149,6 +149,7 @@ finish() {
   [ -f "$OUTDIR/hf_load.txt" ] && { echo "--- hf_load ---"; cat "$OUTDIR/hf_load.txt"; }
   [ -f "$LOGS/hf_load.log" ] && [ ! -f "$OUTDIR/hf_load.txt" ] && { echo "--- hf_load (log tail) ---"; tail -20 "$LOGS/hf_load.log"; }
   [ -f "$LOGS/peft_load.log" ] && { echo "--- peft_load ---"; tail -6 "$LOGS/peft_load.log"; }
+  [ -f "$LOGS/foakd_gpu.log" ] && { echo "--- foakd_gpu ---"; tail -25 "$LOGS/foakd_gpu.log"; }
   [ -f "$LOGS/train_gpu.log" ] && { echo "--- train_gpu ---"; grep -v "^\[" "$LOGS/train_gpu.log" | tail -12; }
   [ -f "$OUTDIR/kernel_bench.md" ] && { echo "--- kernel_bench ---"; grep -E "foak|ceilings|accuracy" "$OUTDIR/kernel_bench.md"; }
   [ -f "$OUTDIR/bench.md" ] && { echo "--- bench ---"; cat "$OUTDIR/bench.md"; }
@@ -463,6 +464,17 @@ print("\n".join(lines))
 PY
 else
   skip_step bench "no $BENCH_BIN (build failed?)"
+fi
+
+# ---------------------------------------------------------- foakd_gpu -----
+# Fine-tunes (full + all kernels in bf16; LoRA + foak kernels + activation
+# checkpointing) submitted to foakd --gpus auto (scripts/foakd_gpu_check.sh).
+if ! wanted foakd_gpu; then
+  :
+elif [ -x "$WORKER_BIN" ]; then
+  run_step foakd_gpu 120 bash "$REPO/scripts/foakd_gpu_check.sh" "$WORK/foakd_gpu" "$BUILD"
+else
+  skip_step foakd_gpu "no $WORKER_BIN (build failed?)"
 fi
 
 # ---------------------------------------------------------- bench_e2e -----
