@@ -63,5 +63,5 @@ for name in ("full", "lora"):
           f"{steps[-1]['tokens_per_second']:.0f} tokens/s")
     assert steps[-1]["loss"] < steps[0]["loss"], f"{name}: loss did not fall"
 PY
-grep -h "cuda" "$WORK"/foakd/jobs/*/*.log 2>/dev/null | grep -m2 "training" || grep -rh -m2 "on cuda" "$WORK/foakd" || true
+grep -rh --text -m2 "foak-worker: training .* on cuda" "$WORK/foakd" --include="*.log" || true
 echo "foakd_gpu_check: OK"
