@@ -21,6 +21,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "client/bench_format.h"
+#include "common/file_util.h"
 #include "client/command.h"
 #include "client/errors.h"
 #include "client/job_spec_file.h"
@@ -89,12 +90,6 @@ absl::StatusOr<int64_t> IntAtLeast(const FlagSet& flags, const std::string& name
   return v;
 }
 
-// The last path component of `path` ("/models/llama-3.2-1b/" -> "llama-3.2-1b").
-std::string BaseName(std::string path) {
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 absl::Status ApplyBenchFlags(const FlagSet& flags, foak::v1::BenchSpec* bench) {
   const std::vector<std::string> sets = flags.GetAll("kernels");

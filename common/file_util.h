@@ -30,6 +30,9 @@ absl::Status MakeDirs(const std::string& path);
 
 // Joins two path components with exactly one '/'.
 std::string JoinPath(std::string_view a, std::string_view b);
+// The last component of `path`, trailing slashes ignored ("/m/llama-3.2-1b/"
+// -> "llama-3.2-1b").
+std::string BaseName(std::string path);
 
 bool PathExists(const std::string& path);
 

@@ -8,12 +8,14 @@
 // step does, rows done out of rows planned.
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
 #include "server/domain/job_manager.h"
+
 #include "server/metrics/server_metrics.h"
 
 namespace foak {
@@ -104,6 +106,22 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
                                                   r.device))
                         .status());
   }
+  // A step's or a benchmark row's figures become the job's progress and
+  // its Prometheus series.
+  auto record_progress = [this, &r](const JobProgressSample& s, std::optional<double> elapsed_s) {
+    {
+      absl::MutexLock lock(&mu_);
+      JobProgressInfo& p = progress_[r.job_id];
+      p.step = s.step;
+      if (s.max_steps > 0) p.max_steps = s.max_steps;
+      p.loss = s.loss;
+      p.learning_rate = s.learning_rate;
+      p.tokens_per_second = s.tokens_per_second;
+      p.peak_memory_bytes = s.peak_memory_bytes;
+      if (elapsed_s.has_value()) p.elapsed_s = *elapsed_s;
+    }
+    if (metrics_ != nullptr) metrics_->OnJobProgress(r.job_id, s);
+  };
   switch (r.kind) {
     case WorkerReportInput::Kind::kStarted:
       if (r.max_steps > 0) {
@@ -125,29 +143,16 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
                 {"elapsed_s", Finite(r.elapsed_s)},
                 {"rank", r.rank}};
       RETURN_IF_ERROR(Append(r.job_id, "metrics", SafeDump(m)).status());
-      {
-        absl::MutexLock lock(&mu_);
-        JobProgressInfo& p = progress_[r.job_id];
-        p.step = r.step;
-        if (r.max_steps > 0) p.max_steps = r.max_steps;
-        p.loss = r.loss;
-        p.learning_rate = r.learning_rate;
-        p.tokens_per_second = r.tokens_per_second;
-        p.peak_memory_bytes = r.peak_memory_bytes;
-        p.elapsed_s = r.elapsed_s;
-      }
-      if (metrics_ != nullptr) {
-        JobProgressSample s;
-        s.step = r.step;
-        s.max_steps = r.max_steps;
-        s.loss = r.loss;
-        s.learning_rate = r.learning_rate;
-        s.grad_norm = r.grad_norm;
-        s.tokens_per_second = r.tokens_per_second;
-        s.peak_memory_bytes = r.peak_memory_bytes;
-        s.tokens = r.tokens;
-        metrics_->OnJobProgress(r.job_id, s);
-      }
+      JobProgressSample s;
+      s.step = r.step;
+      s.max_steps = r.max_steps;
+      s.loss = r.loss;
+      s.learning_rate = r.learning_rate;
+      s.grad_norm = r.grad_norm;
+      s.tokens_per_second = r.tokens_per_second;
+      s.peak_memory_bytes = r.peak_memory_bytes;
+      s.tokens = r.tokens;
+      record_progress(s, r.elapsed_s);
       return absl::OkStatus();
     }
     case WorkerReportInput::Kind::kEval: {
@@ -183,16 +188,7 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
       s.tokens_per_second = ran ? b.tokens_per_second : 0;
       s.peak_memory_bytes = b.peak_allocated_bytes;
       s.tokens = ran ? b.batch * b.seq * (b.warmup_steps + b.steps) : 0;
-      {
-        absl::MutexLock lock(&mu_);
-        JobProgressInfo& p = progress_[r.job_id];
-        p.step = s.step;
-        if (s.max_steps > 0) p.max_steps = s.max_steps;
-        p.loss = s.loss;
-        p.tokens_per_second = s.tokens_per_second;
-        p.peak_memory_bytes = s.peak_memory_bytes;
-      }
-      if (metrics_ != nullptr) metrics_->OnJobProgress(r.job_id, s);
+      record_progress(s, std::nullopt);
       return absl::OkStatus();
     }
   }

@@ -48,11 +48,6 @@ void Print(std::FILE* f, const std::string& line) {
   std::fflush(f);
 }
 
-std::string BaseName(std::string path) {
-  while (path.size() > 1 && path.back() == '/') path.pop_back();
-  const size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
 
 // B rows of T uniform random token ids; labels are the inputs (the loss
 // shifts them), positions 0..T-1 in every row.
