@@ -43,8 +43,12 @@ constexpr SpecFlag kSpecFlags[] = {
     {"batch-size", "N", "sequences per micro-batch", false},
     {"max-seq-len", "N", "longest sequence in tokens", false},
     {"precision", "bf16-mixed|bf16|fp32", "training precision (default bf16-mixed)", false},
+    {"zero-stage", "0|1",
+     "1 = shard the optimizer state across the job's ranks (ZeRO stage 1); default 0", false},
     {"kernels", "A,B", "FOAK fused ops (rms_norm,rope,swiglu,... or foak|all)", false},
-    {"gpus", "N", "GPUs of one host (0 = CPU job)", false},
+    {"gpus", "N", "GPUs of one host (0 = CPU job); one worker process (rank) per GPU", false},
+    {"processes", "N",
+     "data-parallel worker processes of a CPU job (--gpus 0), 1 to 64 (default 1)", false},
     {"priority", "P", "higher runs first (default 0)", false},
     {"max-restarts", "N", "relaunches from the latest checkpoint before failing", false},
     {"output-dir", "DIR", "where checkpoints and the final model go", false},
@@ -187,6 +191,14 @@ absl::Status ApplyJobSpecFlags(const FlagSet& flags, const std::vector<std::stri
     }
     h->set_precision(precision);
   }
+  if (given("zero-stage")) {
+    ASSIGN_OR_RETURN(const int64_t v, flags.GetInt("zero-stage", 0));
+    if (v != 0 && v != 1) {
+      return UsageError(absl::StrCat("--zero-stage: ", v, "; use 0 (no sharding) or 1 (optimizer "
+                                     "state sharded across ranks)"));
+    }
+    h->set_zero_stage(v);
+  }
   if (!had_hyperparameters && h->ByteSizeLong() == 0) spec->clear_hyperparameters();
   if (given("kernels")) {
     spec->clear_kernels();
@@ -197,6 +209,10 @@ absl::Status ApplyJobSpecFlags(const FlagSet& flags, const std::vector<std::stri
   if (given("gpus")) {
     ASSIGN_OR_RETURN(const int32_t v, GetInt32(flags, "gpus"));
     spec->mutable_resources()->set_gpus(v);
+  }
+  if (given("processes")) {
+    ASSIGN_OR_RETURN(const int32_t v, GetInt32(flags, "processes"));
+    spec->mutable_resources()->set_processes(v);
   }
   if (given("priority")) {
     ASSIGN_OR_RETURN(const int32_t v, GetInt32(flags, "priority"));

@@ -109,6 +109,16 @@ std::string ProgressText(const foak::v1::JobProgress& p, bool bench) {
   return out;
 }
 
+// A data-parallel job's peak memory per rank: "0: 1.2 GiB  1: 1.3 GiB".
+std::string RankMemoryText(const foak::v1::JobProgress& p) {
+  std::vector<std::string> parts;
+  for (int rank = 0; rank < p.rank_peak_memory_bytes_size(); ++rank) {
+    const int64_t bytes = p.rank_peak_memory_bytes(rank);
+    parts.push_back(absl::StrCat(rank, ": ", bytes > 0 ? FormatBytes(bytes) : "-"));
+  }
+  return absl::StrJoin(parts, "  ");
+}
+
 }  // namespace
 
 std::vector<std::string> JobTableHeader() {
@@ -154,6 +164,9 @@ std::string JobDetails(const Job& job, absl::Time now, absl::TimeZone tz) {
   }
   add("Hyperparameters", SetHyperparameters(spec.hyperparameters()));
   add("GPUs", absl::StrCat(spec.resources().gpus()));
+  if (spec.resources().processes() > 0) {
+    add("Processes", absl::StrCat(spec.resources().processes()));
+  }
   add("Priority", absl::StrCat(spec.priority()));
   add("Restarts", absl::StrCat(job.restarts(), "/", spec.max_restarts()));
   add("Output dir", job.output_dir().empty() ? spec.output_dir() : job.output_dir());
@@ -162,6 +175,7 @@ std::string JobDetails(const Job& job, absl::Time now, absl::TimeZone tz) {
   add("Created", TimeText(job.create_time(), now, tz));
   add("Updated", TimeText(job.update_time(), now, tz));
   add("Progress", ProgressText(job.progress(), spec.has_bench()));
+  add("Memory by rank", RankMemoryText(job.progress()));
   add("Request id", job.request_id());
 
   size_t width = 0;

@@ -150,13 +150,36 @@ absl::StatusOr<JobView> JobManager::View(JobRecord record) {
     if (auto it = progress_.find(record.id); it != progress_.end()) view.progress = it->second;
   }
   if (!view.progress.has_value() && !record.id.empty() && record.state != JobState::kQueued) {
-    ASSIGN_OR_RETURN(std::optional<JobEvent> metrics, store_->LastEvent(record.id, "metrics"));
+    // The job's progress is rank 0's (every rank stores its step metrics).
+    ASSIGN_OR_RETURN(std::optional<JobEvent> metrics,
+                     store_->LastRankEvent(record.id, "metrics", 0));
     ASSIGN_OR_RETURN(std::optional<JobEvent> eval, store_->LastEvent(record.id, "eval"));
     std::optional<JobEvent> bench;
     if (!metrics.has_value()) {  // only a benchmark job has "bench" events and no "metrics"
       ASSIGN_OR_RETURN(bench, store_->LastEvent(record.id, "bench"));
     }
     view.progress = ProgressFromEvents(metrics, eval, bench);
+    // A data-parallel job: each rank's newest peak memory, as live.
+    int64_t world = record.gpus;  // one rank per GPU
+    if (world == 0) {
+      absl::StatusOr<PreparedJobSpec> fields = CoordinatorFields(record.spec_json, SpecContext());
+      world = fields.ok() ? fields->processes : 1;
+    }
+    if (view.progress.has_value() && world > 1) {
+      std::vector<int64_t>& memory = view.progress->rank_peak_memory_bytes;
+      memory.assign(static_cast<size_t>(world), 0);
+      memory[0] = view.progress->peak_memory_bytes;
+      for (int64_t rank = 1; rank < world; ++rank) {
+        ASSIGN_OR_RETURN(std::optional<JobEvent> m,
+                         store_->LastRankEvent(record.id, "metrics", rank));
+        if (!m.has_value()) continue;
+        const Json payload = Json::parse(m->payload_json, nullptr, /*allow_exceptions=*/false);
+        auto bytes = payload.find("peak_memory_bytes");  // end() unless an object has it
+        if (bytes != payload.end() && bytes->is_number_integer()) {
+          memory[static_cast<size_t>(rank)] = bytes->get<int64_t>();
+        }
+      }
+    }
   }
   view.record = std::move(record);
   return view;
@@ -367,10 +390,19 @@ void JobManager::LaunchLocked(const JobRecord& job, const Placement& placement) 
     scheduler_.Release(job.id);
     (void)Transition(job.id, JobState::kFailed, reason, std::string(status.message()));
   };
+  // One rank per GPU, else the CPU job's resources.processes. The stored spec
+  // passed these checks when it was created; they fail here only if foakd now
+  // has fewer GPUs than it had then.
+  absl::StatusOr<PreparedJobSpec> fields = CoordinatorFields(job.spec_json, SpecContext());
+  const int64_t world =
+      gpu ? static_cast<int64_t>(placement.gpu_ids.size()) : (fields.ok() ? fields->processes : 1);
+  world_size_[job.id] = world;
+  const std::string ranks = world > 1 ? absl::StrCat(", ", world, " ranks") : "";
   absl::StatusOr<JobRecord> starting = Transition(
       job.id, JobState::kStarting, "Scheduled",
-      gpu ? absl::StrCat("on GPU ", absl::StrJoin(placement.gpu_ids, ","), ", attempt ", attempt)
-          : absl::StrCat("on the CPU, attempt ", attempt));
+      gpu ? absl::StrCat("on GPU ", absl::StrJoin(placement.gpu_ids, ","), ranks, ", attempt ",
+                         attempt)
+          : absl::StrCat("on the CPU", ranks, ", attempt ", attempt));
   if (!starting.ok()) {
     scheduler_.Release(job.id);
     return;
@@ -378,6 +410,7 @@ void JobManager::LaunchLocked(const JobRecord& job, const Placement& placement) 
   if (metrics_ != nullptr) {
     metrics_->ObserveQueueWait(static_cast<double>(options_.now_ms() - queued_since_ms) / 1000.0);
   }
+  if (!fields.ok()) return fail("InvalidJob", fields.status());
   WorkerLaunchSettings settings;
   settings.output_dir = output_dir;
   settings.device = gpu ? "cuda" : "cpu";
@@ -394,23 +427,32 @@ void JobManager::LaunchLocked(const JobRecord& job, const Placement& placement) 
   request.attempt = attempt;
   request.working_dir = dir;
   request.run_dir = JoinPath(dir, "run");
-  RankSpec rank;
-  rank.argv = {options_.worker_path, "train", "--job", job_file};
-  rank.env = {
-      // A CPU job sees no GPU at all.
-      {"CUDA_VISIBLE_DEVICES", absl::StrJoin(placement.gpu_ids, ",")},
-      {"RANK", "0"},
-      {"LOCAL_RANK", "0"},
-      {"WORLD_SIZE", "1"},
-      {"MASTER_ADDR", options_.master_addr},
-      {"MASTER_PORT", absl::StrCat(FreePort())},
-      {"FOAK_COORDINATOR", options_.coordinator_address},
-      {"FOAK_JOB_ID", job.id},
-      {"FOAK_JOB_TOKEN", tokens_->TokenFor(job.id)},
-      {"FOAK_JOB_ATTEMPT", absl::StrCat(attempt)},
-  };
-  rank.log_path = JoinPath(JoinPath(dir, "logs"), absl::StrCat("attempt-", attempt, "-rank-0.log"));
-  request.ranks.push_back(std::move(rank));
+  // The gang's environment is torchrun's (and Kubeflow's PyTorchJob's) for
+  // one node: every rank sees all of the job's GPUs and takes
+  // cuda:LOCAL_RANK itself, so CUDA_VISIBLE_DEVICES is the same for all (a
+  // CPU job sees no GPU at all), and the ranks meet at one MASTER_PORT.
+  const std::string master_port = absl::StrCat(FreePort());
+  for (int64_t r = 0; r < world; ++r) {
+    RankSpec rank;
+    rank.argv = {options_.worker_path, "train", "--job", job_file};
+    rank.env = {
+        {"CUDA_VISIBLE_DEVICES", absl::StrJoin(placement.gpu_ids, ",")},
+        {"RANK", absl::StrCat(r)},
+        {"LOCAL_RANK", absl::StrCat(r)},
+        {"WORLD_SIZE", absl::StrCat(world)},
+        {"LOCAL_WORLD_SIZE", absl::StrCat(world)},
+        {"GROUP_RANK", "0"},  // the node's rank: one host
+        {"MASTER_ADDR", options_.master_addr},
+        {"MASTER_PORT", master_port},
+        {"FOAK_COORDINATOR", options_.coordinator_address},
+        {"FOAK_JOB_ID", job.id},
+        {"FOAK_JOB_TOKEN", tokens_->TokenFor(job.id)},
+        {"FOAK_JOB_ATTEMPT", absl::StrCat(attempt)},
+    };
+    rank.log_path =
+        JoinPath(JoinPath(dir, "logs"), absl::StrCat("attempt-", attempt, "-rank-", r, ".log"));
+    request.ranks.push_back(std::move(rank));
+  }
   absl::Status launched = launcher_->Launch(request);
   if (!launched.ok()) fail("LaunchFailed", launched);
 }

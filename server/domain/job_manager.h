@@ -4,8 +4,10 @@
 // turns them into state changes:
 //
 //   CreateJob  -> QUEUED ("Created"), then Schedule()
-//   Schedule   -> STARTING ("Scheduled"): worker job file written, launched
-//   report     -> RUNNING ("Running") on the worker's first report
+//   Schedule   -> STARTING ("Scheduled"): worker job file written, the gang
+//                 launched (one rank per GPU, or resources.processes ranks
+//                 of a CPU job)
+//   report     -> RUNNING ("Running") on rank 0's first report
 //   exit 0     -> SUCCEEDED ("Completed")
 //   exit != 0  -> QUEUED ("Restarting", counted) while restarts < max_restarts
 //                 and the failure may pass (not InvalidJob), else FAILED
@@ -19,8 +21,15 @@
 //                 Start() requeues them.
 //
 // Per job, foakd keeps under <data_dir>/jobs/<id>/: job-<attempt>.json (the
-// worker's job file), logs/attempt-<n>-rank-<r>.log, run/ (the launcher's pid
-// files), and output/ (the default output_dir). Plain structs only: the gRPC
+// worker's job file, one for all ranks), logs/attempt-<n>-rank-<r>.log, run/
+// (the launcher's pid files), and output/ (the default output_dir).
+//
+// Several ranks: rank 0 speaks for the job (started, step metrics, evals,
+// checkpoints, benchmark rows), so the job's state and progress follow it
+// alone; a rank > 0 sends only its step metrics, which are stored as events
+// (with their "rank") and give that rank's peak memory, nothing else.
+//
+// Plain structs only: the gRPC
 // adapters in server/transport convert. job_manager.cc holds the API side and
 // scheduling, job_manager_reports.cc the workers' side (reports, logs, exits).
 #ifndef FOAK_SERVER_DOMAIN_JOB_MANAGER_H_
@@ -58,7 +67,8 @@ struct JobManagerOptions {
   std::function<int64_t()> now_ms;  // default: the system clock
 };
 
-// The latest progress of a job (its newest "metrics" and "eval" events; for
+// The latest progress of a job (rank 0's newest "metrics" event and the
+// newest "eval" event; for
 // a benchmark job its newest "bench" event: step = rows done, max_steps =
 // rows planned, tokens/s and peak memory of the newest row that ran).
 struct JobProgressInfo {
@@ -70,6 +80,11 @@ struct JobProgressInfo {
   int64_t peak_memory_bytes = 0;
   double elapsed_s = 0;
   std::optional<double> eval_loss;
+  // A job of several ranks: one entry per rank (index = rank), its peak
+  // memory from its newest step report ([0] = peak_memory_bytes; 0 for a rank
+  // not heard from yet). Empty for a job of one rank and before the first
+  // step report.
+  std::vector<int64_t> rank_peak_memory_bytes;
 };
 
 struct JobView {
@@ -83,6 +98,8 @@ struct WorkerReportInput {
   enum class Kind { kStarted, kMetrics, kEval, kCheckpoint, kBench };
   std::string job_id;
   int64_t attempt = 0;
+  // 0 speaks for the job; a rank > 0 sends kMetrics only (kStarted is
+  // accepted and ignored, the others refused).
   int64_t rank = 0;
   Kind kind = Kind::kMetrics;
   // kStarted
@@ -193,6 +210,8 @@ class JobManager {
   absl::Mutex schedule_mu_;
   Scheduler scheduler_ ABSL_GUARDED_BY(schedule_mu_);
   std::map<std::string, int64_t> attempt_ ABSL_GUARDED_BY(schedule_mu_);
+  // Ranks of the job's current launch; a report from a rank outside is refused.
+  std::map<std::string, int64_t> world_size_ ABSL_GUARDED_BY(schedule_mu_);
 
   mutable absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;

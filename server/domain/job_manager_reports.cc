@@ -2,6 +2,14 @@
 // lines and their exits (the launcher's callbacks), each turned into events
 // and state changes. The API side and scheduling are in job_manager.cc.
 //
+// A data-parallel job has several ranks, each with its own report stream.
+// Rank 0 speaks for the job: its first report makes the job RUNNING, and its
+// steps, evaluations, checkpoints and benchmark rows are the job's. A rank
+// > 0 sends only its step metrics: stored as "metrics" events (their payload
+// names the rank; watchers show rank 0's) for its peak memory, which becomes
+// that rank's entry of the progress and its foak_job_peak_memory_bytes
+// series; its loss and step, local to its shard, move nothing.
+//
 // A benchmark job's rows arrive as kBench reports: each is stored as a
 // "bench" event (a bench.jsonl line: BenchResultToJson's field names, which
 // are also foak.v1.BenchResult's) and advances the job's progress as a logged
@@ -29,6 +37,17 @@ std::string SafeDump(const Json& j) { return j.dump(-1, ' ', false, Json::error_
 
 // JSON numbers must be finite; a NaN loss is reported as null.
 Json Finite(double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); }
+
+// Sets one rank's peak memory in the job's progress; `world` (> 1: a
+// data-parallel job) sizes the per-rank list so every rank has an entry.
+void SetRankPeakMemory(int64_t rank, int64_t bytes, int64_t world, JobProgressInfo* p) {
+  if (rank == 0) p->peak_memory_bytes = bytes;
+  const size_t size = static_cast<size_t>(std::max(world, rank + 1));
+  if (size <= 1) return;  // one rank: peak_memory_bytes says it all
+  if (p->rank_peak_memory_bytes.size() < size) p->rank_peak_memory_bytes.resize(size, 0);
+  p->rank_peak_memory_bytes[0] = p->peak_memory_bytes;
+  p->rank_peak_memory_bytes[static_cast<size_t>(rank)] = bytes;
+}
 
 // True for a benchmark job's spec (it has a "bench" object).
 bool IsBenchSpec(const std::string& spec_json) {
@@ -87,6 +106,7 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", r.job_id, " is ", JobStateName(job.state), "; reports are not accepted"));
   }
+  int64_t world = 1;  // ranks of the current launch (1 when foakd has not launched it)
   {
     absl::MutexLock lock(&schedule_mu_);
     auto it = attempt_.find(r.job_id);
@@ -95,9 +115,28 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
           "report from attempt ", r.attempt, " of job ", r.job_id, "; the current attempt is ",
           it->second));
     }
+    if (auto w = world_size_.find(r.job_id); w != world_size_.end()) world = w->second;
+  }
+  // Each rank is a series of foak_job_peak_memory_bytes: a rank outside the
+  // gang would be a series that no job has.
+  if (r.rank < 0 || r.rank >= world) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "report from rank ", r.rank, " of job ", r.job_id, ", which runs ",
+        world == 1 ? "rank 0 only" : absl::StrCat("ranks 0 to ", world - 1)));
+  }
+  if (r.rank > 0 && r.kind != WorkerReportInput::Kind::kMetrics) {
+    // A rank's start says nothing that rank 0's does not; the rest would
+    // repeat rank 0's evaluations, checkpoints or rows.
+    if (r.kind == WorkerReportInput::Kind::kStarted) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rank ", r.rank, " of job ", r.job_id, " sent ",
+        r.kind == WorkerReportInput::Kind::kEval         ? "an evaluation"
+        : r.kind == WorkerReportInput::Kind::kCheckpoint ? "a checkpoint"
+                                                         : "a benchmark row",
+        "; only rank 0 reports those (ranks > 0 send step metrics only)"));
   }
   const bool first = job.state == JobState::kStarting;
-  if (first && r.kind != WorkerReportInput::Kind::kCheckpoint) {
+  if (first && r.rank == 0 && r.kind != WorkerReportInput::Kind::kCheckpoint) {
     RETURN_IF_ERROR(Transition(r.job_id, JobState::kRunning, "Running",
                                r.device.empty()
                                    ? "the worker reports progress"
@@ -108,7 +147,8 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
   }
   // A step's or a benchmark row's figures become the job's progress and
   // its Prometheus series.
-  auto record_progress = [this, &r](const JobProgressSample& s, std::optional<double> elapsed_s) {
+  auto record_progress = [this, &r, world](const JobProgressSample& s,
+                                          std::optional<double> elapsed_s) {
     {
       absl::MutexLock lock(&mu_);
       JobProgressInfo& p = progress_[r.job_id];
@@ -117,7 +157,7 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
       p.loss = s.loss;
       p.learning_rate = s.learning_rate;
       p.tokens_per_second = s.tokens_per_second;
-      p.peak_memory_bytes = s.peak_memory_bytes;
+      SetRankPeakMemory(0, s.peak_memory_bytes, world, &p);
       if (elapsed_s.has_value()) p.elapsed_s = *elapsed_s;
     }
     if (metrics_ != nullptr) metrics_->OnJobProgress(r.job_id, s);
@@ -143,6 +183,14 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
                 {"elapsed_s", Finite(r.elapsed_s)},
                 {"rank", r.rank}};
       RETURN_IF_ERROR(Append(r.job_id, "metrics", SafeDump(m)).status());
+      if (r.rank > 0) {
+        {
+          absl::MutexLock lock(&mu_);
+          SetRankPeakMemory(r.rank, r.peak_memory_bytes, world, &progress_[r.job_id]);
+        }
+        if (metrics_ != nullptr) metrics_->OnRankPeakMemory(r.job_id, r.rank, r.peak_memory_bytes);
+        return absl::OkStatus();
+      }
       JobProgressSample s;
       s.step = r.step;
       s.max_steps = r.max_steps;

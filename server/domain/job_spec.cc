@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 
 #include "absl/strings/str_cat.h"
@@ -27,10 +28,11 @@ absl::Status BadValue(const std::string& path, const Json& value, const std::str
   return FieldError(path, absl::StrCat("= ", value.dump(), "; expected ", expected));
 }
 
-// An integer in [lo, hi] (protobuf's JSON mapping may send int64 as a string).
+// An integer in [lo, hi] (protobuf's JSON mapping may send int64 as a string);
+// `expected` replaces "an integer from lo to hi" in the error when given.
 absl::StatusOr<int64_t> IntField(const Json& value, const std::string& path, int64_t lo,
-                                 int64_t hi) {
-  const std::string expected = absl::StrCat("an integer from ", lo, " to ", hi);
+                                 int64_t hi, std::string expected = "") {
+  if (expected.empty()) expected = absl::StrCat("an integer from ", lo, " to ", hi);
   int64_t v = 0;
   if (value.is_number_integer()) {
     v = value.get<int64_t>();
@@ -109,21 +111,35 @@ absl::Status ResolveDatasetFile(Json& dataset, const std::string& key, bool requ
 // Checks the coordinator's fields, removing them from `root`.
 absl::Status TakeCoordinatorFields(Json& root, const JobSpecContext& context,
                                    PreparedJobSpec* out) {
+  int64_t processes = 0;  // as given; 0 = unset
   if (auto it = root.find("resources"); it != root.end()) {
     if (!it->is_null()) {
       if (!it->is_object()) return BadValue("resources", *it, "an object like {\"gpus\": 1}");
       for (auto f = it->begin(); f != it->end(); ++f) {
-        if (f.key() != "gpus") {
+        if (f.key() != "gpus" && f.key() != "processes") {
           return FieldError(absl::StrCat("resources.", f.key()), "is unknown; valid keys in "
-                                                                  "resources: gpus");
+                                                                  "resources: gpus, processes");
         }
       }
       if (auto g = it->find("gpus"); g != it->end() && !g->is_null()) {
         ASSIGN_OR_RETURN(out->gpus, IntField(*g, "resources.gpus", 0, 1024));
       }
+      if (auto p = it->find("processes"); p != it->end() && !p->is_null()) {
+        ASSIGN_OR_RETURN(processes, IntField(*p, "resources.processes", 0, kMaxProcesses,
+                                             absl::StrCat("an integer from 1 to ", kMaxProcesses,
+                                                          " (0 or unset = 1)")));
+      }
     }
     root.erase(it);
   }
+  // A GPU job runs one rank per GPU; processes could only restate that.
+  if (out->gpus > 0 && processes > 0 && processes != out->gpus) {
+    return FieldError("resources.processes", absl::StrCat(
+        "= ", processes, " but resources.gpus = ", out->gpus, "; a GPU job runs one rank per "
+        "GPU, so leave processes unset or set it to ", out->gpus,
+        " (processes is for CPU jobs, gpus = 0)"));
+  }
+  out->processes = out->gpus > 0 ? out->gpus : std::max<int64_t>(processes, 1);
   if (out->gpus > context.total_gpus) {
     return absl::ResourceExhaustedError(absl::StrCat(
         kSource, ": resources.gpus = ", out->gpus, " but this foakd has ", context.total_gpus,
@@ -243,6 +259,14 @@ absl::StatusOr<PreparedJobSpec> PrepareJobSpec(const std::string& spec_json,
   RETURN_IF_ERROR(ParseJobConfig(worker.dump(), kSource).status());
   ASSIGN_OR_RETURN(Json stored, ParseObject(spec_json));
   prepared.spec_json = stored.dump();
+  return prepared;
+}
+
+absl::StatusOr<PreparedJobSpec> CoordinatorFields(const std::string& spec_json,
+                                                  const JobSpecContext& context) {
+  PreparedJobSpec prepared;
+  ASSIGN_OR_RETURN(Json root, ParseObject(spec_json));
+  RETURN_IF_ERROR(TakeCoordinatorFields(root, context, &prepared));
   return prepared;
 }
 

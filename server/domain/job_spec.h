@@ -5,7 +5,9 @@
 // one parser, one set of error messages naming the field path. On top of it
 // foakd checks what only the coordinator knows:
 //   - its own fields: resources.gpus (>= 0 and at most the host's GPUs, else
-//     RESOURCE_EXHAUSTED), priority, max_restarts, labels;
+//     RESOURCE_EXHAUSTED), resources.processes (the ranks of a CPU job, 1 to
+//     64; a GPU job runs one rank per GPU, so there it may only repeat gpus),
+//     priority, max_restarts, labels;
 //   - paths on its host: `model` must be an absolute folder with config.json,
 //     the dataset files absolute and readable, or ids of uploaded files
 //     ("file-..."), which it resolves; a relative path is refused because it
@@ -36,6 +38,7 @@ namespace foak {
 inline constexpr int64_t kMaxPriority = 1000;     // priority in [-1000, 1000]
 inline constexpr int64_t kMaxRestartsLimit = 100; // max_restarts in [0, 100]
 inline constexpr size_t kMaxLabels = 32;
+inline constexpr int64_t kMaxProcesses = 64;      // resources.processes in [1, 64]
 
 struct JobSpecContext {
   int64_t total_gpus = 0;  // GPUs this foakd schedules
@@ -46,6 +49,9 @@ struct JobSpecContext {
 struct PreparedJobSpec {
   std::string spec_json;  // the spec as stored (canonical JSON, user's values)
   int64_t gpus = 0;
+  // Worker processes (ranks) per launch: one per GPU for a GPU job, else
+  // resources.processes (1 when unset).
+  int64_t processes = 1;
   int64_t priority = 0;
   int64_t max_restarts = 0;
   std::map<std::string, std::string> labels;
@@ -63,6 +69,12 @@ struct WorkerLaunchSettings {
   std::string device;      // "cpu" or "cuda"
   bool restart = false;    // resume from the newest checkpoint in output_dir when there is one
 };
+
+// The coordinator's fields of a stored spec, checked as PrepareJobSpec checks
+// them, without the worker's parser or any file access (spec_json, file_ids
+// and output_dir stay empty): what a launch needs to know beyond the job file.
+absl::StatusOr<PreparedJobSpec> CoordinatorFields(const std::string& spec_json,
+                                                  const JobSpecContext& context);
 
 // The worker's job file (JSON) for one launch of a stored spec.
 absl::StatusOr<std::string> WorkerJobJson(const std::string& spec_json,

@@ -12,7 +12,8 @@
 //    does not fit, later jobs of that pool wait too, even small ones, so a
 //    large job is never starved by a stream of small ones. CPU jobs
 //    (gpus = 0) use CPU slots and never wait behind GPU jobs, nor GPU jobs
-//    behind them.
+//    behind them. A CPU job takes one slot whatever its number of ranks
+//    (resources.processes): a slot is a job, not a core.
 //  - A job asking for more GPUs than the host has is refused when created
 //    (CheckFits, RESOURCE_EXHAUSTED), so the queue never holds one that can
 //    never start.

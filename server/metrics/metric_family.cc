@@ -155,6 +155,25 @@ bool MetricFamily::Remove(const std::vector<std::string>& label_values) {
   return true;
 }
 
+size_t MetricFamily::RemoveWithPrefix(const std::vector<std::string>& leading_values) {
+  if (leading_values.size() > options_.label_names.size()) return 0;
+  absl::MutexLock lock(&mu_);
+  if (options_.label_names.empty()) {
+    children_.begin()->second = NewChild();
+    return 1;
+  }
+  // The map orders label tuples lexicographically, so the children that start
+  // with `leading_values` are adjacent, from the prefix's own position on.
+  size_t removed = 0;
+  auto it = children_.lower_bound(leading_values);
+  while (it != children_.end() &&
+         std::equal(leading_values.begin(), leading_values.end(), it->first.begin())) {
+    it = children_.erase(it);
+    ++removed;
+  }
+  return removed;
+}
+
 void MetricFamily::Clear() {
   absl::MutexLock lock(&mu_);
   children_.clear();

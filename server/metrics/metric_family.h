@@ -74,6 +74,11 @@ class MetricFamily {
   // Drops the child with these label values; false when there was none. For a
   // family without labels (pass {}), resets its one child to zero instead.
   bool Remove(const std::vector<std::string>& label_values);
+  // Drops every child whose first label values are `leading_values` (all the
+  // series of one job, whatever its other labels); returns how many. More
+  // values than the family has labels match nothing; for a family without
+  // labels, {} resets its one child.
+  size_t RemoveWithPrefix(const std::vector<std::string>& leading_values);
   // Drops every child (a family without labels resets its one child).
   void Clear();
   size_t num_children() const;

@@ -60,7 +60,9 @@ ServerMetrics::ServerMetrics(ServerMetricsOptions options) : options_(WithDefaul
       "foak_job_tokens_per_second", "Input tokens per second over the job's last logging interval.", job));
   job_peak_memory_bytes_ = Must(registry_.AddGauge(
       "foak_job_peak_memory_bytes",
-      "Peak memory of the job's worker in bytes: GPU memory on CUDA, peak RSS on CPU.", job));
+      "Peak memory of each worker process (rank) of the job in bytes: GPU memory on CUDA, peak "
+      "RSS on CPU.",
+      {"job_id", "rank"}));
   job_tokens_total_ = Must(registry_.AddCounter(
       "foak_job_tokens_total", "Input tokens the job has trained on since foakd started.", job));
   job_last_progress_ = Must(registry_.AddGauge(
@@ -90,9 +92,16 @@ void ServerMetrics::OnJobProgress(const std::string& job_id, const JobProgressSa
   Ignore(job_learning_rate_->Set(labels, sample.learning_rate));
   Ignore(job_grad_norm_->Set(labels, sample.grad_norm));
   Ignore(job_tokens_per_second_->Set(labels, sample.tokens_per_second));
-  Ignore(job_peak_memory_bytes_->Set(labels, static_cast<double>(sample.peak_memory_bytes)));
+  Ignore(job_peak_memory_bytes_->Set({job_id, "0"}, static_cast<double>(sample.peak_memory_bytes)));
   Ignore(job_tokens_total_->Inc(labels, static_cast<double>(std::max<int64_t>(0, sample.tokens))));
   Ignore(job_last_progress_->Set(labels, static_cast<double>(options_.now_ms()) / 1000.0));
+}
+
+void ServerMetrics::OnRankPeakMemory(const std::string& job_id, int64_t rank,
+                                     int64_t peak_memory_bytes) {
+  absl::MutexLock lock(&mu_);
+  Ignore(job_peak_memory_bytes_->Set({job_id, std::to_string(rank)},
+                                     static_cast<double>(peak_memory_bytes)));
 }
 
 void ServerMetrics::OnJobFinished(const std::string& job_id) {
@@ -139,7 +148,9 @@ void ServerMetrics::PruneFinishedJobs() {
       ++it;
       continue;
     }
-    for (MetricFamily* family : job_families) family->Remove({it->first});
+    // Every series whose first label is this job_id (the peak memory has one
+    // per rank).
+    for (MetricFamily* family : job_families) family->RemoveWithPrefix({it->first});
     it = finished_at_ms_.erase(it);
   }
 }

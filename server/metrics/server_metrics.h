@@ -9,19 +9,28 @@
 // `finished_job_retention_ms` -- long enough for a few scrapes to record its
 // final step, loss and token count -- and Render() then drops them.
 //
-// Exported families (all series of a job carry only the label job_id):
+// Exported families (the series of a job carry the label job_id, and only
+// it but for the peak memory):
 //   foak_job_step, foak_job_max_steps                       gauges
 //   foak_job_loss, foak_job_learning_rate, foak_job_grad_norm gauges
 //   foak_job_tokens_per_second                               gauge
-//   foak_job_peak_memory_bytes  gauge: GPU memory on CUDA, peak RSS on CPU
+//   foak_job_peak_memory_bytes{job_id,rank}  gauge: GPU memory on CUDA, peak
+//                               RSS on CPU, per worker process; rank="0" for
+//                               a job of one process, so a data-parallel
+//                               job's ranks plot side by side (and
+//                               max by (job_id) gives the job's highest)
 //   foak_job_tokens_total       counter: input tokens trained on
 //   foak_job_last_progress_timestamp_seconds  gauge: unix time of the last sample
 //   foak_jobs{state}            gauge: all 7 job states, 0 when none
 //   foak_job_queue_wait_seconds histogram: QUEUED -> STARTING wait
 //   foak_grpc_server_handled_total{grpc_service,grpc_method,grpc_code} counter
 //   foak_build_info{version}    gauge, 1 (after SetBuildInfo)
-// Label sets stay bounded: job_id expires as above, states and gRPC codes are
-// fixed sets, and gRPC services/methods are the registered ones.
+// Label sets stay bounded: job_id expires as above (with all its ranks), a
+// job's ranks are at most its GPUs or resources.processes, states and gRPC
+// codes are fixed sets, and gRPC services/methods are the registered ones.
+//
+// The other job series follow rank 0 alone: it reports the job's step, loss
+// and throughput, and the other ranks only their memory.
 //
 // Thread-safe. No torch, protobuf or gRPC headers: both the engine and the
 // transport can include it.
@@ -42,7 +51,7 @@
 
 namespace foak {
 
-// One logged training step of a job, as the worker reports it.
+// One logged training step of a job, as its rank 0 worker reports it.
 struct JobProgressSample {
   int64_t step = 0;
   int64_t max_steps = 0;  // <= 0: unknown, the previous value is kept
@@ -50,7 +59,7 @@ struct JobProgressSample {
   double learning_rate = 0;
   double grad_norm = 0;
   double tokens_per_second = 0;
-  int64_t peak_memory_bytes = 0;  // GPU memory on CUDA, peak RSS on CPU
+  int64_t peak_memory_bytes = 0;  // rank 0's: GPU memory on CUDA, peak RSS on CPU
   int64_t tokens = 0;  // input tokens processed since the previous sample (a delta; < 0 counts as 0)
 };
 
@@ -73,11 +82,15 @@ class ServerMetrics {
   ServerMetrics(const ServerMetrics&) = delete;
   ServerMetrics& operator=(const ServerMetrics&) = delete;
 
-  // Sets the job's gauges to the sample, adds sample.tokens to
-  // foak_job_tokens_total and stamps foak_job_last_progress_timestamp_seconds.
+  // Sets the job's gauges to the sample (the peak memory as rank="0"), adds
+  // sample.tokens to foak_job_tokens_total and stamps
+  // foak_job_last_progress_timestamp_seconds.
   // A report that arrives after OnJobFinished updates the series but does not
   // extend their retention.
   void OnJobProgress(const std::string& job_id, const JobProgressSample& sample);
+  // The peak memory of one rank > 0 of a data-parallel job (rank 0's comes
+  // with OnJobProgress); touches no other series. Expires with the job's.
+  void OnRankPeakMemory(const std::string& job_id, int64_t rank, int64_t peak_memory_bytes);
   // The job reached a final state: its series stay for the retention, then
   // go. Calling it again does not restart the retention.
   void OnJobFinished(const std::string& job_id);

@@ -101,6 +101,13 @@ class JobStore {
   // The job's newest event of `kind`, if any.
   virtual absl::StatusOr<std::optional<JobEvent>> LastEvent(const std::string& id,
                                                             const std::string& kind) = 0;
+  // The job's newest event of `kind` whose payload's "rank" is `rank` (a
+  // payload without one, or not JSON, counts as rank 0), if any: every rank
+  // of a data-parallel job stores its step metrics, and the job's progress
+  // is rank 0's.
+  virtual absl::StatusOr<std::optional<JobEvent>> LastRankEvent(const std::string& id,
+                                                                const std::string& kind,
+                                                                int64_t rank) = 0;
 };
 
 }  // namespace foak

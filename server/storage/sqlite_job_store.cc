@@ -330,6 +330,28 @@ class SqliteJobStore : public JobStore {
     return std::optional<JobEvent>(JobEvent{id, s.Int(0), s.Int(1), s.Text(2), s.Text(3)});
   }
 
+  absl::StatusOr<std::optional<JobEvent>> LastRankEvent(const std::string& id,
+                                                        const std::string& kind,
+                                                        int64_t rank) override {
+    absl::MutexLock lock(&mu_);
+    // Walks the job's events newest first (the primary key) and stops at the
+    // first match; ranks report in turn, so that is a few rows back. CASE
+    // keeps json_extract off a payload that is not JSON (it would fail the
+    // whole query); such a payload counts as rank 0's, as LastEvent sees it.
+    Statement s(db_, "SELECT seq, time_ms, kind, payload_json FROM events WHERE job_id = ?1 AND "
+                     "kind = ?2 AND IFNULL(CASE WHEN json_valid(payload_json) THEN "
+                     "json_extract(payload_json, '$.rank') END, 0) = ?3 "
+                     "ORDER BY seq DESC LIMIT 1");
+    RETURN_IF_ERROR(s.status("LastRankEvent"));
+    s.Bind(1, id);
+    s.Bind(2, kind);
+    s.Bind(3, rank);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) return std::optional<JobEvent>();
+    if (rc != SQLITE_ROW) return Error("reading the last event of a rank");
+    return std::optional<JobEvent>(JobEvent{id, s.Int(0), s.Int(1), s.Text(2), s.Text(3)});
+  }
+
  private:
   absl::Status Exec(const std::string& sql) {
     char* err = nullptr;

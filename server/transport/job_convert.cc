@@ -151,6 +151,7 @@ absl::StatusOr<foak::v1::Job> ToProtoJob(const JobView& view) {
     out->set_peak_memory_bytes(p.peak_memory_bytes);
     out->set_elapsed_s(p.elapsed_s);
     if (p.eval_loss.has_value()) out->set_eval_loss(*p.eval_loss);
+    for (int64_t bytes : p.rank_peak_memory_bytes) out->add_rank_peak_memory_bytes(bytes);
   }
   return job;
 }

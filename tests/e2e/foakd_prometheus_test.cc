@@ -71,7 +71,10 @@ TEST(FoakdPrometheus, RealPrometheusSeesAJobTrain) {
   ASSERT_TRUE(loss.ok()) << loss.status();
   EXPECT_GT(*loss, 0);
   EXPECT_TRUE((*prom)->QueryValue("foak_job_tokens_per_second" + sel).value_or(0) > 0);
-  EXPECT_TRUE((*prom)->QueryValue("foak_job_peak_memory_bytes" + sel).value_or(0) > 0);
+  // The peak memory has a series per rank; this job has rank 0 only.
+  EXPECT_TRUE((*prom)->QueryValue("foak_job_peak_memory_bytes{job_id=\"" + job.id() +
+                                  "\",rank=\"0\"}")
+                  .value_or(0) > 0);
   EXPECT_EQ((*prom)->QueryValue("foak_jobs{state=\"RUNNING\"}").value_or(-1), 1);
   EXPECT_GE((*prom)->QueryValue(
                 "foak_grpc_server_handled_total{grpc_method=\"CreateJob\",grpc_code=\"OK\"}")

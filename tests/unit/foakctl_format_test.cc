@@ -1,5 +1,6 @@
 // foakctl's pure pieces: text formats, YAML scalar typing, flag parsing,
-// SHA-256, local paths, the ETA and the exit-code mapping.
+// SHA-256, local paths, the ETA, the exit-code mapping and a data-parallel
+// job's `get` view.
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -9,6 +10,7 @@
 #include "client/flag_set.h"
 #include "client/format.h"
 #include "client/job_spec_flags.h"
+#include "client/job_view.h"
 #include "client/progress_line.h"
 #include "common/sha256.h"
 #include "client/yaml_to_json.h"
@@ -196,6 +198,56 @@ TEST(FoakctlFlags, ASubsetOfSpecFlags) {
   ASSERT_TRUE(ApplyJobSpecFlags(own, {"model"}, &spec).ok());
   EXPECT_EQ(spec.model(), "/m");
   EXPECT_TRUE(spec.kernels().empty());
+}
+
+TEST(FoakctlFlags, GpusAndProcessesFillResources) {
+  FlagSet flags("t", "");
+  AddJobSpecFlags(&flags);
+  EXPECT_NE(flags.Help().find("--processes N"), std::string::npos) << flags.Help();
+  ASSERT_TRUE(flags.Parse({"--processes", "4"}).ok());
+  foak::v1::JobSpec spec;
+  ASSERT_TRUE(ApplyJobSpecFlags(flags, &spec).ok());
+  EXPECT_EQ(spec.resources().processes(), 4);
+  EXPECT_EQ(spec.resources().gpus(), 0);
+  // A flag overrides the job file's value and leaves its other resources.
+  foak::v1::JobSpec from_file;
+  from_file.mutable_resources()->set_processes(2);
+  from_file.mutable_resources()->set_gpus(0);
+  ASSERT_TRUE(ApplyJobSpecFlags(flags, &from_file).ok());
+  EXPECT_EQ(from_file.resources().processes(), 4);
+  // foakd checks the range and the match with --gpus; foakctl only the number.
+  FlagSet bad("t", "");
+  AddJobSpecFlags(&bad);
+  ASSERT_TRUE(bad.Parse({"--processes", "many"}).ok());
+  const absl::Status s = ApplyJobSpecFlags(bad, &spec);
+  EXPECT_EQ(ExitCodeFor(s), kExitUsage) << s;
+  EXPECT_NE(s.message().find("--processes"), absl::string_view::npos) << s;
+}
+
+TEST(FoakctlJobView, DataParallelJobShowsProcessesAndMemoryByRank) {
+  foak::v1::Job job;
+  job.set_id("job-1");
+  job.set_state(foak::v1::Job::RUNNING);
+  job.mutable_spec()->mutable_resources()->set_processes(3);
+  foak::v1::JobProgress* p = job.mutable_progress();
+  p->set_step(4);
+  p->set_max_steps(10);
+  p->set_loss(2.5);
+  p->set_peak_memory_bytes(int64_t{3} << 29);
+  p->add_rank_peak_memory_bytes(int64_t{3} << 29);
+  p->add_rank_peak_memory_bytes(int64_t{1} << 30);
+  p->add_rank_peak_memory_bytes(0);  // not heard from yet
+  const std::string details = JobDetails(job, absl::Now(), absl::UTCTimeZone());
+  EXPECT_NE(details.find("Processes:       3\n"), std::string::npos) << details;
+  EXPECT_NE(details.find("Memory by rank:  0: 1.5 GiB  1: 1.0 GiB  2: -\n"), std::string::npos)
+      << details;
+  // A job of one rank shows neither.
+  job.mutable_spec()->clear_resources();
+  job.mutable_progress()->clear_rank_peak_memory_bytes();
+  const std::string one = JobDetails(job, absl::Now(), absl::UTCTimeZone());
+  EXPECT_EQ(one.find("Processes:"), std::string::npos) << one;
+  EXPECT_EQ(one.find("Memory by rank:"), std::string::npos) << one;
+  EXPECT_NE(one.find("mem 1.5 GiB"), std::string::npos) << one;
 }
 
 TEST(FoakctlFlags, FindsTheCommandAfterGlobalFlags) {

@@ -2,8 +2,10 @@
 // launch gets (job file, environment, token), worker reports moving a job to
 // RUNNING and recording progress and checkpoints, exits mapped to states,
 // restarts up to max_restarts, cancel in each state, reconciliation after a
-// foakd restart, worker authorisation, watchers woken by new events, and a
-// benchmark job's rows stored as "bench" events that advance its progress.
+// foakd restart, worker authorisation, watchers woken by new events, a
+// benchmark job's rows stored as "bench" events that advance its progress,
+// and data-parallel gangs: one rank per GPU or per CPU process, torchrun's
+// environment, rank 0 driving the job while other ranks report only memory.
 #include "server/domain/job_manager.h"
 
 #include <thread>
@@ -62,14 +64,16 @@ class JobManagerTest : public ::testing::Test {
     ASSERT_TRUE(manager_->Start().ok());
   }
 
-  std::string Spec(const std::string& name, int priority = 0, int gpus = 0, int max_restarts = 0) {
-    return Json{{"name", name},
-                {"model", model_},
-                {"dataset", {{"train", train_}}},
-                {"priority", priority},
-                {"max_restarts", max_restarts},
-                {"resources", {{"gpus", gpus}}}}
-        .dump();
+  std::string Spec(const std::string& name, int priority = 0, int gpus = 0, int max_restarts = 0,
+                   int processes = 0) {
+    Json spec = {{"name", name},
+                 {"model", model_},
+                 {"dataset", {{"train", train_}}},
+                 {"priority", priority},
+                 {"max_restarts", max_restarts},
+                 {"resources", {{"gpus", gpus}}}};
+    if (processes > 0) spec["resources"]["processes"] = processes;
+    return spec.dump();
   }
   std::string CreateId(const std::string& spec) {
     absl::StatusOr<JobView> v = manager_->CreateJob(spec, "", false);
@@ -77,11 +81,39 @@ class JobManagerTest : public ::testing::Test {
     return v.ok() ? v->record.id : "";
   }
   JobState State(const std::string& id) { return manager_->GetJob(id).value().record.state; }
-  std::string Env(const LaunchRequest& r, const std::string& key) {
-    for (const auto& [k, v] : r.ranks[0].env) {
+  std::string Env(const LaunchRequest& r, const std::string& key) { return Env(r.ranks[0], key); }
+  std::string Env(const RankSpec& rank, const std::string& key) {
+    for (const auto& [k, v] : rank.env) {
       if (k == key) return v;
     }
     return "<unset>";
+  }
+  // Every rank of a launch: torchrun's variables for rank i of one node, one
+  // job file and rendezvous port for all, its own log.
+  void ExpectGang(const LaunchRequest& r, const std::string& visible_gpus) {
+    const std::string world = absl::StrCat(r.ranks.size());
+    for (size_t i = 0; i < r.ranks.size(); ++i) {
+      const RankSpec& rank = r.ranks[i];
+      SCOPED_TRACE(absl::StrCat("rank ", i));
+      EXPECT_EQ(Env(rank, "RANK"), absl::StrCat(i));
+      EXPECT_EQ(Env(rank, "LOCAL_RANK"), absl::StrCat(i));
+      EXPECT_EQ(Env(rank, "WORLD_SIZE"), world);
+      EXPECT_EQ(Env(rank, "LOCAL_WORLD_SIZE"), world);
+      EXPECT_EQ(Env(rank, "GROUP_RANK"), "0");
+      EXPECT_EQ(Env(rank, "CUDA_VISIBLE_DEVICES"), visible_gpus);
+      EXPECT_EQ(Env(rank, "MASTER_ADDR"), "127.0.0.1");
+      EXPECT_EQ(Env(rank, "MASTER_PORT"), Env(r.ranks[0], "MASTER_PORT"));
+      EXPECT_EQ(Env(rank, "FOAK_JOB_ID"), r.job_id);
+      EXPECT_EQ(Env(rank, "FOAK_JOB_ATTEMPT"), absl::StrCat(r.attempt));
+      EXPECT_EQ(Env(rank, "FOAK_COORDINATOR"), "127.0.0.1:7070");
+      EXPECT_TRUE(manager_->AuthorizeWorker(r.job_id, Env(rank, "FOAK_JOB_TOKEN")).ok());
+      EXPECT_EQ(rank.argv, r.ranks[0].argv);
+      EXPECT_EQ(rank.log_path, JoinPath(JoinPath(manager_->JobDir(r.job_id), "logs"),
+                                        absl::StrCat("attempt-", r.attempt, "-rank-", i, ".log")));
+    }
+    EXPECT_NE(Env(r.ranks[0], "MASTER_PORT"), "0");
+    EXPECT_EQ(r.ranks[0].argv.back(),
+              JoinPath(manager_->JobDir(r.job_id), absl::StrCat("job-", r.attempt, ".json")));
   }
   WorkerReportInput Report(const std::string& id, WorkerReportInput::Kind kind, int64_t attempt = 0) {
     WorkerReportInput r;
@@ -117,6 +149,7 @@ TEST_F(JobManagerTest, LaunchGetsJobFileEnvironmentAndToken) {
   EXPECT_EQ(Env(r, "CUDA_VISIBLE_DEVICES"), "");
   EXPECT_EQ(Env(r, "RANK"), "0");
   EXPECT_EQ(Env(r, "WORLD_SIZE"), "1");
+  ExpectGang(r, "");  // a gang of one
   EXPECT_EQ(Env(r, "FOAK_COORDINATOR"), "127.0.0.1:7070");
   EXPECT_EQ(Env(r, "FOAK_JOB_ID"), id);
   EXPECT_TRUE(manager_->AuthorizeWorker(id, Env(r, "FOAK_JOB_TOKEN")).ok());
@@ -277,15 +310,27 @@ TEST_F(JobManagerTest, BenchRowsAreStoredAsEventsAndAdvanceProgress) {
   EXPECT_EQ(v.progress->max_steps, 3);
 }
 
+// A gang: one rank failing fails the launch (the launcher stops the others),
+// and a restart relaunches every rank.
 TEST_F(JobManagerTest, FailuresRestartUpToMaxRestartsThenFail) {
-  const std::string id = CreateId(Spec("a", 0, 0, /*max_restarts=*/1));
-  ASSERT_TRUE(launcher_->Fail(id, "WorkerError", true).ok());
+  Open({0, 1});
+  const std::string id = CreateId(Spec("a", 0, /*gpus=*/2, /*max_restarts=*/1));
+  ASSERT_EQ(launcher_->launches().size(), 1u);
+  ASSERT_TRUE(launcher_->Fail(id, kReasonGangMemberFailed, true, "rank 1 exited with code 1").ok());
   EXPECT_EQ(State(id), JobState::kStarting) << "requeued and relaunched at once";
   ASSERT_EQ(launcher_->launches().size(), 2u);
-  EXPECT_EQ(launcher_->launches()[1].attempt, 1);
-  EXPECT_EQ(Env(launcher_->launches()[1], "FOAK_JOB_ATTEMPT"), "1");
-  Json job = Json::parse(ReadFileToString(launcher_->launches()[1].ranks[0].argv[3]).value());
+  const LaunchRequest again = launcher_->launches()[1];
+  EXPECT_EQ(again.attempt, 1);
+  ASSERT_EQ(again.ranks.size(), 2u);
+  ExpectGang(again, "0,1");
+  EXPECT_EQ(Env(again, "FOAK_JOB_ATTEMPT"), "1");
+  Json job = Json::parse(ReadFileToString(again.ranks[0].argv[3]).value());
   EXPECT_EQ(job["resume_from_checkpoint"], "latest");
+  EXPECT_EQ(job["device"], "cuda");
+  // The old gang's ranks are not heard any more.
+  WorkerReportInput stale = Report(id, WorkerReportInput::Kind::kMetrics, /*attempt=*/0);
+  stale.rank = 1;
+  EXPECT_EQ(manager_->OnWorkerReport(stale).code(), absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(launcher_->Fail(id, "WorkerError", true).ok());
   JobRecord r = manager_->GetJob(id).value().record;
   EXPECT_EQ(r.state, JobState::kFailed);
@@ -296,6 +341,135 @@ TEST_F(JobManagerTest, FailuresRestartUpToMaxRestartsThenFail) {
   const std::string bad = CreateId(Spec("b", 0, 0, 3));
   ASSERT_TRUE(launcher_->Fail(bad, "InvalidJob", false).ok());
   EXPECT_EQ(State(bad), JobState::kFailed) << "an invalid job is not retried";
+}
+
+TEST_F(JobManagerTest, GpuJobRunsOneRankPerGpu) {
+  Open({4, 7});  // GPU ids that are not rank numbers
+  const std::string id = CreateId(Spec("dp", 0, /*gpus=*/2));
+  ASSERT_EQ(launcher_->launches().size(), 1u);
+  const LaunchRequest r = launcher_->launches()[0];
+  ASSERT_EQ(r.ranks.size(), 2u);
+  ExpectGang(r, "4,7");  // every rank sees both and takes cuda:LOCAL_RANK
+  EXPECT_EQ(Json::parse(ReadFileToString(r.ranks[0].argv[3]).value())["device"], "cuda");
+  EXPECT_EQ(manager_->GetJob(id).value().record.message, "on GPU 4,7, 2 ranks, attempt 0");
+}
+
+// A CPU job of P processes: P ranks over Gloo, no GPU visible, one CPU slot.
+TEST_F(JobManagerTest, CpuJobRunsItsProcessesAsOneGangInOneSlot) {
+  Open({0, 1});  // GPUs on the host change nothing for a CPU job
+  const std::string id = CreateId(Spec("cpu-dp", 0, 0, 0, /*processes=*/3));
+  const std::string next = CreateId(Spec("next"));
+  ASSERT_EQ(launcher_->launches().size(), 1u) << "the second CPU job waits for the one slot";
+  const LaunchRequest r = launcher_->launches()[0];
+  EXPECT_EQ(r.job_id, id);
+  ASSERT_EQ(r.ranks.size(), 3u);
+  ExpectGang(r, "");
+  EXPECT_EQ(Json::parse(ReadFileToString(r.ranks[0].argv[3]).value())["device"], "cpu");
+  EXPECT_EQ(manager_->GetJob(id).value().record.message, "on the CPU, 3 ranks, attempt 0");
+  EXPECT_EQ(State(next), JobState::kQueued);
+  ASSERT_TRUE(launcher_->Succeed(id).ok());
+  ASSERT_EQ(launcher_->launches().size(), 2u);
+  EXPECT_EQ(launcher_->launches()[1].ranks.size(), 1u) << "processes unset: one rank";
+}
+
+// Rank 0 speaks for the job; a rank > 0 reports its step metrics for its own
+// peak memory, which moves nothing else.
+TEST_F(JobManagerTest, RanksAboveZeroReportOnlyTheirMemory) {
+  Open({0, 1});
+  const std::string id = CreateId(Spec("dp", 0, /*gpus=*/2));
+  auto metrics = [&](int64_t rank, int64_t step, double loss, int64_t memory) {
+    WorkerReportInput m = Report(id, WorkerReportInput::Kind::kMetrics);
+    m.rank = rank;
+    m.step = step;
+    m.max_steps = 10;
+    m.loss = loss;
+    m.tokens = 100;
+    m.tokens_per_second = 50;
+    m.peak_memory_bytes = memory;
+    return m;
+  };
+  const std::string sel = "{job_id=\"" + id + "\"";
+  // Rank 1 may be first: stored, its memory known, but the job waits for rank 0.
+  ASSERT_TRUE(manager_->OnWorkerReport(metrics(1, 1, 9.0, 3000)).ok());
+  EXPECT_EQ(State(id), JobState::kStarting);
+  WorkerReportInput started1 = Report(id, WorkerReportInput::Kind::kStarted);
+  started1.rank = 1;
+  started1.device = "cuda:1";
+  ASSERT_TRUE(manager_->OnWorkerReport(started1).ok()) << "accepted and ignored";
+  EXPECT_EQ(State(id), JobState::kStarting);
+  JobView v = manager_->GetJob(id).value();
+  ASSERT_TRUE(v.progress.has_value());
+  EXPECT_EQ(v.progress->step, 0);
+  EXPECT_EQ(v.progress->rank_peak_memory_bytes, (std::vector<int64_t>{0, 3000}));
+  std::string text = metrics_.Render();
+  EXPECT_NE(text.find("foak_job_peak_memory_bytes" + sel + ",rank=\"1\"} 3000"), std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("foak_job_step" + sel), std::string::npos) << text;
+
+  WorkerReportInput started = Report(id, WorkerReportInput::Kind::kStarted);
+  started.device = "cuda:0";
+  started.max_steps = 10;
+  ASSERT_TRUE(manager_->OnWorkerReport(started).ok());
+  EXPECT_EQ(State(id), JobState::kRunning);
+  EXPECT_EQ(manager_->GetJob(id).value().record.message, "training on cuda:0");
+  ASSERT_TRUE(manager_->OnWorkerReport(metrics(0, 5, 1.5, 1000)).ok());
+  ASSERT_TRUE(manager_->OnWorkerReport(metrics(1, 6, 9.0, 4000)).ok());  // newer, rank 1's
+  v = manager_->GetJob(id).value();
+  EXPECT_EQ(v.progress->step, 5);
+  EXPECT_DOUBLE_EQ(v.progress->loss, 1.5);
+  EXPECT_EQ(v.progress->peak_memory_bytes, 1000);
+  EXPECT_EQ(v.progress->rank_peak_memory_bytes, (std::vector<int64_t>{1000, 4000}));
+  text = metrics_.Render();
+  EXPECT_NE(text.find("foak_job_step" + sel + "} 5\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("foak_job_loss" + sel + "} 1.5\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("foak_job_tokens_total" + sel + "} 100\n"), std::string::npos)
+      << "rank 0's tokens only: " << text;
+  EXPECT_NE(text.find("foak_job_peak_memory_bytes" + sel + ",rank=\"0\"} 1000"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("foak_job_peak_memory_bytes" + sel + ",rank=\"1\"} 4000"), std::string::npos)
+      << text;
+
+  // Evaluations, checkpoints and rows are rank 0's; ranks outside the gang do not exist.
+  WorkerReportInput c = Report(id, WorkerReportInput::Kind::kCheckpoint);
+  c.rank = 1;
+  c.step = 5;
+  c.checkpoint_path = "/x/checkpoint-5";
+  absl::Status refused = manager_->OnWorkerReport(c);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("rank 1 of job " + id + " sent a checkpoint; only rank 0"),
+            std::string::npos)
+      << refused;
+  EXPECT_TRUE(manager_->ListCheckpoints(id).value().empty());
+  refused = manager_->OnWorkerReport(metrics(2, 5, 1.0, 1));
+  EXPECT_EQ(refused.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.message().find("which runs ranks 0 to 1"), std::string::npos) << refused;
+  EXPECT_EQ(manager_->OnWorkerReport(metrics(-1, 5, 1.0, 1)).code(),
+            absl::StatusCode::kInvalidArgument);
+
+  // Every step report is an event that names its rank (watchers show rank 0's).
+  std::vector<std::pair<int64_t, int64_t>> rank_steps;
+  const std::vector<JobEvent> events = manager_->ListEvents(id, 0, 100).value();
+  for (const JobEvent& e : events) {
+    if (e.kind != "metrics") continue;
+    const Json m = Json::parse(e.payload_json);
+    rank_steps.emplace_back(m["rank"].get<int64_t>(), m["step"].get<int64_t>());
+  }
+  EXPECT_EQ(rank_steps, (std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {0, 5}, {1, 6}}));
+
+  // Once the job is over the progress comes from the stored events: rank 0's
+  // step and loss although rank 1's event is newer, and each rank's memory;
+  // the same after a foakd restart.
+  ASSERT_TRUE(launcher_->Succeed(id).ok());
+  for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1) Open({0, 1});
+    v = manager_->GetJob(id).value();
+    EXPECT_EQ(v.record.state, JobState::kSucceeded);
+    ASSERT_TRUE(v.progress.has_value());
+    EXPECT_EQ(v.progress->step, 5);
+    EXPECT_DOUBLE_EQ(v.progress->loss, 1.5);
+    EXPECT_EQ(v.progress->peak_memory_bytes, 1000);
+    EXPECT_EQ(v.progress->rank_peak_memory_bytes, (std::vector<int64_t>{1000, 4000}));
+  }
 }
 
 TEST_F(JobManagerTest, CancelInEachState) {

@@ -76,8 +76,14 @@ TEST_F(JobSpecTest, ErrorsNameTheFieldAndWhatIsAllowed) {
       {{{"kernels", {"rmsnorm"}}}, absl::StatusCode::kInvalidArgument, "rms_norm"},
       {{{"device", "cuda"}}, absl::StatusCode::kInvalidArgument, "foakd picks the device"},
       {{{"resources", {{"gpus", 3}}}}, absl::StatusCode::kResourceExhausted, "has 2 GPU(s) in all"},
-      {{{"resources", {{"gpu", 1}}}}, absl::StatusCode::kInvalidArgument, "resources.gpu is unknown"},
+      {{{"resources", {{"gpu", 1}}}}, absl::StatusCode::kInvalidArgument, "resources.gpu is unknown; valid keys in resources: gpus, processes"},
       {{{"resources", {{"gpus", -1}}}}, absl::StatusCode::kInvalidArgument, "resources.gpus"},
+      {{{"resources", {{"processes", -1}}}}, absl::StatusCode::kInvalidArgument, "resources.processes = -1; expected an integer from 1 to 64 (0 or unset = 1)"},
+      {{{"resources", {{"processes", 65}}}}, absl::StatusCode::kInvalidArgument, "resources.processes = 65; expected an integer from 1 to 64"},
+      {{{"resources", {{"processes", 2.5}}}}, absl::StatusCode::kInvalidArgument, "resources.processes = 2.5; expected"},
+      {{{"resources", {{"processes", "two"}}}}, absl::StatusCode::kInvalidArgument, "resources.processes = \"two\"; expected"},
+      {{{"resources", {{"gpus", 2}, {"processes", 3}}}}, absl::StatusCode::kInvalidArgument, "resources.processes = 3 but resources.gpus = 2; a GPU job runs one rank per GPU, so leave processes unset or set it to 2"},
+      {{{"resources", {{"gpus", 2}, {"processes", 1}}}}, absl::StatusCode::kInvalidArgument, "resources.processes = 1 but resources.gpus = 2"},
       {{{"priority", 5000}}, absl::StatusCode::kInvalidArgument, "priority = 5000; expected an integer from -1000 to 1000"},
       {{{"max_restarts", 1.5}}, absl::StatusCode::kInvalidArgument, "max_restarts"},
       {{{"labels", {{"Bad Key", "v"}}}}, absl::StatusCode::kInvalidArgument, "key 'Bad Key' is invalid"},
@@ -93,6 +99,61 @@ TEST_F(JobSpecTest, ErrorsNameTheFieldAndWhatIsAllowed) {
       EXPECT_EQ(s.message().rfind("spec: ", 0), 0u) << s;
     }
   }
+}
+
+// resources.processes: the ranks of a CPU job; a GPU job has one per GPU.
+TEST_F(JobSpecTest, ProcessesAreTheRanksOfACpuJob) {
+  struct Case {
+    Json resources;  // null: no resources object
+    int64_t gpus, processes;
+  };
+  const std::vector<Case> cases = {
+      {nullptr, 0, 1},
+      {Json::object(), 0, 1},
+      {{{"processes", 4}}, 0, 4},
+      {{{"gpus", 0}, {"processes", 64}}, 0, 64},
+      {{{"processes", "8"}}, 0, 8},  // protobuf's JSON mapping may send a string
+      {{{"processes", 0}}, 0, 1},    // 0 is proto3's unset
+      {{{"processes", nullptr}}, 0, 1},
+      {{{"gpus", 2}}, 2, 2},
+      {{{"gpus", 2}, {"processes", 2}}, 2, 2},
+      {{{"gpus", 1}, {"processes", 0}}, 1, 1},
+  };
+  for (const Case& c : cases) {
+    Json spec = Minimal();
+    if (!c.resources.is_null()) spec["resources"] = c.resources;
+    absl::StatusOr<PreparedJobSpec> p = PrepareJobSpec(spec.dump(), context_);
+    ASSERT_TRUE(p.ok()) << c.resources.dump() << ": " << p.status();
+    EXPECT_EQ(p->gpus, c.gpus) << c.resources.dump();
+    EXPECT_EQ(p->processes, c.processes) << c.resources.dump();
+    EXPECT_EQ(Json::parse(p->spec_json), spec) << "stored as given";
+    // A launch reads the same from the stored spec, without the worker's
+    // checks or the files (the model folder may be gone by then).
+    Json moved = spec;
+    moved["model"] = "/nonexistent/model";
+    absl::StatusOr<PreparedJobSpec> f = CoordinatorFields(moved.dump(), context_);
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ(f->gpus, c.gpus);
+    EXPECT_EQ(f->processes, c.processes);
+    EXPECT_TRUE(f->spec_json.empty());
+  }
+  // The worker's file never sees resources: its device says CPU or CUDA, and
+  // the rank comes from the environment.
+  Json spec = Minimal();
+  spec["resources"] = {{"processes", 3}};
+  WorkerLaunchSettings settings;
+  settings.output_dir = JoinPath(dir_.path(), "out");
+  settings.device = "cpu";
+  const Json w = Json::parse(WorkerJobJson(spec.dump(), settings, context_).value());
+  EXPECT_FALSE(w.contains("resources"));
+  EXPECT_EQ(w["device"], "cpu");
+  // CoordinatorFields checks what PrepareJobSpec checks of those fields.
+  spec["resources"] = {{"gpus", 2}, {"processes", 3}};
+  EXPECT_EQ(CoordinatorFields(spec.dump(), context_).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  spec["resources"] = {{"gpus", 3}};
+  EXPECT_EQ(CoordinatorFields(spec.dump(), context_).status().code(),
+            absl::StatusCode::kResourceExhausted);
 }
 
 TEST_F(JobSpecTest, UploadedFileIdsResolveForTheWorkerAndStayIdsInTheSpec) {

@@ -131,6 +131,35 @@ TEST(SqliteJobStore, EventsAreNumberedAndResumeAfterASeq) {
   EXPECT_EQ(bad->restarts, 1);
 }
 
+// Every rank of a data-parallel job stores its step metrics; the job's
+// progress reads rank 0's newest, the per-rank memory each rank's.
+TEST(SqliteJobStore, LastRankEventPicksThatRanksNewest) {
+  int64_t clock = 0;
+  auto store = Open(":memory:", &clock);
+  const std::string id = store->CreateJob(Spec("{}")).value().id;
+  ASSERT_TRUE(store->AppendEvent(id, "metrics", "not json").ok());  // fails no query
+  ASSERT_TRUE(store->AppendEvent(id, "metrics", R"({"step":1})").ok());  // no rank: rank 0
+  ASSERT_TRUE(store->AppendEvent(id, "metrics", R"({"step":1,"rank":1})").ok());
+  ASSERT_TRUE(store->AppendEvent(id, "metrics", R"({"step":2,"rank":0})").ok());
+  ASSERT_TRUE(store->AppendEvent(id, "metrics", R"({"step":2,"rank":1})").ok());
+  ASSERT_TRUE(store->AppendEvent(id, "log", R"({"rank":0,"text":"x"})").ok());  // another kind
+  std::optional<JobEvent> e = store->LastRankEvent(id, "metrics", 0).value();
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->payload_json, R"({"step":2,"rank":0})");
+  EXPECT_EQ(e->kind, "metrics");
+  e = store->LastRankEvent(id, "metrics", 1).value();
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->payload_json, R"({"step":2,"rank":1})");
+  EXPECT_FALSE(store->LastRankEvent(id, "metrics", 2).value().has_value());
+  EXPECT_FALSE(store->LastRankEvent(id, "eval", 0).value().has_value());
+  // A payload without "rank" is rank 0's (as every event before data parallel).
+  const std::string old = store->CreateJob(Spec("{\"a\":1}")).value().id;
+  ASSERT_TRUE(store->AppendEvent(old, "metrics", R"({"step":7})").ok());
+  e = store->LastRankEvent(old, "metrics", 0).value();
+  ASSERT_TRUE(e.has_value());
+  EXPECT_EQ(e->payload_json, R"({"step":7})");
+}
+
 TEST(SqliteJobStore, EverythingSurvivesReopeningTheFile) {
   testing::TempDir dir("job_store_test");
   const std::string path = dir.path() + "/foakd.db";

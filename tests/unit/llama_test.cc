@@ -412,7 +412,7 @@ TEST(WeightsTest, SaveLoadRoundTripSingleAndSharded) {
   for (uint64_t max_shard_bytes : {uint64_t{5} << 30, uint64_t{60000}}) {
     SCOPED_TRACE(max_shard_bytes);
     const std::string dir = TempDir("roundtrip_" + std::to_string(max_shard_bytes));
-    absl::Status saved = SaveModel(model, dir, SaveOptions{max_shard_bytes, ""});
+    absl::Status saved = SaveModel(model, dir, SaveOptions{max_shard_bytes, "", {}});
     ASSERT_TRUE(saved.ok()) << saved;
     const bool sharded = max_shard_bytes < 1000000;
     EXPECT_EQ(PathExists(dir + "/model.safetensors"), !sharded);
@@ -436,7 +436,7 @@ TEST(WeightsTest, SaveReplacesAnExistingCheckpoint) {
   LlamaForCausalLM first = MakeModel(TinyConfig(), 1);
   LlamaForCausalLM second = MakeModel(TinyConfig(), 2);
   ASSERT_TRUE(SaveModel(first, dir).ok());
-  ASSERT_TRUE(SaveModel(second, dir, SaveOptions{2000, ""}).ok());  // different layout
+  ASSERT_TRUE(SaveModel(second, dir, SaveOptions{2000, "", {}}).ok());  // different layout
   EXPECT_FALSE(PathExists(dir + "/model.safetensors"));  // no stale single file
   LlamaForCausalLM loaded = MakeModel(TinyConfig(), 3);
   ASSERT_TRUE(LoadWeights(loaded, dir).ok());
@@ -449,7 +449,7 @@ TEST(WeightsTest, SaveReplacesAnExistingCheckpoint) {
 TEST(WeightsTest, Bf16FileLoadsIntoFp32Model) {
   const std::string dir = TempDir("bf16");
   LlamaForCausalLM model = MakeModel(TinyConfig(), 1);
-  ASSERT_TRUE(SaveModel(model, dir, SaveOptions{5ull << 30, "bfloat16"}).ok());
+  ASSERT_TRUE(SaveModel(model, dir, SaveOptions{5ull << 30, "bfloat16", {}}).ok());
   absl::StatusOr<std::unique_ptr<SafetensorsCheckpoint>> ckpt = SafetensorsCheckpoint::Open(dir);
   ASSERT_TRUE(ckpt.ok()) << ckpt.status();
   absl::StatusOr<SafetensorsCheckpoint::Entry> entry = (*ckpt)->Find("model.norm.weight");

@@ -177,6 +177,33 @@ TEST(MetricFamily, RemoveDropsOneChild) {
   EXPECT_TRUE(HasLine(registry.Render(), "test_plain_total 0"));
 }
 
+TEST(MetricFamily, RemoveWithPrefixDropsEveryChildStartingSo) {
+  MetricRegistry registry;
+  MetricFamily* g = registry.AddGauge("test_value", "Values.", {"id", "rank"}).value();
+  for (const char* id : {"a", "ab", "b"}) {
+    for (const char* rank : {"0", "1", "10"}) ASSERT_TRUE(g->Set({id, rank}, 1).ok());
+  }
+  EXPECT_EQ(g->RemoveWithPrefix({"a"}), 3u);  // not "ab", whose first value only starts with "a"
+  EXPECT_EQ(g->RemoveWithPrefix({"a"}), 0u);
+  EXPECT_EQ(g->RemoveWithPrefix({"b", "1"}), 1u);
+  EXPECT_EQ(g->RemoveWithPrefix({"b", "1", "extra"}), 0u) << "more values than labels";
+  EXPECT_EQ(registry.Render(),
+            "# HELP test_value Values.\n"
+            "# TYPE test_value gauge\n"
+            "test_value{id=\"ab\",rank=\"0\"} 1\n"
+            "test_value{id=\"ab\",rank=\"1\"} 1\n"
+            "test_value{id=\"ab\",rank=\"10\"} 1\n"
+            "test_value{id=\"b\",rank=\"0\"} 1\n"
+            "test_value{id=\"b\",rank=\"10\"} 1\n");
+  EXPECT_EQ(g->RemoveWithPrefix({}), 5u);  // every child
+  EXPECT_EQ(g->num_children(), 0u);
+
+  MetricFamily* plain = registry.AddCounter("test_plain_total", "Plain.").value();
+  ASSERT_TRUE(plain->Inc({}, 5).ok());
+  EXPECT_EQ(plain->RemoveWithPrefix({}), 1u);  // resets the one child
+  EXPECT_TRUE(HasLine(registry.Render(), "test_plain_total 0"));
+}
+
 TEST(MetricFamily, RefusesMisuse) {
   MetricRegistry registry;
   MetricFamily* c = registry.AddCounter("test_c_total", "C.", {"k"}).value();
@@ -272,7 +299,8 @@ TEST(ServerMetrics, ProgressUpdatesJobSeries) {
   EXPECT_TRUE(HasLine(text, "foak_job_learning_rate{job_id=\"job-1\"} 0.001")) << text;
   EXPECT_TRUE(HasLine(text, "foak_job_grad_norm{job_id=\"job-1\"} 1.25")) << text;
   EXPECT_TRUE(HasLine(text, "foak_job_tokens_per_second{job_id=\"job-1\"} 1000.5")) << text;
-  EXPECT_TRUE(HasLine(text, "foak_job_peak_memory_bytes{job_id=\"job-1\"} 1073741824")) << text;
+  EXPECT_TRUE(HasLine(text, "foak_job_peak_memory_bytes{job_id=\"job-1\",rank=\"0\"} 1073741824"))
+      << text;
   EXPECT_TRUE(HasLine(text, "foak_job_tokens_total{job_id=\"job-1\"} 512")) << text;
   EXPECT_TRUE(HasLine(text, "foak_job_last_progress_timestamp_seconds{job_id=\"job-1\"} 1700000000.123"))
       << text;
@@ -308,6 +336,37 @@ TEST(ServerMetrics, FinishedJobSeriesExpireAfterRetention) {
   EXPECT_FALSE(Mentions(text, "job_id=\"done\"")) << text;
   EXPECT_TRUE(HasLine(text, "foak_job_step{job_id=\"still-running\"} 3")) << text;
   EXPECT_TRUE(HasLine(text, "foak_job_tokens_total{job_id=\"still-running\"} 100")) << text;
+}
+
+// A data-parallel job: one peak-memory series per rank; the job's other
+// series stay rank 0's, and all of them expire together.
+TEST(ServerMetrics, PeakMemoryHasASeriesPerRank) {
+  FakeClock clock;
+  ServerMetrics metrics(OptionsWithClock(&clock, /*retention_ms=*/1000));
+  metrics.OnJobProgress("job-1", Sample(5, 512));
+  metrics.OnRankPeakMemory("job-1", 1, 2048);
+  metrics.OnRankPeakMemory("job-1", 2, 4096);
+  metrics.OnJobProgress("job-10", Sample(3, 64));  // an id that job-1 is a prefix of
+  std::string text = metrics.Render();
+  EXPECT_TRUE(HasLine(text, "foak_job_peak_memory_bytes{job_id=\"job-1\",rank=\"0\"} 1073741824"))
+      << text;
+  EXPECT_TRUE(HasLine(text, "foak_job_peak_memory_bytes{job_id=\"job-1\",rank=\"1\"} 2048")) << text;
+  EXPECT_TRUE(HasLine(text, "foak_job_peak_memory_bytes{job_id=\"job-1\",rank=\"2\"} 4096")) << text;
+  EXPECT_TRUE(HasLine(text, "foak_job_step{job_id=\"job-1\"} 5")) << text;
+  EXPECT_TRUE(HasLine(text, "foak_job_tokens_total{job_id=\"job-1\"} 512")) << text;
+  // A newer value of a rank replaces its own series only.
+  metrics.OnRankPeakMemory("job-1", 1, 3072);
+  text = metrics.Render();
+  EXPECT_TRUE(HasLine(text, "foak_job_peak_memory_bytes{job_id=\"job-1\",rank=\"1\"} 3072")) << text;
+  EXPECT_TRUE(HasLine(text, "foak_job_peak_memory_bytes{job_id=\"job-1\",rank=\"2\"} 4096")) << text;
+
+  metrics.OnJobFinished("job-1");
+  clock.now_ms += 1000;
+  text = metrics.Render();
+  EXPECT_FALSE(Mentions(text, "job_id=\"job-1\"")) << text;
+  EXPECT_TRUE(HasLine(text, "foak_job_peak_memory_bytes{job_id=\"job-10\",rank=\"0\"} 1073741824"))
+      << text;
+  EXPECT_TRUE(HasLine(text, "foak_job_step{job_id=\"job-10\"} 3")) << text;
 }
 
 TEST(ServerMetrics, JobsByStateAlwaysHasAllSevenStates) {
@@ -384,6 +443,7 @@ std::string PopulatedScrape() {
   metrics.SetBuildInfo("0.1.0");
   metrics.OnJobProgress("job-\"quoted\"\\1\n", Sample(5, 512));
   metrics.OnJobProgress("job-2", Sample(7, 64));
+  metrics.OnRankPeakMemory("job-2", 1, 4096);
   metrics.SetJobsByState({{"RUNNING", 2}});
   metrics.ObserveQueueWait(12.5);
   metrics.OnGrpcRequest("/foak.v1.JobService/CreateJob", "OK");

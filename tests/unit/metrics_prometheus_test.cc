@@ -87,7 +87,8 @@ TEST(MetricsPrometheus, RealPrometheusScrapesFoakMetrics) {
   EXPECT_EQ(states->size(), 7u);
 
   // The loss gauge and the peak memory arrive as written (floats, big ints).
-  absl::StatusOr<double> memory = prometheus.QueryValue("foak_job_peak_memory_bytes{job_id=\"job-a\"}");
+  absl::StatusOr<double> memory =
+      prometheus.QueryValue("foak_job_peak_memory_bytes{job_id=\"job-a\",rank=\"0\"}");
   ASSERT_TRUE(memory.ok()) << memory.status();
   EXPECT_EQ(*memory, 123456789);
   // The raw JSON answer is there for richer checks.

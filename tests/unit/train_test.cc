@@ -379,7 +379,7 @@ TEST(AdamW, TwoStepsMatchTheFormulaWithAndWithoutDecay) {
   const double lr = 0.1, b1 = 0.8, b2 = 0.9, eps = 1e-3, wd = 0.5;
   torch::Tensor a = torch::tensor({1.0f, -2.0f, 0.25f}).requires_grad_(true);
   torch::Tensor b = torch::tensor({3.0f, 0.5f}).requires_grad_(true);
-  std::vector<ParamGroup> groups = {{{"a.weight"}, {a}, wd}, {{"b.bias"}, {b}, 0.0}};
+  std::vector<ParamGroup> groups = {{{"a.weight"}, {a}, wd, {}}, {{"b.bias"}, {b}, 0.0, {}}};
   AdamWOptions options;
   options.beta1 = b1;
   options.beta2 = b2;

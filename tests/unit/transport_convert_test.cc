@@ -43,6 +43,35 @@ TEST(JobSpecToJson, KeepsNumbersMapsValuesAndOnlySetFields) {
   EXPECT_FALSE(j.contains("device"));
 }
 
+// resources.processes (a CPU job's ranks) goes to foakd as a number, both
+// ways; a GPU job's progress carries each rank's peak memory.
+TEST(JobSpecToJson, ResourcesProcessesRoundTrip) {
+  foak::v1::JobSpec spec;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  R"({"model": "/m", "resources": {"processes": 4}})", &spec)
+                  .ok());
+  EXPECT_EQ(spec.resources().processes(), 4);
+  Json j = Json::parse(JobSpecToJson(spec));
+  EXPECT_EQ(j["resources"], Json({{"processes", 4}}));  // gpus unset: absent, a CPU job
+  EXPECT_TRUE(j["resources"]["processes"].is_number_integer());
+
+  JobView view;
+  view.record.id = "job-1";
+  view.record.spec_json = j.dump();
+  view.progress = JobProgressInfo();
+  view.progress->peak_memory_bytes = 1000;
+  view.progress->rank_peak_memory_bytes = {1000, 0, 3000, 4000};
+  foak::v1::Job job = ToProtoJob(view).value();
+  EXPECT_EQ(job.spec().resources().processes(), 4);
+  EXPECT_EQ(job.spec().resources().gpus(), 0);
+  EXPECT_EQ(job.progress().peak_memory_bytes(), 1000);
+  EXPECT_EQ(std::vector<int64_t>(job.progress().rank_peak_memory_bytes().begin(),
+                                 job.progress().rank_peak_memory_bytes().end()),
+            (std::vector<int64_t>{1000, 0, 3000, 4000}));
+  view.progress->rank_peak_memory_bytes.clear();  // one rank: no list
+  EXPECT_EQ(ToProtoJob(view).value().progress().rank_peak_memory_bytes_size(), 0);
+}
+
 TEST(JobSpecToJson, BenchObjectKeepsItsListsAsNumbers) {
   foak::v1::JobSpec spec;
   ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(R"({

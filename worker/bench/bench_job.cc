@@ -27,6 +27,7 @@
 #include "worker/model/model_config.h"
 #include "worker/train/activation_checkpointing.h"
 #include "worker/train/bench_result.h"
+#include "worker/train/data_parallel.h"
 #include "worker/train/lora_training.h"
 #include "worker/train/memory_stats.h"
 #include "worker/train/precision.h"
@@ -74,7 +75,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> BuildTrainer(const JobConfig& job,
                                                       const ModelConfig& config,
                                                       const KernelSet& kernels,
                                                       const torch::Device& device,
-                                                      int64_t max_steps) {
+                                                      int64_t max_steps, Collectives* comm) {
   const Hyperparameters& h = job.hyperparameters;
   std::optional<LlamaForCausalLM> model;
   try {
@@ -96,6 +97,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> BuildTrainer(const JobConfig& job,
   if (h.gradient_checkpointing) SetActivationCheckpointing(*model, true);
   TrainerOptions options = MakeTrainerOptions(job, max_steps);
   options.keep_trainable_fp32 = job.method == "lora";
+  options.collectives = comm;
   return Trainer::Create(*model, options, device);
 }
 
@@ -130,7 +132,9 @@ absl::StatusOr<Timing> TimeSteps(Trainer& trainer, const Batch& batch, int64_t w
   }
   Synchronize(device);
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  t.tokens_per_second = static_cast<double>(batch.B * batch.T * steps) / seconds;
+  // Every rank trains its own batch: the job's tokens are world_size times as many.
+  t.tokens_per_second =
+      static_cast<double>(batch.B * batch.T * steps * trainer.world_size()) / seconds;
   t.ms_per_step = 1e3 * seconds / static_cast<double>(steps);
   t.peak_allocated_bytes = PeakMemoryBytes(device);
   t.peak_reserved_bytes = PeakReservedBytes(device);
@@ -171,24 +175,35 @@ std::string RowLine(const BenchResult& r) {
 
 class BenchRun {
  public:
-  BenchRun(const JobConfig& job, ModelConfig config, torch::Device device, std::FILE* echo,
+  BenchRun(const JobConfig& job, ModelConfig config, const RankContext& ranks, std::FILE* echo,
            std::FILE* info, TrainObserver* observer)
       : job_(job),
         bench_(job.bench),
         config_(std::move(config)),
-        device_(device),
-        echo_(echo),
-        info_(info),
-        observer_(observer) {}
+        device_(ranks.device),
+        comm_(ranks.collectives()),
+        rank_(ranks.env.rank),
+        world_(ranks.env.world_size),
+        echo_(rank_ == 0 ? echo : nullptr),
+        info_(rank_ == 0 ? info : nullptr),
+        observer_(rank_ == 0 ? observer : nullptr) {}
 
   absl::Status Run() {
-    RETURN_IF_ERROR(MakeDirs(job_.output_dir));
+    if (world_ > 1 && bench_.find_max_batch) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "bench.find_max_batch with ", world_, " ranks: the search runs out of memory on "
+          "purpose, which one rank cannot recover from while the others wait in a collective; "
+          "search on one GPU (the largest batch per GPU is the same) and give it as batch_sizes"));
+    }
+    if (rank_ == 0) RETURN_IF_ERROR(MakeDirs(job_.output_dir));
     const int64_t total = bench_.PlannedRows();
     Print(info_, absl::StrFormat(
                      "foak-worker: benchmark of %s (%s, %s) on %s: %d rows (%d kernel sets, "
                      "batches %s, sequences %s), %d warm-up + %d timed steps each%s%s",
                      job_.model, job_.method, PrecisionName(job_.hyperparameters.precision),
-                     device_.str(), total, bench_.kernel_sets.size(),
+                     world_ > 1 ? absl::StrCat(world_, " ranks, rank 0 on ", device_.str())
+                                : device_.str(),
+                     total, bench_.kernel_sets.size(),
                      absl::StrJoin(bench_.batch_sizes, ","), absl::StrJoin(bench_.seq_lens, ","),
                      bench_.warmup_steps, bench_.steps,
                      job_.hyperparameters.gradient_checkpointing ? ", activation checkpointing"
@@ -201,6 +216,13 @@ class BenchRun {
         for (size_t k = 0; k < bench_.kernel_sets.size(); ++k) {
           BenchResult row = NewRow(k, batch, seq, false);
           TimeFreshRow(&row);
+          if (world_ > 1 && row.status != "ok") {
+            // A rank that failed a step left the others inside a collective:
+            // the ranks are out of step, so the job ends here.
+            return absl::InternalError(absl::StrCat(
+                "benchmark row ", row.kernels, " ", batch, "x", seq, " on rank ", rank_, ": ",
+                row.status, ": ", row.error, " (with several ranks a failed row ends the job)"));
+          }
           Compare(k == 0, &baseline, &row);
           RETURN_IF_ERROR(Emit(std::move(row)));
         }
@@ -229,6 +251,7 @@ class BenchRun {
     }
     Print(info_, absl::StrCat("foak-worker: benchmark done; rows in ",
                               JoinPath(job_.output_dir, "bench.jsonl")));
+    if (comm_ != nullptr) RETURN_IF_ERROR(comm_->Barrier());
     return absl::OkStatus();
   }
 
@@ -248,7 +271,7 @@ class BenchRun {
     row.steps = bench_.steps;
     row.max_batch = max_batch;
     row.device = device_.str();
-    row.gpus = device_.is_cuda() ? 1 : 0;
+    row.gpus = device_.is_cuda() ? world_ : 0;
     kernel_index_ = kernel_index;
     return row;
   }
@@ -267,15 +290,17 @@ class BenchRun {
   const KernelSet& kernels() const { return bench_.kernel_sets[kernel_index_]; }
   int64_t StepsPerRow() const { return bench_.warmup_steps + bench_.steps; }
   Batch MakeBatch(int64_t batch, int64_t seq) const {
+    // Each rank its own tokens, as each would read its own data.
     return RandomBatch(batch, seq, config_.vocab_size,
-                       static_cast<uint64_t>(job_.hyperparameters.seed) + 1);
+                       static_cast<uint64_t>(job_.hyperparameters.seed) + 1 +
+                           7919 * static_cast<uint64_t>(rank_));
   }
 
   void TimeFreshRow(BenchResult* row) {
     absl::Status status = [&]() -> absl::Status {
       ReleaseCachedMemory(device_);
       ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
-                       BuildTrainer(job_, config_, kernels(), device_, StepsPerRow()));
+                       BuildTrainer(job_, config_, kernels(), device_, StepsPerRow(), comm_));
       const Batch batch = MakeBatch(row->batch, row->seq);
       ResetPeakMemory(device_);
       ASSIGN_OR_RETURN(Timing t, TimeSteps(*trainer, batch, bench_.warmup_steps, bench_.steps,
@@ -294,7 +319,7 @@ class BenchRun {
       ReleaseCachedMemory(device_);
       // The schedule never ends: trials and the timed row share the trainer.
       ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
-                       BuildTrainer(job_, config_, kernels(), device_, 1 << 30));
+                       BuildTrainer(job_, config_, kernels(), device_, 1 << 30, comm_));
       int64_t start = 1;
       for (int64_t b : bench_.batch_sizes) start = std::max(start, b);
       auto fits = [&](int64_t b) -> absl::StatusOr<bool> {
@@ -338,9 +363,11 @@ class BenchRun {
     SetOutcome(status, row);
   }
 
+  // Rank 0 keeps the record; the other ranks only keep count.
   absl::Status Emit(BenchResult row) {
     Print(echo_, RowLine(row));
     rows_.push_back(row);
+    if (rank_ != 0) return absl::OkStatus();
     std::string lines;
     for (const BenchResult& r : rows_) absl::StrAppend(&lines, BenchResultToJson(r), "\n");
     RETURN_IF_ERROR(WriteFileAtomically(JoinPath(job_.output_dir, "bench.jsonl"), lines));
@@ -352,6 +379,9 @@ class BenchRun {
   const BenchConfig& bench_;
   const ModelConfig config_;
   const torch::Device device_;
+  Collectives* comm_;  // null with one rank
+  const int rank_;
+  const int world_;
   std::FILE* echo_;
   std::FILE* info_;
   TrainObserver* observer_;
@@ -366,9 +396,11 @@ absl::Status RunBenchJob(const JobConfig& job, std::FILE* echo, std::FILE* info,
   if (!job.bench.enabled) {
     return absl::InvalidArgumentError("RunBenchJob needs a job with a \"bench\" object");
   }
-  ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(job.device));
   ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(job.model));
-  BenchRun run(job, std::move(config), device, echo, info, observer);
+  // Data parallel (data_parallel.h): every rank times the same rows on its
+  // own batches; rank 0 records them.
+  ASSIGN_OR_RETURN(RankContext ranks, JoinRanks(job));
+  BenchRun run(job, std::move(config), ranks, echo, info, observer);
   return run.Run();
 }
 

@@ -212,6 +212,7 @@ absl::Status SaveModel(LlamaForCausalLM& model, const std::string& model_dir,
     torch::NoGradGuard no_grad;
     for (const auto& item : model->named_parameters(/*recurse=*/true)) {
       torch::Tensor p = item.value().detach();
+      if (options.tensor_for) p = options.tensor_for(item.key(), p).detach();
       const torch::Dtype dtype = save_dtype.value_or(p.scalar_type());
       if (!first_dtype) first_dtype = dtype;
       ASSIGN_OR_RETURN(DType st_dtype, SafetensorsFloatDtype(dtype));

@@ -16,6 +16,7 @@
 #define FOAK_WORKER_MODEL_WEIGHTS_H_
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -37,6 +38,9 @@ struct SaveOptions {
   uint64_t max_shard_bytes = 5ull << 30;  // transformers' default "5GB"
   // dtype written to disk; "" keeps each parameter's dtype.
   std::string dtype = "";  // "" | "float32" | "bfloat16" | "float16"
+  // The tensor saved for a parameter (name, parameter); unset = the
+  // parameter. E.g. the fp32 master weights gathered from sharded state.
+  std::function<torch::Tensor(const std::string&, const torch::Tensor&)> tensor_for;
 };
 absl::Status SaveModel(LlamaForCausalLM& model, const std::string& model_dir,
                        const SaveOptions& options = {});

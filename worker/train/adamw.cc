@@ -16,8 +16,8 @@
 namespace foak {
 
 std::vector<ParamGroup> MakeParamGroups(torch::nn::Module& model, double weight_decay) {
-  ParamGroup decay{{}, {}, weight_decay};
-  ParamGroup no_decay{{}, {}, 0.0};
+  ParamGroup decay{{}, {}, weight_decay, {}};
+  ParamGroup no_decay{{}, {}, 0.0, {}};
   for (const auto& item : model.named_parameters(/*recurse=*/true)) {
     if (!item.value().requires_grad()) continue;
     ParamGroup& g = IsNoDecayParameter(item.key()) ? no_decay : decay;
@@ -35,10 +35,13 @@ AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& options)
   torch::NoGradGuard no_grad;
   for (const ParamGroup& group : groups_) {
     std::vector<torch::Tensor> masters, m, v, steps;
-    for (const torch::Tensor& p : group.params) {
+    for (size_t i = 0; i < group.params.size(); ++i) {
+      const torch::Tensor& p = group.params[i];
+      const torch::Tensor& from =
+          i < group.initial_masters.size() ? group.initial_masters[i] : p;
       torch::Tensor master = options_.precision == Precision::kBf16Mixed
-                                 ? p.detach().to(torch::kFloat, /*non_blocking=*/false,
-                                                 /*copy=*/true)
+                                 ? from.detach().to(torch::kFloat, /*non_blocking=*/false,
+                                                    /*copy=*/true)
                                  : p;
       m.push_back(torch::zeros_like(master));
       v.push_back(torch::zeros_like(master));
@@ -51,6 +54,7 @@ AdamW::AdamW(std::vector<ParamGroup> groups, const AdamWOptions& options)
     exp_avg_sqs_.push_back(std::move(v));
     state_steps_.push_back(std::move(steps));
   }
+  for (ParamGroup& group : groups_) group.initial_masters.clear();  // copied; free them
 }
 
 std::vector<torch::Tensor> AdamW::PrepareGrads() {

@@ -49,6 +49,9 @@ struct ParamGroup {
   std::vector<std::string> names;    // for messages and checkpoints
   std::vector<torch::Tensor> params;
   double weight_decay = 0.0;
+  // bf16-mixed: the fp32 values the masters start from (sharded state: the
+  // slice's values before the cast to bf16); empty = copies of `params`.
+  std::vector<torch::Tensor> initial_masters;
 };
 
 // Two groups from model.named_parameters(): decay (weight_decay) and no-decay

@@ -59,7 +59,8 @@ std::optional<torch::Dtype> TorchDtype(DType dtype) {
 }
 
 absl::Status WriteOptimizerState(const AdamW& optimizer, Precision precision,
-                                 const std::string& path) {
+                                 const std::string& path,
+                                 std::map<std::string, std::string> extra_metadata = {}) {
   std::vector<torch::Tensor> host;  // owns the bytes the views point at
   std::vector<TensorView> views;
   for (const auto& [name, tensor] : optimizer.NamedState()) {
@@ -74,21 +75,49 @@ absl::Status WriteOptimizerState(const AdamW& optimizer, Precision precision,
                                t.data_ptr(), static_cast<uint64_t>(t.nbytes())});
     host.push_back(std::move(t));
   }
-  return WriteSafetensors(path, views,
-                          {{"format", "foak-adamw"},
-                           {"step_count", absl::StrCat(optimizer.step_count())},
-                           {"precision", PrecisionName(precision)}});
+  extra_metadata["format"] = "foak-adamw";
+  extra_metadata["step_count"] = absl::StrCat(optimizer.step_count());
+  extra_metadata["precision"] = PrecisionName(precision);
+  return WriteSafetensors(path, views, extra_metadata);
+}
+
+// A sharded run's slices of this rank, into `path`.
+absl::Status WriteShardFile(Trainer& trainer, const std::string& path) {
+  try {
+    return WriteOptimizerState(trainer.optimizer(), trainer.precision(), path,
+                               {{"rank", absl::StrCat(trainer.rank())},
+                                {"world_size", absl::StrCat(trainer.world_size())},
+                                {"shard_layout", trainer.ShardLayout()}});
+  } catch (const std::exception& e) {
+    return TorchErrorToStatus(e, absl::StrCat("saving the optimizer slices to ", path));
+  }
 }
 
 absl::Status WriteTrainingCheckpointInto(Trainer& trainer, const TrainerState& state,
                                          const std::string& tmp,
                                          const CheckpointOptions& options) {
   RETURN_IF_ERROR(WriteWeightsAndTokenizer(trainer, tmp, options));
-  try {
-    RETURN_IF_ERROR(WriteOptimizerState(trainer.optimizer(), trainer.precision(),
-                                        JoinPath(tmp, kOptimizerStateFile)));
-  } catch (const std::exception& e) {
-    return TorchErrorToStatus(e, absl::StrCat("saving the optimizer state to ", tmp));
+  if (trainer.sharded()) {
+    const int world = trainer.world_size();
+    RETURN_IF_ERROR(WriteShardFile(trainer, JoinPath(tmp, ShardedOptimizerFileName(0, world))));
+    const std::string staging = OptimizerShardStagingDir(JoinPath(tmp, ".."), state.global_step);
+    for (int r = 1; r < world; ++r) {
+      const std::string name = ShardedOptimizerFileName(r, world);
+      if (!PathExists(JoinPath(staging, name))) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "checkpoint ", state.global_step, ": rank ", r, "'s optimizer slices (",
+            JoinPath(staging, name), ") are missing"));
+      }
+      RETURN_IF_ERROR(Rename(JoinPath(staging, name), JoinPath(tmp, name)));
+    }
+    RemoveTree(staging).IgnoreError();
+  } else {
+    try {
+      RETURN_IF_ERROR(WriteOptimizerState(trainer.optimizer(), trainer.precision(),
+                                          JoinPath(tmp, kOptimizerStateFile)));
+    } catch (const std::exception& e) {
+      return TorchErrorToStatus(e, absl::StrCat("saving the optimizer state to ", tmp));
+    }
   }
   return WriteFileAtomically(JoinPath(tmp, kTrainerStateFile), TrainerStateToJson(state));
 }
@@ -153,10 +182,52 @@ absl::StatusOr<std::string> WriteTrainingCheckpoint(Trainer& trainer, TrainerSta
   return dir;
 }
 
+absl::Status WriteOptimizerShard(Trainer& trainer, const std::string& output_dir) {
+  const std::string staging = OptimizerShardStagingDir(output_dir, trainer.step());
+  RETURN_IF_ERROR(MakeDirs(staging));
+  return WriteShardFile(trainer,
+                        JoinPath(staging, ShardedOptimizerFileName(trainer.rank(), trainer.world_size())));
+}
+
+namespace {
+
+// What optimizer state the checkpoint in `dir` holds, for errors.
+std::string DescribeOptimizerFiles(const std::string& dir) {
+  if (PathExists(JoinPath(dir, kOptimizerStateFile))) {
+    return absl::StrCat("unsharded optimizer state (", kOptimizerStateFile, ")");
+  }
+  if (const int world = ShardedOptimizerWorldSize(dir); world > 0) {
+    return absl::StrCat("state sharded over ", world, " ranks (",
+                        ShardedOptimizerFileName(0, world), ", ...)");
+  }
+  return "no optimizer state";
+}
+
+}  // namespace
+
 absl::Status RestoreTrainingState(Trainer& trainer, const std::string& dir,
                                   const TrainerState& state) {
-  const std::string path = JoinPath(dir, kOptimizerStateFile);
+  const std::string path =
+      trainer.sharded() ? JoinPath(dir, ShardedOptimizerFileName(trainer.rank(), trainer.world_size()))
+                        : JoinPath(dir, kOptimizerStateFile);
+  if (!PathExists(path)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        dir, " holds ", DescribeOptimizerFiles(dir), " but this run ",
+        trainer.sharded() ? absl::StrCat("shards it over ", trainer.world_size(),
+                                         " ranks (zero_stage 1)")
+                          : std::string("keeps it unsharded"),
+        "; resume with the ranks and zero_stage that wrote it"));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(path));
+  if (trainer.sharded()) {
+    auto layout = file->metadata().find("shard_layout");
+    if (layout == file->metadata().end() || layout->second != trainer.ShardLayout()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          path, ": its optimizer slices were cut from other gradient buckets than this run's "
+          "(hyperparameters.ddp_bucket_cap_mb or the trainable parameters differ); resume "
+          "with the settings that wrote it"));
+    }
+  }
   auto meta = file->metadata().find("step_count");
   int64_t step_count = -1;
   if (meta == file->metadata().end() || !absl::SimpleAtoi(meta->second, &step_count) ||

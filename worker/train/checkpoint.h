@@ -21,6 +21,15 @@
 // resume would pick. Then the oldest complete checkpoints beyond
 // save_total_limit are removed (never the one just written).
 //
+// Sharded optimizer state (Trainer::sharded(), ZeRO stage 1): instead of
+// optimizer.safetensors every rank's slices go to
+// optimizer.rank-<r>-of-<W>.safetensors (metadata: the shard layout). Ranks
+// > 0 write theirs into checkpoint-<step>.tmp.shards/ first
+// (WriteOptimizerShard); rank 0 moves them into its temp folder before the
+// commit, so the folder still appears whole or not at all. Such a checkpoint
+// resumes with the same number of ranks and bucket layout (the error says so
+// otherwise); the model weights in it are whole, as always.
+//
 // Resume is RestoreTrainingState: load the model weights from the checkpoint
 // folder first (as from any model folder), build the Trainer, then restore the
 // optimizer state, the step and the RNG states with this.
@@ -65,6 +74,10 @@ absl::Status WriteCheckpoint(Trainer& trainer, const std::string& dir,
 absl::StatusOr<std::string> WriteTrainingCheckpoint(Trainer& trainer, TrainerState state,
                                                     const std::string& output_dir,
                                                     const CheckpointOptions& options);
+
+// Ranks > 0 of a sharded run: writes this rank's slices for the checkpoint of
+// trainer.step() into the staging folder.
+absl::Status WriteOptimizerShard(Trainer& trainer, const std::string& output_dir);
 
 // Restores optimizer state (bit-exact), step count and RNG states of the
 // checkpoint in `dir` into `trainer`, whose weights were loaded from `dir`.

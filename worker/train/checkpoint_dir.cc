@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -72,7 +73,14 @@ absl::Status IsCompleteCheckpoint(const std::string& dir) {
                                                       state.global_step, " but the folder is ",
                                                       name));
   }
-  if (!PathExists(JoinPath(dir, kOptimizerStateFile))) {
+  if (const int world = ShardedOptimizerWorldSize(dir); world > 0) {
+    for (int r = 0; r < world; ++r) {
+      if (!PathExists(JoinPath(dir, ShardedOptimizerFileName(r, world)))) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(dir, " lacks ", ShardedOptimizerFileName(r, world)));
+      }
+    }
+  } else if (!PathExists(JoinPath(dir, kOptimizerStateFile))) {
     return absl::FailedPreconditionError(absl::StrCat(dir, " lacks ", kOptimizerStateFile));
   }
   // A full fine-tune's checkpoint holds the model (config.json + weights); a
@@ -191,6 +199,28 @@ absl::Status CommitCheckpointDir(const std::string& temp_dir, const std::string&
     return ErrnoStatus(absl::StrCat("cannot rename ", temp_dir, " to"), final_dir, errno);
   }
   return FsyncPath(Parent(final_dir));
+}
+
+std::string ShardedOptimizerFileName(int rank, int world_size) {
+  return absl::StrCat("optimizer.rank-", rank, "-of-", world_size, ".safetensors");
+}
+
+std::string OptimizerShardStagingDir(const std::string& output_dir, int64_t step) {
+  return JoinPath(output_dir, absl::StrCat(CheckpointDirName(step), ".tmp.shards"));
+}
+
+int ShardedOptimizerWorldSize(const std::string& dir) {
+  absl::StatusOr<std::vector<std::string>> names = ListDir(dir);
+  if (!names.ok()) return 0;
+  constexpr absl::string_view kPrefix = "optimizer.rank-0-of-";
+  constexpr absl::string_view kSuffix = ".safetensors";
+  for (const std::string& name : *names) {
+    absl::string_view n = name;
+    if (!absl::ConsumePrefix(&n, kPrefix) || !absl::ConsumeSuffix(&n, kSuffix)) continue;
+    int world = 0;
+    if (absl::SimpleAtoi(n, &world) && world > 0) return world;
+  }
+  return 0;
 }
 
 }  // namespace foak

@@ -33,6 +33,14 @@ namespace foak {
 
 inline constexpr char kTrainerStateFile[] = "trainer_state.json";
 inline constexpr char kOptimizerStateFile[] = "optimizer.safetensors";
+// Sharded optimizer state (checkpoint.h): rank `rank`'s slices.
+std::string ShardedOptimizerFileName(int rank, int world_size);
+// Where ranks > 0 leave their slices for checkpoint-<step> of `output_dir`
+// until rank 0 moves them into the checkpoint (a ".tmp." name: never picked).
+std::string OptimizerShardStagingDir(const std::string& output_dir, int64_t step);
+// The world size of a sharded checkpoint in `dir` (from its rank-0 file), or
+// 0 when it holds none.
+int ShardedOptimizerWorldSize(const std::string& dir);
 
 // "checkpoint-<step>".
 std::string CheckpointDirName(int64_t step);

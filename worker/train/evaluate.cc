@@ -41,13 +41,16 @@ absl::StatusOr<EvalResult> Evaluator::Run(Trainer& trainer) {
   double loss_sum = 0;
   int64_t targets = 0;
   absl::Status status;
-  while (true) {
+  // Data parallel: rank r evaluates the batches i with i % world_size = r.
+  const int rank = trainer.rank(), world = trainer.world_size();
+  for (int64_t i = 0;; ++i) {
     absl::StatusOr<std::optional<Batch>> batch = NextPaddedBatch(source, batch_size_, pad_id_);
     if (!batch.ok()) {
       status = batch.status();
       break;
     }
     if (!batch->has_value()) break;
+    if (i % world != rank) continue;
     absl::StatusOr<LossSums> sums = trainer.EvalLossSums(**batch);
     if (!sums.ok()) {
       status = sums.status();
@@ -58,6 +61,10 @@ absl::StatusOr<EvalResult> Evaluator::Run(Trainer& trainer) {
   }
   trainer.model()->train();
   RETURN_IF_ERROR(status);
+  std::vector<double> sums = {loss_sum, static_cast<double>(targets)};
+  RETURN_IF_ERROR(trainer.AllReduceSum(sums));
+  loss_sum = sums[0];
+  targets = static_cast<int64_t>(sums[1]);
   EvalResult result;
   result.loss = targets > 0 ? loss_sum / static_cast<double>(targets) : 0.0;
   result.target_tokens = targets;

@@ -19,6 +19,12 @@ namespace foak {
 // An empty list has norm 0.
 double ClipGradNorm(const std::vector<torch::Tensor>& grads, double max_norm);
 
+// The same with the norm taken over `measured` and the scaling applied to
+// `scaled` (sharded optimizer state: every rank measures all the summed
+// gradients but updates, so scales, only its own slices of them).
+double ClipGradNormOver(const std::vector<torch::Tensor>& measured,
+                        const std::vector<torch::Tensor>& scaled, double max_norm);
+
 }  // namespace foak
 
 #endif  // FOAK_WORKER_TRAIN_GRAD_CLIP_H_

@@ -172,6 +172,13 @@ absl::Status ParseHyperparameters(ObjectReader& r, Hyperparameters* h) {
   RETURN_IF_ERROR(r.Int("eval_steps", 0, &h->eval_steps));
   RETURN_IF_ERROR(r.Int("eval_batch_size", 0, &h->eval_batch_size));
   RETURN_IF_ERROR(r.Bool("gradient_checkpointing", &h->gradient_checkpointing));
+  RETURN_IF_ERROR(r.Int("ddp_timeout", 1, &h->ddp_timeout));
+  RETURN_IF_ERROR(r.Int("ddp_bucket_cap_mb", 1, &h->ddp_bucket_cap_mb));
+  RETURN_IF_ERROR(r.Int("zero_stage", 0, &h->zero_stage));
+  if (h->zero_stage > 1) {
+    return r.BadValue("zero_stage",
+                      "0 (no sharding) or 1 (optimizer state sharded across ranks)");
+  }
   return r.CheckNoUnknownKeys();
 }
 

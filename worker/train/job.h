@@ -74,6 +74,21 @@ struct Hyperparameters {
   // about a third more compute, the same numbers. Not part of a run's
   // fingerprint, so a resumed run may switch it.
   bool gradient_checkpointing = false;
+  // Data parallel (several ranks; worker/parallel/). Neither is part of a
+  // run's fingerprint: they change how, not what, is computed.
+  // Seconds a rank waits for the others: at the rendezvous and in every
+  // collective (a lost rank then fails the job instead of hanging it), as
+  // transformers' ddp_timeout.
+  int64_t ddp_timeout = 1800;            // >= 1
+  // Gradient bucket size in MiB: one all-reduce per bucket, started during
+  // backward as soon as its gradients are ready (DDP's bucket_cap_mb).
+  int64_t ddp_bucket_cap_mb = 25;        // >= 1
+  // Sharded optimizer state (DeepSpeed's ZeRO stage numbers): 0 = every rank
+  // keeps all of AdamW's state; 1 = each rank keeps and updates only its
+  // 1/world_size slice of the moments and fp32 master weights, then the
+  // updated parameters are all-gathered. The same numbers either way.
+  // Checkpoints of a sharded run resume with the same ranks.
+  int64_t zero_stage = 0;                // 0 | 1
 };
 
 // dataset: the training data and how lines become examples (worker/data).

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -21,6 +22,8 @@
 #include "worker/model/weights.h"
 #include "worker/train/batch_source.h"
 #include "worker/train/checkpoint.h"
+#include "worker/train/data_parallel.h"
+#include "worker/train/rank_batch_source.h"
 #include "worker/train/memory_stats.h"
 #include "worker/train/activation_checkpointing.h"
 #include "worker/train/metrics_writer.h"
@@ -115,13 +118,56 @@ absl::StatusOr<RunFingerprint> MakeFingerprint(const JobConfig& job, const Model
 }
 
 // Test hook: FOAK_TEST_EXIT_AFTER_CHECKPOINT=N makes the worker die with
-// _exit(137) (as if SIGKILLed) right after checkpoint-N is committed, so the
-// resume tests can stop a run at an exact step without racing it.
+// _exit(137) (as if SIGKILLed) after step N, right after checkpoint-N is
+// committed when N is a save step, so the resume tests can stop a run at an
+// exact step without racing it. With several ranks, FOAK_TEST_EXIT_RANK=R
+// makes only rank R die (default: every rank); FOAK_TEST_EXIT_ATTEMPT=A only
+// in the launch foakd numbers A (FOAK_JOB_ATTEMPT), so a restarted gang lives.
 int64_t TestExitAfterCheckpoint() {
   const char* value = std::getenv("FOAK_TEST_EXIT_AFTER_CHECKPOINT");
   int64_t step = -1;
   if (value == nullptr || !absl::SimpleAtoi(value, &step)) return -1;
   return step;
+}
+
+bool TestExitRankMatches(int rank) {
+  auto matches = [](const char* name, const char* actual) {
+    const char* want = std::getenv(name);
+    return want == nullptr || *want == '\0' || std::string(want) == actual;
+  };
+  const char* attempt = std::getenv("FOAK_JOB_ATTEMPT");
+  return matches("FOAK_TEST_EXIT_RANK", std::to_string(rank).c_str()) &&
+         matches("FOAK_TEST_EXIT_ATTEMPT", attempt == nullptr ? "0" : attempt);
+}
+
+// A save in which every rank takes part: PrepareSave (a collective: the
+// gathered master weights of sharded state), this rank's optimizer slices
+// when the state is sharded and `output_dir` is given (a checkpoint, not
+// final/), then `write_on_rank0`; then the ranks agree on the outcome, so a
+// failure on any rank fails all of them with its own or a pointing error
+// instead of leaving the others waiting. On one rank simply PrepareSave +
+// write.
+absl::Status SaveCollectively(Trainer& trainer, const std::string& output_dir,
+                              const std::function<absl::Status()>& write_on_rank0) {
+  RETURN_IF_ERROR(trainer.PrepareSave());
+  if (trainer.world_size() == 1) return write_on_rank0();
+  absl::Status mine;
+  if (trainer.sharded() && !output_dir.empty() && trainer.rank() > 0) {
+    mine = WriteOptimizerShard(trainer, output_dir);
+  }
+  // Rank 0 writes only once every slice is there.
+  std::vector<double> failed = {mine.ok() ? 0.0 : 1.0};
+  RETURN_IF_ERROR(trainer.AllReduceSum(failed));
+  if (!mine.ok()) return mine;
+  if (failed[0] > 0) {
+    return absl::AbortedError("another rank failed to write its part of the checkpoint");
+  }
+  if (trainer.rank() == 0) mine = write_on_rank0();
+  failed = {mine.ok() ? 0.0 : 1.0};
+  RETURN_IF_ERROR(trainer.AllReduceSum(failed));
+  if (!mine.ok()) return mine;
+  if (failed[0] > 0) return absl::AbortedError("rank 0 failed to write the checkpoint");
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -140,6 +186,8 @@ TrainerOptions MakeTrainerOptions(const JobConfig& job, int64_t max_steps) {
   options.adam_beta2 = h.adam_beta2;
   options.adam_epsilon = h.adam_epsilon;
   options.max_grad_norm = h.max_grad_norm;
+  options.grad_sync.bucket_bytes = h.ddp_bucket_cap_mb << 20;
+  options.zero_stage = static_cast<int>(h.zero_stage);
   return options;
 }
 
@@ -172,7 +220,24 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
                          TrainObserver* observer) {
   const Hyperparameters& h = job.hyperparameters;
   const bool lora = job.method == "lora";
-  ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(job.device));
+  // Data parallel (data_parallel.h): joins the other ranks first, so a rank
+  // that never comes fails the job before any work is done.
+  ASSIGN_OR_RETURN(RankContext ranks, JoinRanks(job));
+  const torch::Device device = ranks.device;
+  const int world = ranks.env.world_size;
+  const bool main_rank = ranks.is_main();
+  RankObserver rank_observer(observer, ranks.env.rank);
+  if (observer != nullptr) observer = &rank_observer;
+  if (!main_rank) {
+    // Rank 0 tells people what happens; the others stay quiet (their
+    // errors still reach stderr through the caller).
+    info = nullptr;
+    metrics_echo = nullptr;
+  }
+  if (ranks.env.distributed()) {
+    std::fprintf(stderr, "foak-worker: joined as %s on %s\n", ranks.env.Describe().c_str(),
+                 device.str().c_str());
+  }
   ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(job.model));
   bool byte_tokenizer = false;
   ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer,
@@ -182,7 +247,10 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
                    MakeBatchSource(job, encoder, tokenizer.get()));
   ASSIGN_OR_RETURN(std::unique_ptr<Evaluator> evaluator,
                    Evaluator::Create(job, encoder, tokenizer.get(), data->pad_id()));
-  const int64_t max_steps = job.ResolveMaxSteps(data->micro_batches_per_epoch());
+  // This rank's share of the stream (all of it on one rank).
+  RankBatchSource rank_data(data.get(), ranks.env.rank, world);
+  BatchSource* train_data = world > 1 ? static_cast<BatchSource*>(&rank_data) : data.get();
+  const int64_t max_steps = job.ResolveMaxSteps(train_data->micro_batches_per_epoch());
 
   // Resume: pick and check the checkpoint before anything is loaded or written.
   ASSIGN_OR_RETURN(RunFingerprint fingerprint, MakeFingerprint(job, config, max_steps));
@@ -205,6 +273,7 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
   if (h.gradient_checkpointing) SetActivationCheckpointing(model, true);
   TrainerOptions trainer_options = MakeTrainerOptions(job, max_steps);
   trainer_options.keep_trainable_fp32 = lora;
+  trainer_options.collectives = ranks.collectives();
   ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
                    Trainer::Create(model, trainer_options, device));
   TrainerState state;  // the loop's part of the checkpoint state
@@ -221,8 +290,11 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
   }
   Info(info, absl::StrFormat(
                  "training %s (%s) on %s: %s; for %d steps on %s, precision %s, kernels: %s%s",
-                 job.model, job.method, job.dataset.train, data->Describe(), max_steps,
-                 device.str(), PrecisionName(h.precision), KernelSetString(job.kernels),
+                 job.model, job.method, job.dataset.train, train_data->Describe(), max_steps,
+                 world > 1 ? absl::StrCat(world, " ranks (", device.is_cuda() ? "NCCL" : "Gloo",
+                                          "), rank 0 on ", device.str())
+                           : device.str(),
+                 PrecisionName(h.precision), KernelSetString(job.kernels),
                  h.gradient_checkpointing ? ", activation checkpointing" : ""));
   for (const std::string& error : data->stats().bad_line_errors) {
     Info(info, absl::StrCat("skipped bad line: ", error));
@@ -243,14 +315,17 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
                             config.max_position_embeddings));
   }
 
-  RETURN_IF_ERROR(MakeDirs(job.output_dir));
-  const std::string metrics_path = JoinPath(job.output_dir, "metrics.jsonl");
-  if (resume.has_value()) {
-    // Steps after the checkpoint were logged by the interrupted run and are redone.
-    RETURN_IF_ERROR(TruncateMetricsFile(metrics_path, trainer->step()).status());
+  // Rank 0 owns the output folder; the others write nothing there.
+  std::unique_ptr<MetricsWriter> metrics;
+  if (main_rank) {
+    RETURN_IF_ERROR(MakeDirs(job.output_dir));
+    const std::string metrics_path = JoinPath(job.output_dir, "metrics.jsonl");
+    if (resume.has_value()) {
+      // Steps after the checkpoint were logged by the interrupted run and are redone.
+      RETURN_IF_ERROR(TruncateMetricsFile(metrics_path, trainer->step()).status());
+    }
+    ASSIGN_OR_RETURN(metrics, MetricsWriter::Open(metrics_path, metrics_echo));
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<MetricsWriter> metrics,
-                   MetricsWriter::Open(metrics_path, metrics_echo));
   CheckpointOptions checkpoint_options;
   checkpoint_options.tokenizer_source_dir = job.model;
   checkpoint_options.max_shard_bytes = static_cast<uint64_t>(h.max_shard_bytes);
@@ -266,10 +341,10 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
   for (int64_t step = trainer->step() + 1; step <= max_steps; ++step) {
     std::vector<Batch> micro_batches;
     for (int64_t k = 0; k < h.gradient_accumulation_steps; ++k) {
-      ASSIGN_OR_RETURN(Batch batch, data->Next());
+      ASSIGN_OR_RETURN(Batch batch, train_data->Next());
       micro_batches.push_back(std::move(batch));
     }
-    state.micro_batches_consumed += h.gradient_accumulation_steps;
+    state.micro_batches_consumed += h.gradient_accumulation_steps * world;  // the job's
     state.examples_consumed = data->examples_consumed();
     ASSIGN_OR_RETURN(StepResult result, trainer->Step(micro_batches));
     state.last_loss = result.loss;
@@ -290,7 +365,7 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
       m.peak_memory_bytes = PeakMemoryBytes(device);
       m.peak_reserved_bytes = PeakReservedBytes(device);
       m.elapsed_s = elapsed_before + Seconds(start, now);
-      RETURN_IF_ERROR(metrics->Write(m));
+      if (metrics != nullptr) RETURN_IF_ERROR(metrics->Write(m));
       if (observer != nullptr) observer->OnStep(m);
       state.log_history.push_back(MetricsWriter::ToJsonLine(m));
       window = LogWindow();
@@ -305,35 +380,42 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
       e.eval_tokens = eval.target_tokens;
       e.eval_examples = eval.examples;
       e.eval_s = Seconds(eval_start, Clock::now());
-      RETURN_IF_ERROR(metrics->Write(e));
+      if (metrics != nullptr) RETURN_IF_ERROR(metrics->Write(e));
       if (observer != nullptr) observer->OnEval(e);
       state.log_history.push_back(MetricsWriter::ToJsonLine(e));
       window_start = Clock::now();  // evaluation time is not training throughput
     }
     if (h.save_steps > 0 && (step % h.save_steps == 0 || step == max_steps)) {
-      state.epoch = static_cast<double>(state.micro_batches_consumed) /
-                    static_cast<double>(std::max<int64_t>(1, data->micro_batches_per_epoch()));
-      state.elapsed_s = elapsed_before + Seconds(start, Clock::now());
-      ASSIGN_OR_RETURN(std::string dir,
-                       WriteTrainingCheckpoint(*trainer, state, job.output_dir,
-                                               checkpoint_options));
-      Info(info, absl::StrCat("saved ", dir));
-      if (observer != nullptr) observer->OnCheckpoint(step, dir);
-      if (step == exit_after_checkpoint) ::_exit(137);
+      // Sharded state: every rank takes part (data_parallel.h, checkpoint.h).
+      RETURN_IF_ERROR(SaveCollectively(*trainer, job.output_dir, [&]() -> absl::Status {
+        state.epoch = static_cast<double>(state.micro_batches_consumed) /
+                      static_cast<double>(std::max<int64_t>(1, data->micro_batches_per_epoch()));
+        state.elapsed_s = elapsed_before + Seconds(start, Clock::now());
+        ASSIGN_OR_RETURN(std::string dir,
+                         WriteTrainingCheckpoint(*trainer, state, job.output_dir,
+                                                 checkpoint_options));
+        Info(info, absl::StrCat("saved ", dir));
+        if (observer != nullptr) observer->OnCheckpoint(step, dir);
+        return absl::OkStatus();
+      }));
       window_start = Clock::now();  // saving time is not training throughput
     }
+    if (step == exit_after_checkpoint && TestExitRankMatches(ranks.env.rank)) ::_exit(137);
   }
   const std::string final_dir = JoinPath(job.output_dir, "final");
-  RETURN_IF_ERROR(WriteCheckpoint(*trainer, final_dir, checkpoint_options));
-  if (observer != nullptr) observer->OnCheckpoint(max_steps, final_dir);
-  Info(info, absl::StrFormat("trained to step %d in %.1f s; final %s in %s", max_steps,
-                             elapsed_before + Seconds(start, Clock::now()),
-                             lora ? "LoRA adapter" : "model", final_dir));
-  if (lora && job.save_merged) {
-    const std::string merged_dir = JoinPath(job.output_dir, "merged");
-    RETURN_IF_ERROR(WriteMergedModel(job, config, final_dir, merged_dir, device));
-    Info(info, absl::StrCat("merged model (base + adapter) in ", merged_dir));
-  }
+  RETURN_IF_ERROR(SaveCollectively(*trainer, "", [&]() -> absl::Status {
+    RETURN_IF_ERROR(WriteCheckpoint(*trainer, final_dir, checkpoint_options));
+    if (observer != nullptr) observer->OnCheckpoint(max_steps, final_dir);
+    Info(info, absl::StrFormat("trained to step %d in %.1f s; final %s in %s", max_steps,
+                               elapsed_before + Seconds(start, Clock::now()),
+                               lora ? "LoRA adapter" : "model", final_dir));
+    if (lora && job.save_merged) {
+      const std::string merged_dir = JoinPath(job.output_dir, "merged");
+      RETURN_IF_ERROR(WriteMergedModel(job, config, final_dir, merged_dir, device));
+      Info(info, absl::StrCat("merged model (base + adapter) in ", merged_dir));
+    }
+    return absl::OkStatus();
+  }));
   return absl::OkStatus();
 }
 

@@ -81,22 +81,80 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(LlamaForCausalLM model,
     adam.allow_fused = options.allow_fused_adamw;
     const bool frozen_only = options.keep_trainable_fp32 && options.precision == Precision::kBf16Mixed;
     if (frozen_only) adam.precision = Precision::kFp32;  // fp32 trainables, no masters
-    auto to_bf16 = [&model, frozen_only] {
+    Collectives* comm = options.collectives;
+    const bool parallel = comm != nullptr && comm->world_size() > 1;
+    // Sharded state: GradSync casts the trainable parameters itself as it
+    // moves them into its buckets.
+    const bool zero = parallel && options.zero_stage >= 1;
+    auto to_bf16 = [&model, frozen_only, zero] {
       // Parameters only: buffers such as RoPE's inv_freq stay fp32.
       torch::NoGradGuard no_grad;
       for (torch::Tensor& p : model->parameters()) {
-        if (frozen_only && p.requires_grad()) continue;
+        if ((frozen_only || zero) && p.requires_grad()) continue;
         p.set_data(p.detach().to(torch::kBFloat16));
       }
     };
     // bf16: moments are made like the (bf16) parameters. bf16-mixed: the
     // optimizer copies its fp32 masters before the parameters become bf16.
+    std::vector<std::string> names;
+    std::vector<torch::Tensor> trainable;
+    for (const auto& item : model->named_parameters(/*recurse=*/true)) {
+      if (!item.value().requires_grad()) continue;
+      names.push_back(item.key());
+      trainable.push_back(item.value());
+    }
+    if (parallel) {
+      // Every rank starts from rank 0's trainable weights (LoRA's random A,
+      // for one), before the masters are copied from them.
+      absl::Status s = BroadcastTensors(*comm, trainable, 0);
+      if (!s.ok()) {
+        return absl::Status(s.code(), absl::StrCat("sharing rank 0's weights: ", s.message()));
+      }
+    }
     if (options.precision == Precision::kBf16) to_bf16();
+    if (zero && !trainable.empty()) {
+      // The buckets group parameters by weight decay; the optimizer gets one
+      // parameter group per bucket: this rank's slice of it.
+      std::vector<int> groups;
+      for (const std::string& name : names) groups.push_back(IsNoDecayParameter(name) ? 1 : 0);
+      GradSyncOptions sync_options = options.grad_sync;
+      sync_options.shard_params = true;
+      if (options.precision == Precision::kBf16Mixed && !frozen_only) {
+        sync_options.param_dtype = torch::kBFloat16;
+      }
+      ASSIGN_OR_RETURN(std::unique_ptr<GradSync> sync,
+                       GradSync::Create(comm, names, trainable, sync_options, groups));
+      std::vector<ParamGroup> shard_groups;
+      for (size_t k = 0; k < sync->shards().size(); ++k) {
+        const GradShard& s = sync->shards()[k];
+        ParamGroup g;
+        g.names = {absl::StrCat("zero.bucket", k)};
+        g.params = {s.params};
+        g.weight_decay = s.group == 1 ? 0.0 : options.weight_decay;
+        g.initial_masters = {s.initial};
+        shard_groups.push_back(std::move(g));
+      }
+      auto optimizer = std::make_unique<AdamW>(std::move(shard_groups), adam);
+      sync->DropInitialShards();
+      if (options.precision == Precision::kBf16Mixed) to_bf16();  // the frozen ones
+      auto trainer = std::unique_ptr<Trainer>(new Trainer(std::move(model), options, device,
+                                                          std::move(optimizer)));
+      trainer->grad_sync_ = std::move(sync);
+      trainer->zero_ = true;
+      trainer->trainable_ = std::move(trainable);
+      return trainer;
+    }
     auto optimizer =
         std::make_unique<AdamW>(MakeParamGroups(*model, options.weight_decay), adam);
     if (options.precision == Precision::kBf16Mixed) to_bf16();
-    return std::unique_ptr<Trainer>(new Trainer(std::move(model), options, device,
-                                                std::move(optimizer)));
+    auto trainer = std::unique_ptr<Trainer>(new Trainer(std::move(model), options, device,
+                                                        std::move(optimizer)));
+    if (parallel && !trainable.empty()) {
+      // After the casts: the buckets take the parameters' final dtype.
+      ASSIGN_OR_RETURN(trainer->grad_sync_,
+                       GradSync::Create(comm, names, trainable, options.grad_sync));
+    }
+    return trainer;
   } catch (const std::exception& e) {
     return TorchErrorToStatus(e, "preparing the model for training");
   }
@@ -108,6 +166,7 @@ absl::StatusOr<StepResult> Trainer::Step(const std::vector<Batch>& micro_batches
   } catch (const std::exception& e) {
     // Leave no half-accumulated gradients behind for a caller that goes on.
     optimizer_->ZeroGrad();
+    if (grad_sync_ != nullptr) grad_sync_->ResetGrads();
     return TorchErrorToStatus(e, absl::StrCat("step ", step_ + 1));
   }
 }
@@ -125,6 +184,12 @@ absl::StatusOr<StepResult> Trainer::StepUnchecked(const std::vector<Batch>& micr
     result.target_tokens += micro_batches[i].NumTargetTokens();
     result.input_tokens += micro_batches[i].num_tokens;
   }
+  // Data parallel: the job's counts (every rank's micro-batches).
+  std::vector<double> counts = {static_cast<double>(result.target_tokens),
+                                static_cast<double>(result.input_tokens)};
+  RETURN_IF_ERROR(AllReduceSum(counts));
+  result.target_tokens = static_cast<int64_t>(counts[0]);
+  result.input_tokens = static_cast<int64_t>(counts[1]);
   if (result.target_tokens == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(where, ": the micro-batches have no target tokens (every label is -100)"));
@@ -132,7 +197,9 @@ absl::StatusOr<StepResult> Trainer::StepUnchecked(const std::vector<Batch>& micr
 
   const double total = static_cast<double>(result.target_tokens);
   torch::Tensor loss_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
-  for (const Batch& batch : micro_batches) {
+  for (size_t k = 0; k < micro_batches.size(); ++k) {
+    const Batch& batch = micro_batches[k];
+    if (grad_sync_ != nullptr) grad_sync_->BeginMicroBatch(k + 1 == micro_batches.size());
     torch::Tensor input_ids = ToTensor(batch.input_ids, batch.B, batch.T, device_);
     torch::Tensor labels = ToTensor(batch.labels, batch.B, batch.T, device_);
     torch::Tensor position_ids = ToTensor(batch.position_ids, batch.B, batch.T, device_);
@@ -145,15 +212,56 @@ absl::StatusOr<StepResult> Trainer::StepUnchecked(const std::vector<Batch>& micr
     loss_sum += parts.sum.detach().to(torch::kDouble);
   }
 
-  std::vector<torch::Tensor> grads = optimizer_->PrepareGrads();
-  result.grad_norm = ClipGradNorm(grads, options_.max_grad_norm);
+  if (grad_sync_ != nullptr) {
+    absl::Status synced = grad_sync_->Finish();
+    if (!synced.ok()) return absl::Status(synced.code(), absl::StrCat(where, ": ", synced.message()));
+  }
   result.learning_rate = schedule_.LearningRate(step_);
-  optimizer_->Step(result.learning_rate);
+  if (zero_) {
+    // Each rank updates its slices; the norm is over all summed gradients.
+    std::vector<torch::Tensor> full;
+    for (const torch::Tensor& p : trainable_) full.push_back(p.grad());
+    for (const GradShard& s : grad_sync_->shards()) {
+      torch::Tensor slice = s.params;
+      slice.mutable_grad() = s.grads;
+    }
+    std::vector<torch::Tensor> slices = optimizer_->PrepareGrads();
+    result.grad_norm = ClipGradNormOver(full, slices, options_.max_grad_norm);
+    optimizer_->Step(result.learning_rate);
+    RETURN_IF_ERROR(grad_sync_->AllGatherParams());
+  } else {
+    std::vector<torch::Tensor> grads = optimizer_->PrepareGrads();
+    result.grad_norm = ClipGradNorm(grads, options_.max_grad_norm);
+    optimizer_->Step(result.learning_rate);
+  }
   optimizer_->ZeroGrad();
+  if (grad_sync_ != nullptr) grad_sync_->ResetGrads();
+  gathered_masters_.clear();
   ++step_;
   result.step = step_;
-  result.loss = loss_sum.item<double>() / total;
+  std::vector<double> loss = {loss_sum.item<double>()};
+  RETURN_IF_ERROR(AllReduceSum(loss));
+  result.loss = loss[0] / total;
   return result;
+}
+
+absl::Status Trainer::AllReduceSum(std::vector<double>& values) {
+  Collectives* comm = options_.collectives;
+  if (comm == nullptr || comm->world_size() == 1 || values.empty()) return absl::OkStatus();
+  torch::Tensor t = torch::tensor(values, torch::TensorOptions().dtype(torch::kDouble)).to(device_);
+  std::vector<torch::Tensor> one = {t};
+  RETURN_IF_ERROR(comm->AllReduceSum(one));
+  torch::Tensor host = one[0].cpu();
+  for (size_t i = 0; i < values.size(); ++i) values[i] = host[static_cast<int64_t>(i)].item<double>();
+  return absl::OkStatus();
+}
+
+int Trainer::rank() const {
+  return options_.collectives == nullptr ? 0 : options_.collectives->rank();
+}
+
+int Trainer::world_size() const {
+  return options_.collectives == nullptr ? 1 : options_.collectives->world_size();
 }
 
 absl::StatusOr<LossSums> Trainer::EvalLossSums(const Batch& batch) {
@@ -177,7 +285,40 @@ absl::StatusOr<LossSums> Trainer::EvalLossSums(const Batch& batch) {
   }
 }
 
+absl::Status Trainer::PrepareSave() {
+  if (!zero_ || options_.precision != Precision::kBf16Mixed || options_.keep_trainable_fp32) {
+    return absl::OkStatus();
+  }
+  try {
+    std::vector<torch::Tensor> masters;
+    for (const auto& group : optimizer_->update_tensors()) masters.push_back(group[0]);
+    ASSIGN_OR_RETURN(gathered_masters_, grad_sync_->GatherToHost(masters));
+  } catch (const std::exception& e) {
+    return TorchErrorToStatus(e, "gathering the master weights");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Trainer::SaveWeights(const std::string& dir, const SaveOptions& options) {
+  if (zero_ && options_.precision == Precision::kBf16Mixed && !options_.keep_trainable_fp32) {
+    // The masters are spread over the ranks: save the copy PrepareSave gathered.
+    if (gathered_masters_.empty()) {
+      return absl::FailedPreconditionError(
+          "saving sharded bf16-mixed weights needs PrepareSave() on every rank first");
+    }
+    SaveOptions with_masters = options;
+    const std::map<std::string, torch::Tensor>& masters = gathered_masters_;
+    with_masters.tensor_for = [&masters](const std::string& name,
+                                         const torch::Tensor& param) -> torch::Tensor {
+      auto it = masters.find(name);
+      return it == masters.end() ? param : it->second;
+    };
+    try {
+      return SaveModel(model_, dir, with_masters);
+    } catch (const std::exception& e) {
+      return TorchErrorToStatus(e, absl::StrCat("saving ", dir));
+    }
+  }
   // In bf16-mixed mode point each parameter at its fp32 master for the save
   // (no copy), then restore the bf16 data, also when saving fails.
   std::vector<std::pair<torch::Tensor, torch::Tensor>> swapped;  // (param, bf16 data)

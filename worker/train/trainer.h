@@ -11,6 +11,19 @@
 //   3. optimizer.PrepareGrads (fp32 upcast in bf16-mixed), global-norm clip;
 //   4. AdamW step with the schedule's rate for this step, release the grads.
 //
+// Data parallel (options.collectives with world size > 1): every rank runs
+// Step on its own micro-batches. Step 1 counts the target tokens of ALL ranks
+// (a small all-reduce), so each token weighs the same as on one rank with the
+// whole batch; GradSync (worker/parallel/grad_sync.h) sums the gradients over
+// ranks during the last micro-batch's backward; the loss and token counts in
+// StepResult are the job's. The trainable parameters are broadcast from rank 0
+// when the trainer is made, so every rank starts, and stays, equal.
+// With zero_stage 1 each rank's AdamW holds and updates only its slice of
+// every gradient bucket (the moments and fp32 masters of 1/world_size of the
+// parameters); after the update the slices are all-gathered into every rank's
+// parameters. Clipping measures the norm over all summed gradients, so it is
+// the same on every rank and the same as unsharded.
+//
 // LibTorch errors (c10::Error, including CUDA out-of-memory) are caught here
 // and returned as a status naming the step, so the worker reports them instead
 // of crashing.
@@ -20,6 +33,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,6 +42,8 @@
 #include "worker/data/batch.h"
 #include "worker/model/llama.h"
 #include "worker/model/weights.h"
+#include "worker/parallel/collectives.h"
+#include "worker/parallel/grad_sync.h"
 #include "worker/train/adamw.h"
 #include "worker/train/lr_schedule.h"
 #include "worker/train/precision.h"
@@ -47,6 +63,13 @@ struct TrainerOptions {
   // the frozen parameters (requires_grad false) become bf16; the trainable
   // ones stay fp32 and are updated in place by an fp32 AdamW (no masters).
   bool keep_trainable_fp32 = false;
+  // Data parallel: the job's process group (null or world size 1 = one
+  // rank). Must outlive the trainer.
+  Collectives* collectives = nullptr;
+  GradSyncOptions grad_sync;
+  // Data parallel: 1 shards the optimizer state (moments, fp32 masters)
+  // across ranks (ZeRO stage 1, grad_sync.h); 0 keeps all of it on every rank.
+  int zero_stage = 0;
 };
 
 // Sums of one evaluation batch: the summed token loss and the target count.
@@ -81,6 +104,20 @@ class Trainer {
   // model is (Evaluator switches it to eval). Same loss as Step.
   absl::StatusOr<LossSums> EvalLossSums(const Batch& batch);
 
+  // Sharded optimizer state (zero_stage 1 on several ranks): what a
+  // checkpoint needs first. A COLLECTIVE: every rank calls it before rank 0
+  // saves; it gathers the fp32 master weights of bf16-mixed into host memory
+  // for SaveWeights. A no-op otherwise.
+  absl::Status PrepareSave();
+  bool sharded() const { return zero_; }
+  // Sharded: how the optimizer state is cut (GradSync::Layout), for checkpoints.
+  std::string ShardLayout() const { return zero_ ? grad_sync_->Layout() : std::string(); }
+
+  // Data parallel: sums `values` over ranks in place (a no-op on one rank).
+  absl::Status AllReduceSum(std::vector<double>& values);
+  int rank() const;
+  int world_size() const;
+
   // Writes the current weights as a Hugging Face folder (SaveModel). In
   // bf16-mixed mode the fp32 master weights are written, as transformers'
   // Trainer saves fp32 weights; otherwise the parameters' dtype.
@@ -106,6 +143,11 @@ class Trainer {
   TrainerOptions options_;
   torch::Device device_;
   std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<GradSync> grad_sync_;  // data parallel only
+  bool zero_ = false;                    // sharded optimizer state
+  std::vector<torch::Tensor> trainable_;  // the parameters GradSync serves
+  // PrepareSave's gathered fp32 masters by parameter name (host memory).
+  std::map<std::string, torch::Tensor> gathered_masters_;
   LrSchedule schedule_;
   int64_t step_ = 0;
 };
