@@ -32,7 +32,8 @@
 # (Llama-3.2-1B shape, bf16: 4x2048 and 16x512; --bench-8b adds the
 # Llama-3-8B shape at 2x2048). --skip takes a comma-separated list of
 # ctest_gpu, hf_load, peft_load, train_gpu, ctest_cpu, kernel_bench, bench,
-# foakd_gpu, bench_e2e (e.g. on a rerun after a fix). bench_e2e (scripts/bench_e2e.sh)
+# foakd_gpu, dp_gpu, bench_e2e (e.g. on a rerun after a fix). dp_gpu needs 2
+# GPUs (scripts/dp_gpu_check.sh). bench_e2e (scripts/bench_e2e.sh)
 # compares foak through foakd with transformers on the same card.
 # The bundle is unpacked again only when it changed (a stamp in the prefix),
 # so a rerun on a still-warm machine rebuilds incrementally.
@@ -475,6 +476,21 @@ elif [ -x "$WORKER_BIN" ]; then
   run_step foakd_gpu 120 bash "$REPO/scripts/foakd_gpu_check.sh" "$WORK/foakd_gpu" "$BUILD"
 else
   skip_step foakd_gpu "no $WORKER_BIN (build failed?)"
+fi
+
+# ---------------------------------------------------------- dp_gpu --------
+# Issue 7 on a host with 2 GPUs (scripts/dp_gpu_check.sh): the data-parallel
+# tests over NCCL, 1B scaling from 1 GPU to 2, 8B full fine-tuning with
+# sharded optimizer state, fine-tunes through foakd with --gpus 2. OUTDIR gets
+# dp_gpu.md and dp_gpu.jsonl.
+if ! wanted dp_gpu; then
+  skip_step dp_gpu "skipped by --skip"
+elif [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')" -lt 2 ]; then
+  skip_step dp_gpu "needs 2 GPUs"
+elif [ -x "$WORKER_BIN" ]; then
+  run_step dp_gpu 560 env DP_LOGS="$LOGS/dp_gpu" bash "$REPO/scripts/dp_gpu_check.sh" "$OUTDIR" "$BUILD"
+else
+  skip_step dp_gpu "no $WORKER_BIN (build failed?)"
 fi
 
 # ---------------------------------------------------------- bench_e2e -----
