@@ -23,11 +23,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <signal.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_split.h"
@@ -182,6 +186,30 @@ class DataParallelTest : public ::testing::Test {
 };
 TempDir* DataParallelTest::dir_ = nullptr;
 
+// Starts `world` ranks in the background (as RunRanks) and returns their
+// pids; each rank's stderr goes to `err_prefix`<rank>.
+std::vector<pid_t> StartRanks(const std::string& job, int world, const std::string& err_prefix) {
+  const int port = FreePort();
+  std::vector<pid_t> pids;
+  for (int r = 0; r < world; ++r) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+      setenv("RANK", std::to_string(r).c_str(), 1);
+      setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
+      setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
+      setenv("MASTER_ADDR", "127.0.0.1", 1);
+      setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      freopen("/dev/null", "w", stdout);
+      freopen((err_prefix + std::to_string(r)).c_str(), "w", stderr);
+      execl(FOAK_WORKER_BIN, FOAK_WORKER_BIN, "train", "--job", job.c_str(),
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    pids.push_back(pid);
+  }
+  return pids;
+}
+
 // Compares two runs' metrics.jsonl step by step.
 void ExpectSameSteps(const std::string& one, const std::string& two, int steps, double tol) {
   std::map<int64_t, double> evals_one, evals_two;
@@ -264,6 +292,17 @@ TEST_F(DataParallelTest, LoraWithShardedValidationMatchesOneRank) {
   EXPECT_LT(MaxWeightDiff(one.path() + "/out/final/adapter_model.safetensors",
                           two.path() + "/out/final/adapter_model.safetensors"),
             1e-5);
+  // The adapters' optimizer state sharded over the two ranks: the same run.
+  TempDir sharded("dp_test");
+  const std::string zero_hp = hp + R"(, "zero_stage": 1)";
+  const auto z = RunRanks("train --job " + WriteJob(sharded.path(), 2, 1, 4, zero_hp, lora, split), 2);
+  ASSERT_EQ(z[0].exit_code, 0) << z[0].err;
+  ASSERT_EQ(z[1].exit_code, 0) << z[1].err;
+  ExpectSameSteps(two.path() + "/out/metrics.jsonl", sharded.path() + "/out/metrics.jsonl", 4,
+                  1e-6);
+  EXPECT_LT(MaxWeightDiff(two.path() + "/out/final/adapter_model.safetensors",
+                          sharded.path() + "/out/final/adapter_model.safetensors"),
+            1e-6);
 }
 
 TEST_F(DataParallelTest, ARankThatNeverStartsIsNamed) {
@@ -281,6 +320,44 @@ TEST_F(DataParallelTest, ARankThatNeverStartsIsNamed) {
   }
   EXPECT_LT(seconds, 30) << "the timeout bounds the wait";
   EXPECT_FALSE(PathExists(run.path() + "/out/metrics.jsonl")) << "nothing is written";
+}
+
+TEST_F(DataParallelTest, RankSigkilledMidStepEndsTheOtherWithinTheTimeout) {
+  TempDir run("dp_test");
+  // Long enough that the kill lands inside training, wherever in a step.
+  const std::string job = WriteJob(run.path(), 2, 2, 100000, R"(, "ddp_timeout": 20)");
+  const std::vector<pid_t> pids = StartRanks(job, 2, run.path() + "/err");
+  // Wait until rank 0 has logged a few steps, then kill rank 1 outright.
+  const std::string metrics = run.path() + "/out/metrics.jsonl";
+  for (int i = 0; i < 600; ++i) {
+    auto text = ReadFileToString(metrics);
+    if (text.ok() && std::count(text->begin(), text->end(), '\n') >= 3) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(37));  // somewhere inside a step
+  ASSERT_EQ(::kill(pids[1], SIGKILL), 0);
+  const auto killed_at = std::chrono::steady_clock::now();
+  int status1 = 0, status0 = 0;
+  ::waitpid(pids[1], &status1, 0);
+  EXPECT_TRUE(WIFSIGNALED(status1) && WTERMSIG(status1) == SIGKILL);
+  // Rank 0 must end by itself, with an error, not hang.
+  bool ended = false;
+  for (int i = 0; i < 900 && !ended; ++i) {
+    ended = ::waitpid(pids[0], &status0, WNOHANG) == pids[0];
+    if (!ended) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!ended) {
+    ::kill(pids[0], SIGKILL);
+    ::waitpid(pids[0], &status0, 0);
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  EXPECT_TRUE(ended) << "rank 0 still running " << seconds << " s after rank 1 died";
+  EXPECT_FALSE(WIFEXITED(status0) && WEXITSTATUS(status0) == 0) << "rank 0 cannot succeed alone";
+  const std::string err = ReadFileToString(run.path() + "/err0").value_or("");
+  if (WIFEXITED(status0)) {
+    EXPECT_NE(err.find("step "), std::string::npos) << "the error names the step: " << err;
+  }
 }
 
 TEST_F(DataParallelTest, KilledRankFailsTheOtherAndBothResume) {

@@ -224,6 +224,24 @@ TEST(FoakctlFlags, GpusAndProcessesFillResources) {
   EXPECT_NE(s.message().find("--processes"), absl::string_view::npos) << s;
 }
 
+TEST(FoakctlFlags, ZeroStageShardsTheOptimizerStateOrIsAUsageError) {
+  FlagSet flags("t", "");
+  AddJobSpecFlags(&flags);
+  EXPECT_NE(flags.Help().find("--zero-stage 0|1"), std::string::npos) << flags.Help();
+  ASSERT_TRUE(flags.Parse({"--zero-stage", "1", "--gpus", "2"}).ok());
+  foak::v1::JobSpec spec;
+  ASSERT_TRUE(ApplyJobSpecFlags(flags, &spec).ok());
+  EXPECT_EQ(spec.hyperparameters().zero_stage(), 1);
+  EXPECT_EQ(spec.resources().gpus(), 2);
+  FlagSet bad("t", "");
+  AddJobSpecFlags(&bad);
+  ASSERT_TRUE(bad.Parse({"--zero-stage", "3"}).ok());
+  const absl::Status s = ApplyJobSpecFlags(bad, &spec);
+  EXPECT_EQ(ExitCodeFor(s), kExitUsage) << s;
+  EXPECT_NE(s.message().find("--zero-stage: 3; use 0 (no sharding) or 1"), absl::string_view::npos)
+      << s;
+}
+
 TEST(FoakctlJobView, DataParallelJobShowsProcessesAndMemoryByRank) {
   foak::v1::Job job;
   job.set_id("job-1");

@@ -32,6 +32,7 @@
 #include "worker/train/lr_schedule.h"
 #include "worker/train/metrics_writer.h"
 #include "worker/train/trainer.h"
+#include "worker/train/train_job.h"
 #include "worker/train/trainer_state.h"
 
 namespace foak {
@@ -206,6 +207,26 @@ TEST(JobConfig, AllFieldsParse) {
   EXPECT_EQ(job->WarmupSteps(61), 7);
 }
 
+TEST(JobConfig, DataParallelFieldsParseAndStayOutOfTheFingerprint) {
+  auto plain = ParseWith("{}");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_EQ(plain->hyperparameters.ddp_timeout, 1800);  // transformers' default
+  EXPECT_EQ(plain->hyperparameters.ddp_bucket_cap_mb, 25);
+  EXPECT_EQ(plain->hyperparameters.zero_stage, 0);
+  auto job = ParseWith(R"({"ddp_timeout": 60, "ddp_bucket_cap_mb": 100, "zero_stage": 1})");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->hyperparameters.ddp_timeout, 60);
+  EXPECT_EQ(job->hyperparameters.ddp_bucket_cap_mb, 100);
+  EXPECT_EQ(job->hyperparameters.zero_stage, 1);
+  // How the ranks communicate does not change what is computed: a resumed
+  // run may change them.
+  EXPECT_EQ(HyperparametersToJson(job->hyperparameters),
+            HyperparametersToJson(plain->hyperparameters));
+  const TrainerOptions options = MakeTrainerOptions(*job, 10);
+  EXPECT_EQ(options.zero_stage, 1);
+  EXPECT_EQ(options.grad_sync.bucket_bytes, 100ll << 20);
+}
+
 TEST(JobConfig, KernelsParseToTheirSet) {
   auto none = ParseJobConfig(kMinimalJob, "job.json");
   ASSERT_TRUE(none.ok()) << none.status();
@@ -294,6 +315,12 @@ TEST(JobConfig, ErrorsNameTheFieldAndWhatIsAllowed) {
       {"{" + base + R"(, "method": "qlora"})", {"method = \"qlora\"", "\"full\" or \"lora\""}},
       {"{" + base + R"(, "device": "gpu"})", {"device = \"gpu\"", "auto, cpu, cuda, cuda:N"}},
       {"{" + base + R"(, "device": "cuda:x"})", {"device = \"cuda:x\""}},
+      {"{" + base + R"(, "hyperparameters": {"zero_stage": 2}})",
+       {"hyperparameters.zero_stage = 2; expected 0 (no sharding) or 1"}},
+      {"{" + base + R"(, "hyperparameters": {"ddp_timeout": 0}})",
+       {"hyperparameters.ddp_timeout = 0; expected an integer >= 1"}},
+      {"{" + base + R"(, "hyperparameters": {"ddp_bucket_cap_mb": 0}})",
+       {"hyperparameters.ddp_bucket_cap_mb = 0; expected an integer >= 1"}},
       {"{" + base + R"(, "kernels": ["rms_norm", "flash"]})",
        {"kernels = [\"rms_norm\",\"flash\"]", "unknown kernel 'flash'", "fused_linear_cross_entropy", "'all'"}},
       {"{" + base + R"(, "kernels": "foak"})", {"kernels = \"foak\"; expected a list of kernel names"}},

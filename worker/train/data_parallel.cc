@@ -3,6 +3,8 @@
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #include <torch/cuda.h>
 
+#include <stdlib.h>
+
 #include <chrono>
 #include <utility>
 
@@ -40,6 +42,13 @@ absl::StatusOr<RankContext> JoinRanks(const JobConfig& job) {
   if (!context.env.distributed()) return context;
   CollectivesOptions options;
   options.backend = context.device.is_cuda() ? CollectiveBackend::kNccl : CollectiveBackend::kGloo;
+  if (options.backend == CollectiveBackend::kNccl) {
+    // A collective that outlives ddp_timeout (a peer died or hangs) makes
+    // NCCL's watchdog end this process rather than leave it waiting; the
+    // launcher then sees the gang fail. (LibTorch's default since 2.2;
+    // said here so that no other default applies. The user's value wins.)
+    ::setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "3", /*overwrite=*/0);
+  }
   options.device_index = context.device.is_cuda() ? context.device.index() : 0;
   options.timeout = std::chrono::seconds(job.hyperparameters.ddp_timeout);
   absl::StatusOr<std::unique_ptr<Collectives>> comm =
