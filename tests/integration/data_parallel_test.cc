@@ -276,6 +276,22 @@ TEST_F(DataParallelTest, TwoRanksMatchOneRankWithTwiceTheBatch) {
             1e-5);
 }
 
+TEST_F(DataParallelTest, ActivationCheckpointingAndFusedKernelsKeepTheEquivalence) {
+  // Recomputed layers reach their gradient accumulators inside a nested
+  // backward; the fused ops return their own gradients. Both must still count
+  // every parameter ready exactly once.
+  TempDir one("dp_test"), two("dp_test");
+  const std::string hp = R"(, "gradient_checkpointing": true)";
+  const std::string kernels = R"(, "kernels": ["all"])";
+  const auto a = RunRanks("train --job " + WriteJob(one.path(), 4, 1, 4, hp, kernels), 1);
+  ASSERT_EQ(a[0].exit_code, 0) << a[0].err;
+  const auto b = RunRanks("train --job " + WriteJob(two.path(), 2, 1, 4, hp, kernels), 2);
+  SKIP_WITHOUT_BACKEND(b);
+  ASSERT_EQ(b[0].exit_code, 0) << b[0].err;
+  ASSERT_EQ(b[1].exit_code, 0) << b[1].err;
+  ExpectSameSteps(one.path() + "/out/metrics.jsonl", two.path() + "/out/metrics.jsonl", 4, 1e-5);
+}
+
 TEST_F(DataParallelTest, LoraWithShardedValidationMatchesOneRank) {
   TempDir one("dp_test"), two("dp_test");
   const std::string lora = R"(, "method": "lora",
