@@ -432,10 +432,11 @@ TEST_P(ShardedState, MatchesUnshardedAndResumesFromItsOwnCheckpoints) {
   const auto b = RunRanks("train --job " + Job(sharded.path(), 1, save), 2);
   ASSERT_EQ(b[0].exit_code, 0) << b[0].err;
   ASSERT_EQ(b[1].exit_code, 0) << b[1].err;
-  // fp32: the same up to summation order. bf16-mixed: the clipping norm is
-  // summed in another order too, and a last-bit difference in a master weight
-  // can flip its bf16 rounding, which the next forward then sees.
-  const double tol = GetParam() == "fp32" ? 1e-6 : 1e-3;
+  // fp32: the same up to summation order (the clipping norm adds per-slice
+  // norms instead of per-tensor ones). bf16-mixed: besides, a last-bit
+  // difference in a master weight can flip its bf16 rounding, which the next
+  // forward then sees.
+  const double tol = GetParam() == "fp32" ? 1e-5 : 1e-3;
   ExpectSameSteps(plain.path() + "/out/metrics.jsonl", sharded.path() + "/out/metrics.jsonl", 6,
                   tol);
   // final/ holds the whole model (bf16-mixed: the fp32 masters, gathered).

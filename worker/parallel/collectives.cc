@@ -275,6 +275,27 @@ absl::StatusOr<std::unique_ptr<CollectiveWork>> Collectives::StartAllReduceSum(a
   }
 }
 
+absl::StatusOr<std::unique_ptr<CollectiveWork>> Collectives::StartReduceScatterSum(at::Tensor flat) {
+  const int64_t world = options_.world_size;
+  if (flat.numel() % world != 0 || !flat.is_contiguous()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "collectives: reduce-scatter of ", flat.numel(), " elements over ", world,
+        " ranks; need a contiguous multiple of the world size"));
+  }
+  if (options_.backend != CollectiveBackend::kNccl) return StartAllReduceSum(std::move(flat));
+  try {
+    const int64_t n = flat.numel() / world;
+    // In place, as NCCL allows: the output is the input's own slice.
+    at::Tensor slice = flat.narrow(0, options_.rank * n, n);
+    c10d::ReduceScatterOptions opts;
+    opts.reduceOp = c10d::ReduceOp::SUM;
+    return std::unique_ptr<CollectiveWork>(
+        std::make_unique<C10dWork>(state_->backend->_reduce_scatter_base(slice, flat, opts)));
+  } catch (const std::exception& e) {
+    return Failed("starting a reduce-scatter", e);
+  }
+}
+
 absl::Status Collectives::AllGatherInto(at::Tensor flat, at::Tensor shard) {
   const int world = options_.world_size;
   if (flat.numel() != shard.numel() * world || !flat.is_contiguous() || !shard.is_contiguous()) {

@@ -82,6 +82,12 @@ class Collectives {
   // returned work is waited for. Every rank must start the same collectives
   // in the same order.
   absl::StatusOr<std::unique_ptr<CollectiveWork>> StartAllReduceSum(at::Tensor tensor);
+  // Starts a sum over ranks of `flat` of which this rank keeps only its
+  // slice: afterwards flat.narrow(0, rank * n, n), n = flat.numel() /
+  // world_size, holds the sums (in place; the rest of `flat` is undefined).
+  // On NCCL a reduce-scatter (half the traffic of an all-reduce); Gloo, which
+  // lacks one, sums all of it.
+  absl::StatusOr<std::unique_ptr<CollectiveWork>> StartReduceScatterSum(at::Tensor flat);
   // `shard` is this rank's slice of `flat` (flat.numel() = world_size *
   // shard.numel(), slice r at r * shard.numel()); afterwards `flat` holds
   // every rank's slice. Started and waited for.

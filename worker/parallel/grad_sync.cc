@@ -50,7 +50,9 @@ struct GradSync::State {
   void StartReadyBuckets(bool from_hook) {
     while (next_to_start < buckets.size() && buckets[next_to_start].pending == 0) {
       Bucket& b = buckets[next_to_start];
-      absl::StatusOr<std::unique_ptr<CollectiveWork>> work = comm->StartAllReduceSum(b.flat);
+      // Sharded: a rank needs only its slice's sums.
+      absl::StatusOr<std::unique_ptr<CollectiveWork>> work =
+          shard ? comm->StartReduceScatterSum(b.flat) : comm->StartAllReduceSum(b.flat);
       if (!work.ok()) {
         if (start_error.ok()) start_error = work.status();
         b.pending = -1;  // never retried

@@ -27,6 +27,10 @@
 // master weights, their values before the cast to param_dtype), and
 // AllGatherParams() then gives every rank all the updated slices. So the
 // moments and master weights take 1/world_size of the memory on each rank.
+// The buckets are then REDUCE-SCATTERED, not all-reduced: after Finish() only
+// this rank's slice of each gradient bucket holds sums (on NCCL; Gloo sums all
+// of it), and reduce-scatter plus all-gather move as many bytes as DDP's
+// all-reduce alone.
 //
 // The buckets take the parameters' device and dtype (or param_dtype) when
 // GradSync is made; a bucket never mixes dtypes or groups (e.g. weight-decay
@@ -85,7 +89,7 @@ class GradSync {
   void BeginMicroBatch(bool last);
   // After the last micro-batch's backward: starts the buckets no hook
   // started and waits for all of them. The gradients then hold the sum over
-  // ranks. Errors: a failed collective, or a parameter whose gradient was
+  // ranks (sharded: only this rank's slices are sure to). Errors: a failed collective, or a parameter whose gradient was
   // accumulated twice in one backward (its bucket had already been sent).
   absl::Status Finish();
   // Zeroes the buckets and makes every parameter's .grad its bucket view

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/torch_compat.h"
 #include "worker/train/grad_clip.h"
 
 namespace foak {
@@ -218,15 +219,14 @@ absl::StatusOr<StepResult> Trainer::StepUnchecked(const std::vector<Batch>& micr
   }
   result.learning_rate = schedule_.LearningRate(step_);
   if (zero_) {
-    // Each rank updates its slices; the norm is over all summed gradients.
-    std::vector<torch::Tensor> full;
-    for (const torch::Tensor& p : trainable_) full.push_back(p.grad());
+    // Each rank holds the sums of, and updates, only its slices; the norm
+    // adds every rank's squared slice norms.
     for (const GradShard& s : grad_sync_->shards()) {
       torch::Tensor slice = s.params;
       slice.mutable_grad() = s.grads;
     }
     std::vector<torch::Tensor> slices = optimizer_->PrepareGrads();
-    result.grad_norm = ClipGradNormOver(full, slices, options_.max_grad_norm);
+    ASSIGN_OR_RETURN(result.grad_norm, ClipShardedGradNorm(slices));
     optimizer_->Step(result.learning_rate);
     RETURN_IF_ERROR(grad_sync_->AllGatherParams());
   } else {
@@ -243,6 +243,24 @@ absl::StatusOr<StepResult> Trainer::StepUnchecked(const std::vector<Batch>& micr
   RETURN_IF_ERROR(AllReduceSum(loss));
   result.loss = loss[0] / total;
   return result;
+}
+
+absl::StatusOr<double> Trainer::ClipShardedGradNorm(const std::vector<torch::Tensor>& slices) {
+  torch::NoGradGuard no_grad;
+  // Sum of squares of this rank's slices (fp32 per tensor), summed over ranks.
+  torch::Tensor sumsq = torch::zeros({1}, torch::TensorOptions().dtype(torch::kDouble).device(device_));
+  if (!slices.empty()) {
+    const std::vector<torch::Tensor> norms = compat::NormsFp32(slices);
+    sumsq += at::stack(norms).to(torch::kDouble).pow(2).sum();
+  }
+  std::vector<torch::Tensor> one = {sumsq};
+  RETURN_IF_ERROR(options_.collectives->AllReduceSum(one));
+  torch::Tensor total = one[0].sqrt().squeeze().to(torch::kFloat);
+  if (options_.max_grad_norm > 0 && !slices.empty()) {
+    torch::Tensor coef = (options_.max_grad_norm / (total + 1e-6)).clamp_max(1.0);
+    compat::ScaleInPlace(slices, coef);
+  }
+  return total.item<double>();
 }
 
 absl::Status Trainer::AllReduceSum(std::vector<double>& values) {

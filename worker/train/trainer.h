@@ -21,7 +21,7 @@
 // With zero_stage 1 each rank's AdamW holds and updates only its slice of
 // every gradient bucket (the moments and fp32 masters of 1/world_size of the
 // parameters); after the update the slices are all-gathered into every rank's
-// parameters. Clipping measures the norm over all summed gradients, so it is
+// parameters. Clipping adds every rank's squared slice norms, so the norm is
 // the same on every rank and the same as unsharded.
 //
 // LibTorch errors (c10::Error, including CUDA out-of-memory) are caught here
@@ -138,6 +138,9 @@ class Trainer {
   Trainer(LlamaForCausalLM model, const TrainerOptions& options, const torch::Device& device,
           std::unique_ptr<AdamW> optimizer);
   absl::StatusOr<StepResult> StepUnchecked(const std::vector<Batch>& micro_batches);
+  // Sharded: the global norm from every rank's `slices` (their gradients),
+  // which are clipped in place; returns the norm before clipping.
+  absl::StatusOr<double> ClipShardedGradNorm(const std::vector<torch::Tensor>& slices);
 
   LlamaForCausalLM model_;
   TrainerOptions options_;
