@@ -8,6 +8,8 @@
 //               the GPU host
 //   generate    continue prompts with a model (and LoRA adapter), to look at
 //               what a fine-tune learned
+//   launch      start one node's data-parallel ranks of another command and
+//               supervise them as a gang, as torchrun (launch_command.h)
 // This file is the dispatch table and the one place exit codes are decided.
 // Exit status: 0 success, 1 error ("foak-worker: <message>" on stderr, and no
 // partial output: every file is written through a temp file and renamed),
@@ -20,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "worker/cli/commands.h"
 #include "worker/cli/flags.h"
+#include "worker/cli/launch_command.h"
 
 namespace foak {
 namespace {
@@ -41,6 +44,8 @@ constexpr char kMainUsage[] =
     "              [--max-new-tokens N (128)] [--temperature T (0 = greedy)] [--top-p P (1)]\n"
     "              [--top-k K (0)] [--seed S (0)] [--device auto|cpu|cuda[:N]]\n"
     "              [--dtype float32|bfloat16] [--out FILE] [--print-ids]\n"
+    "  launch      [--nproc-per-node N|auto] [--nnodes M] [--node-rank R]\n"
+    "              [--master-addr HOST] [--master-port PORT] -- train --job FILE\n"
     "\n"
     "Run 'foak-worker <command> --help' for the details of a command.\n";
 
@@ -56,6 +61,8 @@ int Main(int argc, char** argv) {
     std::fputs(kMainUsage, stdout);
     return kExitOk;
   }
+  // launch passes its children's exit code on, so it keeps its own.
+  if (name == "launch") return RunLaunch(argc, argv);
   for (const Command& command : commands) {
     if (name != command.name) continue;
     absl::StatusOr<Flags> flags = ParseFlags(argc, argv, 2, command.flags, command.switches);

@@ -481,6 +481,51 @@ INSTANTIATE_TEST_SUITE_P(Precisions, ShardedState, ::testing::Values("fp32", "bf
                                                        : std::string("Bf16Mixed");
                          });
 
+TEST_F(DataParallelTest, LaunchStartsOneNodesRanksAsTorchrunWould) {
+  TempDir by_hand("dp_test"), launched("dp_test");
+  const auto a = RunRanks("train --job " + WriteJob(by_hand.path(), 2, 1, 4), 2);
+  SKIP_WITHOUT_BACKEND(a);
+  ASSERT_EQ(a[0].exit_code, 0) << a[0].err;
+  const auto b = testing::RunCapture(std::string(FOAK_WORKER_BIN) +
+                                     " launch --nproc-per-node 2 -- train --job " +
+                                     WriteJob(launched.path(), 2, 1, 4));
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_NE(b.err.find("foak-worker launch: node 0 of 1, 2 rank(s), rendezvous at 127.0.0.1:"),
+            std::string::npos)
+      << b.err;
+  EXPECT_NE(b.err.find("joined as rank 1 of 2"), std::string::npos) << b.err;
+  ExpectSameSteps(by_hand.path() + "/out/metrics.jsonl", launched.path() + "/out/metrics.jsonl", 4,
+                  1e-12);
+}
+
+TEST_F(DataParallelTest, LaunchStopsTheGangAndPassesTheFailingRanksCodeOn) {
+  TempDir run("dp_test");
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = testing::RunCapture(
+      "FOAK_TEST_EXIT_AFTER_CHECKPOINT=2 FOAK_TEST_EXIT_RANK=1 " + std::string(FOAK_WORKER_BIN) +
+      " launch --nproc-per-node 2 -- train --job " +
+      WriteJob(run.path(), 2, 1, 50, R"(, "ddp_timeout": 20)"));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (NoBackend({{r.exit_code, r.err}})) GTEST_SKIP() << "no collectives backend";
+  EXPECT_EQ(r.exit_code, 137) << r.err;
+  EXPECT_NE(r.err.find("foak-worker launch: rank 1 exited with 137; stopping the other ranks"),
+            std::string::npos)
+      << r.err;
+  EXPECT_LT(seconds, 40);
+  EXPECT_FALSE(PathExists(run.path() + "/out/final"));
+
+  // Usage errors say what is missing.
+  const auto bad = testing::RunCapture(std::string(FOAK_WORKER_BIN) +
+                                       " launch --nnodes 2 -- train --job x.json");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--nnodes 2 needs --master-addr and --master-port"), std::string::npos)
+      << bad.err;
+  const auto none = testing::RunCapture(std::string(FOAK_WORKER_BIN) + " launch --nproc-per-node 2");
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("give the ranks' command after '--'"), std::string::npos) << none.err;
+}
+
 TEST_F(DataParallelTest, BenchmarkRowsOfTwoRanksCountBothRanksTokens) {
   TempDir run("dp_test");
   const std::string job = R"({"model": ")" + Model() + R"(", "output_dir": ")" + run.path() +
