@@ -11,7 +11,7 @@
 #      tokens/s and peak memory per GPU; and the same unsharded, which is
 #      expected not to fit;
 #   4. fine-tunes through foakd with --gpus 2 (scripts/foakd_gpu_check.sh).
-# Ranks are started as torchrun would (RANK, WORLD_SIZE, MASTER_ADDR, ...).
+# Ranks are started by `foak-worker launch` (torchrun's variables).
 #
 #   scripts/dp_gpu_check.sh OUTDIR [BUILD_DIR]
 # OUTDIR gets dp_gpu.md (the figures) and dp_gpu.jsonl (every benchmark row,
@@ -38,23 +38,11 @@ if [ "$GPUS" -lt 2 ]; then
   exit 3
 fi
 
-# ranks N LOGPREFIX ARGS...: N worker processes as torchrun starts them;
-# returns the first non-zero exit code.
+# ranks N LOGPREFIX ARGS...: N ranks through `foak-worker launch` (torchrun's
+# part); all ranks' output in LOGPREFIX.rank0.log; the failing rank's code.
 ranks() {
   local n="$1" prefix="$2"; shift 2
-  local port pids=() rc=0 r
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  for r in $(seq 0 $((n - 1))); do
-    RANK=$r LOCAL_RANK=$r WORLD_SIZE=$n LOCAL_WORLD_SIZE=$n MASTER_ADDR=127.0.0.1 \
-      MASTER_PORT=$port "$WORKER" "$@" > "$prefix.rank$r.log" 2>&1 &
-    pids+=($!)
-  done
-  local code
-  for r in "${pids[@]}"; do
-    wait "$r"; code=$?
-    [ "$rc" -eq 0 ] && rc=$code
-  done
-  return "$rc"
+  "$WORKER" launch --nproc-per-node "$n" -- "$@" > "$prefix.rank0.log" 2>&1
 }
 
 # bench_job NAME MODEL PRECISION ZERO BATCH SEQ: a benchmark job file, printed.
