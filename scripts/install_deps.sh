@@ -30,12 +30,28 @@ for p in "${PKGS[@]}"; do
   fi
 done
 
-if [ "${#missing[@]}" -eq 0 ]; then
-  echo "install_deps: all ${#PKGS[@]} packages present"
-  exit 0
+# Node.js and npm for the deploy/ checks (tests/deploy), from Debian unless a
+# node is already installed (NodeSource's nodejs bundles npm and conflicts with
+# Debian's npm package).
+if ! command -v npm >/dev/null 2>&1; then
+  missing+=(nodejs npm)
 fi
 
-echo "install_deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install_deps: all ${#PKGS[@]} packages present"
+else
+  echo "install_deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The npm packages of deploy/tools (Kubernetes schema validation, Dockerfile
+# lint), exactly as its package-lock.json pins them; skipped when node_modules
+# already matches the lock file.
+TOOLS="$(cd "$(dirname "$0")/.." && pwd)/deploy/tools"
+if ! cmp -s "$TOOLS/package-lock.json" "$TOOLS/node_modules/.foak-package-lock.json"; then
+  echo "install_deps: npm ci in deploy/tools"
+  npm ci --prefix "$TOOLS" --no-audit --no-fund --loglevel=error
+  cp "$TOOLS/package-lock.json" "$TOOLS/node_modules/.foak-package-lock.json"
+fi

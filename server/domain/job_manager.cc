@@ -340,7 +340,7 @@ absl::StatusOr<JobRecord> JobManager::Transition(const std::string& id, JobState
                                                  const std::string& message, bool count_restart) {
   ASSIGN_OR_RETURN(JobRecord job, store_->UpdateState(id, to, reason, message, count_restart));
   Notify(id);  // the store appended the "state" event
-  if (IsFinal(to) && metrics_ != nullptr) metrics_->OnJobFinished(id);
+  if (IsFinal(to) && metrics_ != nullptr) metrics_->OnJobFinished(id, JobStateName(to));
   UpdateStateGauge();
   return job;
 }

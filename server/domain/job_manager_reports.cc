@@ -49,6 +49,20 @@ void SetRankPeakMemory(int64_t rank, int64_t bytes, int64_t world, JobProgressIn
   p->rank_peak_memory_bytes[static_cast<size_t>(rank)] = bytes;
 }
 
+// Mean seconds per optimizer step of a logged step's window, for
+// foak_job_step_seconds. The worker computes tokens_per_second as the
+// window's tokens over its wall time (evaluations excluded), so tokens /
+// tokens_per_second gives that wall time back; the window holds the steps
+// after `previous_step` (the previous report's, or the attempt's start step).
+// 0 (unknown) when a figure is missing or the step did not advance.
+double StepSeconds(const JobProgressSample& s, int64_t previous_step) {
+  const int64_t steps = s.step - previous_step;
+  if (steps <= 0 || s.tokens <= 0 || !(s.tokens_per_second > 0) || !std::isfinite(s.tokens_per_second)) {
+    return 0;
+  }
+  return static_cast<double>(s.tokens) / s.tokens_per_second / static_cast<double>(steps);
+}
+
 // True for a benchmark job's spec (it has a "bench" object).
 bool IsBenchSpec(const std::string& spec_json) {
   const Json spec = Json::parse(spec_json, nullptr, /*allow_exceptions=*/false);
@@ -147,11 +161,14 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
   }
   // A step's or a benchmark row's figures become the job's progress and
   // its Prometheus series.
-  auto record_progress = [this, &r, world](const JobProgressSample& s,
-                                          std::optional<double> elapsed_s) {
+  auto record_progress = [this, &r, world](JobProgressSample s, std::optional<double> elapsed_s) {
     {
       absl::MutexLock lock(&mu_);
       JobProgressInfo& p = progress_[r.job_id];
+      // A training step's report covers the steps since the previous one
+      // (since the attempt's start_step for its first); a benchmark row's
+      // "step" is a row index, so it has none.
+      if (elapsed_s.has_value()) s.step_seconds = StepSeconds(s, p.step);
       p.step = s.step;
       if (s.max_steps > 0) p.max_steps = s.max_steps;
       p.loss = s.loss;

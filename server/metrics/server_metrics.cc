@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <iterator>
 #include <utility>
 
 #include "common/clock.h"
@@ -14,6 +15,10 @@ namespace {
 // tests render all of them, so creating them cannot fail at run time; a typo
 // would fail every test at once (StatusOr::value() on an error aborts).
 MetricFamily* Must(absl::StatusOr<MetricFamily*> family) { return family.value(); }
+
+// The label values of foak_jobs_finished_total: the final states of
+// server/domain/job_state.h.
+constexpr const char* kFinalStates[] = {"SUCCEEDED", "FAILED", "CANCELLED"};
 
 // Mutations on those families use their fixed label arity and type, so they
 // cannot fail either; this keeps the call sites readable.
@@ -58,6 +63,9 @@ ServerMetrics::ServerMetrics(ServerMetricsOptions options) : options_(WithDefaul
       "foak_job_grad_norm", "Global gradient norm (before clipping) at the job's last logged step.", job));
   job_tokens_per_second_ = Must(registry_.AddGauge(
       "foak_job_tokens_per_second", "Input tokens per second over the job's last logging interval.", job));
+  job_step_seconds_ = Must(registry_.AddGauge(
+      "foak_job_step_seconds",
+      "Mean wall seconds per optimizer step over the job's last logging interval.", job));
   job_peak_memory_bytes_ = Must(registry_.AddGauge(
       "foak_job_peak_memory_bytes",
       "Peak memory of each worker process (rank) of the job in bytes: GPU memory on CUDA, peak "
@@ -69,6 +77,10 @@ ServerMetrics::ServerMetrics(ServerMetricsOptions options) : options_(WithDefaul
       "foak_job_last_progress_timestamp_seconds",
       "Unix time in seconds of the job's last progress report.", job));
   jobs_ = Must(registry_.AddGauge("foak_jobs", "Number of jobs in each state.", {"state"}));
+  jobs_finished_ = Must(registry_.AddCounter(
+      "foak_jobs_finished_total",
+      "Jobs that reached a final state since foakd started, by that state.", {"state"}));
+  for (const char* state : kFinalStates) Ignore(jobs_finished_->Inc({state}, 0));
   queue_wait_ = Must(registry_.AddHistogram(
       "foak_job_queue_wait_seconds", "Time jobs waited from QUEUED until STARTING, in seconds.", {},
       options_.queue_wait_buckets_s));
@@ -92,9 +104,14 @@ void ServerMetrics::OnJobProgress(const std::string& job_id, const JobProgressSa
   Ignore(job_learning_rate_->Set(labels, sample.learning_rate));
   Ignore(job_grad_norm_->Set(labels, sample.grad_norm));
   Ignore(job_tokens_per_second_->Set(labels, sample.tokens_per_second));
+  if (std::isfinite(sample.step_seconds) && sample.step_seconds > 0) {
+    Ignore(job_step_seconds_->Set(labels, sample.step_seconds));
+  }
   Ignore(job_peak_memory_bytes_->Set({job_id, "0"}, static_cast<double>(sample.peak_memory_bytes)));
   Ignore(job_tokens_total_->Inc(labels, static_cast<double>(std::max<int64_t>(0, sample.tokens))));
-  Ignore(job_last_progress_->Set(labels, static_cast<double>(options_.now_ms()) / 1000.0));
+  if (finished_at_ms_.count(job_id) == 0) {
+    Ignore(job_last_progress_->Set(labels, static_cast<double>(options_.now_ms()) / 1000.0));
+  }
 }
 
 void ServerMetrics::OnRankPeakMemory(const std::string& job_id, int64_t rank,
@@ -104,10 +121,15 @@ void ServerMetrics::OnRankPeakMemory(const std::string& job_id, int64_t rank,
                                      static_cast<double>(peak_memory_bytes)));
 }
 
-void ServerMetrics::OnJobFinished(const std::string& job_id) {
+void ServerMetrics::OnJobFinished(const std::string& job_id, const std::string& final_state) {
   const int64_t now = options_.now_ms();
   absl::MutexLock lock(&mu_);
-  finished_at_ms_.emplace(job_id, now);  // keeps the first finish time
+  const bool first = finished_at_ms_.emplace(job_id, now).second;  // keeps the first finish time
+  if (first) job_last_progress_->Remove({job_id});
+  if (first && std::find(std::begin(kFinalStates), std::end(kFinalStates), final_state) !=
+                   std::end(kFinalStates)) {
+    Ignore(jobs_finished_->Inc({final_state}));
+  }
   PruneFinishedJobs();
 }
 
@@ -140,9 +162,10 @@ void ServerMetrics::SetBuildInfo(const std::string& version) {
 
 void ServerMetrics::PruneFinishedJobs() {
   const int64_t now = options_.now_ms();
-  MetricFamily* const job_families[] = {job_step_,      job_max_steps_,         job_loss_,
-                                        job_learning_rate_, job_grad_norm_, job_tokens_per_second_,
-                                        job_peak_memory_bytes_, job_tokens_total_, job_last_progress_};
+  MetricFamily* const job_families[] = {
+      job_step_,          job_max_steps_,         job_loss_,         job_learning_rate_,
+      job_grad_norm_,     job_tokens_per_second_, job_step_seconds_, job_peak_memory_bytes_,
+      job_tokens_total_,  job_last_progress_};
   for (auto it = finished_at_ms_.begin(); it != finished_at_ms_.end();) {
     if (now - it->second < options_.finished_job_retention_ms) {
       ++it;

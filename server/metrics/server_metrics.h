@@ -14,14 +14,25 @@
 //   foak_job_step, foak_job_max_steps                       gauges
 //   foak_job_loss, foak_job_learning_rate, foak_job_grad_norm gauges
 //   foak_job_tokens_per_second                               gauge
+//   foak_job_step_seconds       gauge: mean wall seconds per optimizer step
+//                               over the last logging interval (set when
+//                               the job manager could derive it)
 //   foak_job_peak_memory_bytes{job_id,rank}  gauge: GPU memory on CUDA, peak
 //                               RSS on CPU, per worker process; rank="0" for
 //                               a job of one process, so a data-parallel
 //                               job's ranks plot side by side (and
 //                               max by (job_id) gives the job's highest)
 //   foak_job_tokens_total       counter: input tokens trained on
-//   foak_job_last_progress_timestamp_seconds  gauge: unix time of the last sample
+//   foak_job_last_progress_timestamp_seconds  gauge: unix time of the last
+//                               sample; only while the job is not final (it
+//                               goes at OnJobFinished), so "time() - it" is
+//                               the silence of an active job, which is what
+//                               deploy/prometheus's no-progress alert needs
 //   foak_jobs{state}            gauge: all 7 job states, 0 when none
+//   foak_jobs_finished_total{state}  counter: jobs that reached SUCCEEDED,
+//                               FAILED or CANCELLED since foakd started; all
+//                               three exported from the start at 0, so that
+//                               increase() sees a state's first job
 //   foak_job_queue_wait_seconds histogram: QUEUED -> STARTING wait
 //   foak_grpc_server_handled_total{grpc_service,grpc_method,grpc_code} counter
 //   foak_build_info{version}    gauge, 1 (after SetBuildInfo)
@@ -61,6 +72,9 @@ struct JobProgressSample {
   double tokens_per_second = 0;
   int64_t peak_memory_bytes = 0;  // rank 0's: GPU memory on CUDA, peak RSS on CPU
   int64_t tokens = 0;  // input tokens processed since the previous sample (a delta; < 0 counts as 0)
+  // Mean wall seconds per optimizer step since the previous sample; <= 0 (or
+  // not finite): unknown, foak_job_step_seconds keeps its previous value.
+  double step_seconds = 0;
 };
 
 struct ServerMetricsOptions {
@@ -82,18 +96,23 @@ class ServerMetrics {
   ServerMetrics(const ServerMetrics&) = delete;
   ServerMetrics& operator=(const ServerMetrics&) = delete;
 
-  // Sets the job's gauges to the sample (the peak memory as rank="0"), adds
+  // Sets the job's gauges to the sample (the peak memory as rank="0"; the
+  // step time only when sample.step_seconds is known), adds
   // sample.tokens to foak_job_tokens_total and stamps
   // foak_job_last_progress_timestamp_seconds.
   // A report that arrives after OnJobFinished updates the series but does not
-  // extend their retention.
+  // extend their retention, nor bring back the last-progress timestamp.
   void OnJobProgress(const std::string& job_id, const JobProgressSample& sample);
   // The peak memory of one rank > 0 of a data-parallel job (rank 0's comes
   // with OnJobProgress); touches no other series. Expires with the job's.
   void OnRankPeakMemory(const std::string& job_id, int64_t rank, int64_t peak_memory_bytes);
-  // The job reached a final state: its series stay for the retention, then
-  // go. Calling it again does not restart the retention.
-  void OnJobFinished(const std::string& job_id);
+  // The job reached the final state `final_state` ("SUCCEEDED", "FAILED" or
+  // "CANCELLED"; another name counts nothing): foak_jobs_finished_total
+  // {state} counts it, its last-progress timestamp goes at once, and the
+  // job's other series stay for the retention, then go.
+  // Calling it again for a job whose retention runs neither counts it again
+  // nor restarts the retention.
+  void OnJobFinished(const std::string& job_id, const std::string& final_state);
 
   // Job counts by state name ("QUEUED", ...). All 7 states are exported every
   // time; a state absent from `counts` reads 0.
@@ -127,10 +146,12 @@ class ServerMetrics {
   MetricFamily* job_learning_rate_;
   MetricFamily* job_grad_norm_;
   MetricFamily* job_tokens_per_second_;
+  MetricFamily* job_step_seconds_;
   MetricFamily* job_peak_memory_bytes_;
   MetricFamily* job_tokens_total_;
   MetricFamily* job_last_progress_;
   MetricFamily* jobs_;
+  MetricFamily* jobs_finished_;
   MetricFamily* queue_wait_;
   MetricFamily* grpc_handled_;
   MetricFamily* build_info_;

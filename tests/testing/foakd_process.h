@@ -1,12 +1,15 @@
 // Runs the real foakd binary for end-to-end tests: a private data folder,
 // gRPC and metrics on free ports (read back from --port-file), stubs for the
 // three services, and the ways a foakd ends -- SIGTERM (graceful) or SIGKILL
-// (a crash) -- followed by a restart on the same data folder.
+// (a crash) -- followed by a restart on the same data folder. Environment
+// variables given to it reach its workers too (they inherit foakd's), which
+// is how a test sets the worker's FOAK_TEST_* hooks.
 #ifndef FOAK_TESTS_TESTING_FOAKD_PROCESS_H_
 #define FOAK_TESTS_TESTING_FOAKD_PROCESS_H_
 
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/file_util.h"
@@ -25,9 +29,11 @@ namespace foak::testing {
 
 class FoakdProcess {
  public:
-  // `extra_args` are appended to foakd's command line.
-  FoakdProcess(std::string data_dir, std::vector<std::string> extra_args = {})
-      : data_dir_(std::move(data_dir)), extra_args_(std::move(extra_args)) {}
+  // `extra_args` are appended to foakd's command line; `env` is set in its
+  // environment on top of the test's.
+  FoakdProcess(std::string data_dir, std::vector<std::string> extra_args = {},
+               std::vector<std::pair<std::string, std::string>> env = {})
+      : data_dir_(std::move(data_dir)), extra_args_(std::move(extra_args)), env_(std::move(env)) {}
   ~FoakdProcess() { Kill(SIGKILL); }
 
   // Starts foakd and waits until it listens (up to 30 s). `port` 0 = any free
@@ -50,6 +56,7 @@ class FoakdProcess {
     if (pid_ == 0) {
       FILE* f = freopen(log.c_str(), "a", stderr);
       (void)f;
+      for (const auto& [name, value] : env_) setenv(name.c_str(), value.c_str(), 1);
       std::vector<char*> argv;
       for (std::string& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
@@ -78,6 +85,25 @@ class FoakdProcess {
     return false;
   }
 
+  // SIGTERM (foakd stops its workers within --grace_period_s), and SIGKILL
+  // if it has not ended after `timeout_s`; returns its wait status.
+  int Stop(int timeout_s = 15) {
+    if (pid_ <= 0) return -1;
+    kill(pid_, SIGTERM);
+    int status = 0;
+    for (int i = 0; i < timeout_s * 10; ++i) {
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        jobs_.reset();
+        files_.reset();
+        channel_.reset();
+        return status;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return Kill(SIGKILL);
+  }
+
   // Sends `sig` and waits for the process; returns its wait status.
   int Kill(int sig) {
     if (pid_ <= 0) return -1;
@@ -102,6 +128,7 @@ class FoakdProcess {
  private:
   std::string data_dir_;
   std::vector<std::string> extra_args_;
+  std::vector<std::pair<std::string, std::string>> env_;
   pid_t pid_ = -1;
   int grpc_port_ = 0;
   int metrics_port_ = 0;

@@ -69,6 +69,9 @@ struct PrometheusHarnessOptions {
   int scrape_interval_s = 1;               // also the scrape timeout
   std::string binary = kDefaultPrometheusBinary;
   int ready_timeout_ms = 30000;            // until GET /-/ready is 200
+  // Rule files to load (absolute paths), evaluated every scrape_interval_s;
+  // Get("/api/v1/rules") shows their health.
+  std::vector<std::string> rule_files;
 };
 
 // One sample of an instant vector: its labels (with __name__) and value.
@@ -124,6 +127,10 @@ class PrometheusHarness {
   absl::StatusOr<nlohmann::json> Query(const std::string& promql) const {
     return GetJson(absl::StrCat("/api/v1/query?query=", UrlEncode(promql)));
   }
+
+  // GET of any API path ("/api/v1/rules"): the whole JSON answer, with the
+  // same error handling as Query.
+  absl::StatusOr<nlohmann::json> Get(const std::string& path) const { return GetJson(path); }
 
   // The samples of an instant-vector query.
   absl::StatusOr<std::vector<PrometheusSample>> QueryVector(const std::string& promql) const {
@@ -267,9 +274,14 @@ class PrometheusHarness {
     std::vector<std::string> quoted;
     for (const std::string& t : options_.targets) quoted.push_back(absl::StrCat("'", t, "'"));
     const std::string interval = absl::StrCat(options_.scrape_interval_s, "s");
+    std::string rules;
+    if (!options_.rule_files.empty()) {
+      rules = "rule_files:\n";
+      for (const std::string& f : options_.rule_files) absl::StrAppend(&rules, "  - '", f, "'\n");
+    }
     return absl::StrCat("global:\n  scrape_interval: ", interval, "\n  scrape_timeout: ", interval,
-                        "\n  evaluation_interval: ", interval,
-                        "\nscrape_configs:\n  - job_name: '", options_.job_name, "'\n    metrics_path: '",
+                        "\n  evaluation_interval: ", interval, "\n", rules,
+                        "scrape_configs:\n  - job_name: '", options_.job_name, "'\n    metrics_path: '",
                         options_.metrics_path, "'\n    static_configs:\n      - targets: [",
                         absl::StrJoin(quoted, ", "), "]\n");
   }

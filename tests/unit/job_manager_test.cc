@@ -205,6 +205,40 @@ TEST_F(JobManagerTest, ReportsDriveStateProgressAndCheckpoints) {
       << "a finished job takes no reports";
 }
 
+// foak_job_step_seconds: each logged step's window (tokens / tokens_per_second
+// seconds) over the steps it covers; foak_jobs_finished_total counts the
+// final state.
+TEST_F(JobManagerTest, StepTimeAndFinishedJobsReachPrometheus) {
+  const std::string id = CreateId(Spec("a"));
+  WorkerReportInput started = Report(id, WorkerReportInput::Kind::kStarted);
+  started.max_steps = 20;
+  started.start_step = 4;  // resumed: the first window covers steps 5..8
+  started.device = "cpu";
+  ASSERT_TRUE(manager_->OnWorkerReport(started).ok());
+  auto step = [&](int64_t n, int64_t tokens, double tokens_per_second) {
+    WorkerReportInput m = Report(id, WorkerReportInput::Kind::kMetrics);
+    m.step = n;
+    m.max_steps = 20;
+    m.tokens = tokens;
+    m.tokens_per_second = tokens_per_second;
+    return manager_->OnWorkerReport(m);
+  };
+  const std::string series = "foak_job_step_seconds{job_id=\"" + id + "\"} ";
+  ASSERT_TRUE(step(8, 400, 100).ok());  // 4 s over 4 steps
+  EXPECT_NE(metrics_.Render().find(series + "1\n"), std::string::npos) << metrics_.Render();
+  ASSERT_TRUE(step(12, 600, 200).ok());  // 3 s over 4 steps
+  EXPECT_NE(metrics_.Render().find(series + "0.75\n"), std::string::npos) << metrics_.Render();
+  ASSERT_TRUE(step(12, 600, 0).ok());  // no step and no rate: the last value stays
+  EXPECT_NE(metrics_.Render().find(series + "0.75\n"), std::string::npos) << metrics_.Render();
+
+  EXPECT_NE(metrics_.Render().find("foak_jobs_finished_total{state=\"FAILED\"} 0"), std::string::npos);
+  ASSERT_TRUE(launcher_->Fail(id, "WorkerError", /*retryable=*/false).ok());
+  EXPECT_EQ(State(id), JobState::kFailed);
+  const std::string text = metrics_.Render();
+  EXPECT_NE(text.find("foak_jobs_finished_total{state=\"FAILED\"} 1"), std::string::npos) << text;
+  EXPECT_NE(text.find("foak_jobs_finished_total{state=\"SUCCEEDED\"} 0"), std::string::npos) << text;
+}
+
 TEST_F(JobManagerTest, BenchRowsAreStoredAsEventsAndAdvanceProgress) {
   const std::string id = CreateId(Json{{"name", "bench"},
                                        {"model", model_},

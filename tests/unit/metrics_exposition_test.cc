@@ -321,15 +321,73 @@ TEST(ServerMetrics, ProgressUpdatesJobSeries) {
   EXPECT_TRUE(HasLine(metrics.Render(), "foak_job_tokens_total{job_id=\"job-1\"} 768"));
 }
 
+// foak_job_step_seconds is set only by a sample that knows it, and expires
+// with the job's other series.
+TEST(ServerMetrics, StepSecondsKeepsTheLastKnownValue) {
+  FakeClock clock;
+  ServerMetrics metrics(OptionsWithClock(&clock, /*retention_ms=*/1000));
+  metrics.OnJobProgress("job-1", Sample(5, 512));  // step_seconds 0: unknown
+  std::string text = metrics.Render();
+  EXPECT_FALSE(Mentions(text, "foak_job_step_seconds")) << text;
+  JobProgressSample timed = Sample(10, 512);
+  timed.step_seconds = 0.25;
+  metrics.OnJobProgress("job-1", timed);
+  EXPECT_TRUE(HasLine(metrics.Render(), "foak_job_step_seconds{job_id=\"job-1\"} 0.25"));
+  for (double unknown : {0.0, -1.0, std::nan("")}) {
+    JobProgressSample s = Sample(11, 512);
+    s.step_seconds = unknown;
+    metrics.OnJobProgress("job-1", s);
+    text = metrics.Render();
+    EXPECT_TRUE(HasLine(text, "foak_job_step_seconds{job_id=\"job-1\"} 0.25")) << unknown << "\n" << text;
+  }
+  metrics.OnJobFinished("job-1", "SUCCEEDED");
+  clock.now_ms += 1000;
+  EXPECT_FALSE(Mentions(metrics.Render(), "foak_job_step_seconds{"));
+}
+
+// foak_jobs_finished_total{state}: the three final states from the start (at
+// 0, so that increase() sees the first job of each), one count per job.
+TEST(ServerMetrics, FinishedJobsAreCountedByFinalState) {
+  FakeClock clock;
+  ServerMetrics metrics(OptionsWithClock(&clock, /*retention_ms=*/1000));
+  std::string text = metrics.Render();
+  EXPECT_TRUE(HasLine(text, "# TYPE foak_jobs_finished_total counter")) << text;
+  for (const char* state : {"SUCCEEDED", "FAILED", "CANCELLED"}) {
+    EXPECT_TRUE(HasLine(text, std::string("foak_jobs_finished_total{state=\"") + state + "\"} 0"))
+        << state << "\n" << text;
+  }
+  metrics.OnJobFinished("a", "FAILED");
+  metrics.OnJobFinished("b", "FAILED");
+  metrics.OnJobFinished("b", "FAILED");  // the same job again: not a second failure
+  metrics.OnJobFinished("c", "SUCCEEDED");
+  metrics.OnJobFinished("d", "RUNNING");  // not a final state: counted nowhere
+  text = metrics.Render();
+  EXPECT_TRUE(HasLine(text, "foak_jobs_finished_total{state=\"FAILED\"} 2")) << text;
+  EXPECT_TRUE(HasLine(text, "foak_jobs_finished_total{state=\"SUCCEEDED\"} 1")) << text;
+  EXPECT_TRUE(HasLine(text, "foak_jobs_finished_total{state=\"CANCELLED\"} 0")) << text;
+  EXPECT_FALSE(Mentions(text, "foak_jobs_finished_total{state=\"RUNNING\"}")) << text;
+  // The counter outlives the jobs' series.
+  clock.now_ms += 1000;
+  text = metrics.Render();
+  EXPECT_FALSE(Mentions(text, "job_id=\"a\"")) << text;
+  EXPECT_TRUE(HasLine(text, "foak_jobs_finished_total{state=\"FAILED\"} 2")) << text;
+}
+
 TEST(ServerMetrics, FinishedJobSeriesExpireAfterRetention) {
   FakeClock clock;
   ServerMetrics metrics(OptionsWithClock(&clock, /*retention_ms=*/60000));
   metrics.OnJobProgress("done", Sample(10, 100));
   metrics.OnJobProgress("still-running", Sample(3, 100));
-  metrics.OnJobFinished("done");
-  clock.now_ms += 59999;
-  metrics.OnJobFinished("done");  // a second call does not restart the retention
+  metrics.OnJobFinished("done", "SUCCEEDED");
+  // The last-progress timestamp goes at once (it marks active jobs), and a
+  // late report does not bring it back.
+  metrics.OnJobProgress("done", Sample(10, 0));
   std::string text = metrics.Render();
+  EXPECT_FALSE(Mentions(text, "foak_job_last_progress_timestamp_seconds{job_id=\"done\"}")) << text;
+  EXPECT_TRUE(Mentions(text, "foak_job_last_progress_timestamp_seconds{job_id=\"still-running\"}")) << text;
+  clock.now_ms += 59999;
+  metrics.OnJobFinished("done", "SUCCEEDED");  // a second call does not restart the retention
+  text = metrics.Render();
   EXPECT_TRUE(Mentions(text, "job_id=\"done\"")) << text;
   clock.now_ms += 1;
   text = metrics.Render();
@@ -360,7 +418,7 @@ TEST(ServerMetrics, PeakMemoryHasASeriesPerRank) {
   EXPECT_TRUE(HasLine(text, "foak_job_peak_memory_bytes{job_id=\"job-1\",rank=\"1\"} 3072")) << text;
   EXPECT_TRUE(HasLine(text, "foak_job_peak_memory_bytes{job_id=\"job-1\",rank=\"2\"} 4096")) << text;
 
-  metrics.OnJobFinished("job-1");
+  metrics.OnJobFinished("job-1", "CANCELLED");
   clock.now_ms += 1000;
   text = metrics.Render();
   EXPECT_FALSE(Mentions(text, "job_id=\"job-1\"")) << text;
@@ -442,7 +500,9 @@ std::string PopulatedScrape() {
   ServerMetrics metrics;
   metrics.SetBuildInfo("0.1.0");
   metrics.OnJobProgress("job-\"quoted\"\\1\n", Sample(5, 512));
-  metrics.OnJobProgress("job-2", Sample(7, 64));
+  JobProgressSample timed = Sample(7, 64);
+  timed.step_seconds = 0.5;
+  metrics.OnJobProgress("job-2", timed);
   metrics.OnRankPeakMemory("job-2", 1, 4096);
   metrics.SetJobsByState({{"RUNNING", 2}});
   metrics.ObserveQueueWait(12.5);
@@ -464,7 +524,7 @@ TEST(ServerMetrics, EachFamilyHasOneHelpAndOneType) {
     }
   }
   EXPECT_EQ(help, type);
-  EXPECT_EQ(help.size(), 13u) << text;
+  EXPECT_EQ(help.size(), 15u) << text;
   EXPECT_EQ(text.back(), '\n');
 }
 
