@@ -307,6 +307,7 @@ void LocalLauncher::MonitorLoop() {
 void LocalLauncher::PollLocked(std::vector<LogLine>* lines, std::vector<LaunchOutcome>* outcomes) {
   for (auto it = jobs_.begin(); it != jobs_.end();) {
     Job& job = it->second;
+    std::vector<const Rank*> ended;  // in this pass
     for (Rank& rank : job.ranks) {
       if (rank.reaped) continue;
       ReadLog(job, &rank, /*final=*/false, lines);
@@ -324,7 +325,9 @@ void LocalLauncher::PollLocked(std::vector<LogLine>* lines, std::vector<LaunchOu
         }
       }  // else ECHILD: reaped elsewhere (SIGCHLD ignored?); the status is unknown
       ReapRank(&job, &rank, status, lines);
+      ended.push_back(&rank);
     }
+    NoteFirstFailure(&job, ended);
     if (job.kill_at.has_value() && !job.kill_sent && Clock::now() >= *job.kill_at) {
       SignalRanks(&job, SIGKILL);
       job.kill_sent = true;
@@ -351,12 +354,25 @@ void LocalLauncher::ReapRank(Job* job, Rank* rank, int status, std::vector<LogLi
   ::close(rank->tail_fd);
   rank->tail_fd = -1;
   ::unlink(rank->pid_file.c_str());
-  const bool failed = rank->exit.exit_code != 0;
-  if (failed && !job->cancelled && !job->first_failure.has_value()) {
-    job->first_failure = static_cast<size_t>(rank->index);
-    SignalRanks(job, SIGTERM);  // the rest of the gang
-    job->kill_at = Clock::now() + std::chrono::milliseconds(options_.grace_period_ms);
+}
+
+void LocalLauncher::NoteFirstFailure(Job* job, const std::vector<const Rank*>& ended) {
+  if (job->cancelled || job->first_failure.has_value()) return;
+  // Several ranks found ended in one poll: the survivors of a lost peer fail
+  // fast (Gloo's connection reset ends them ~0.1 s after it), so the rank
+  // that was killed outright -- by a signal, or an exit code >= 128 as
+  // `_exit(128 + sig)` and shells report one -- is the cause and is named,
+  // not the lowest rank that merely noticed. Otherwise the lowest rank.
+  auto killed = [](const Rank& r) { return r.exit.signal > 0 || r.exit.exit_code >= 128; };
+  const Rank* cause = nullptr;
+  for (const Rank* rank : ended) {
+    if (rank->exit.exit_code == 0) continue;  // -1 (a signal or unknown) is a failure
+    if (cause == nullptr || (killed(*rank) && !killed(*cause))) cause = rank;
   }
+  if (cause == nullptr) return;
+  job->first_failure = static_cast<size_t>(cause->index);
+  SignalRanks(job, SIGTERM);  // the rest of the gang
+  job->kill_at = Clock::now() + std::chrono::milliseconds(options_.grace_period_ms);
 }
 
 void LocalLauncher::ReadLog(const Job& job, Rank* rank, bool final, std::vector<LogLine>* lines) {

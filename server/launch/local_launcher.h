@@ -137,6 +137,10 @@ class LocalLauncher : public Launcher {
   void AddLine(const Job& job, Rank* rank, std::string text, std::vector<LogLine>* lines);
   void ReapRank(Job* job, Rank* rank, int status, std::vector<LogLine>* lines)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Picks the gang's failure among the ranks that ended in one poll (none
+  // if it has one already or was cancelled) and stops the rest.
+  void NoteFirstFailure(Job* job, const std::vector<const Rank*>& ended)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   LaunchOutcome BuildOutcome(const Job& job) const;
 
   const LocalLauncherOptions options_;

@@ -85,21 +85,24 @@ class FoakdProcess {
     return false;
   }
 
-  // SIGTERM (foakd stops its workers within --grace_period_s), and SIGKILL
-  // if it has not ended after `timeout_s`; returns its wait status.
+  // Closes this side's channel first (no call may be in flight), then
+  // SIGTERM (foakd stops its workers within --grace_period_s), and SIGKILL if
+  // it has not ended after `timeout_s`; returns its wait status. With the
+  // channel left open, foakd's graceful shutdown would wait seconds for an
+  // idle client to answer its GOAWAY (gRPC polls idle channels every 5 s).
   int Stop(int timeout_s = 15) {
     if (pid_ <= 0) return -1;
+    jobs_.reset();
+    files_.reset();
+    channel_.reset();
     kill(pid_, SIGTERM);
     int status = 0;
-    for (int i = 0; i < timeout_s * 10; ++i) {
+    for (int i = 0; i < timeout_s * 100; ++i) {
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
-        jobs_.reset();
-        files_.reset();
-        channel_.reset();
         return status;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
     return Kill(SIGKILL);
   }

@@ -138,10 +138,10 @@ class LocalLauncherTest : public ::testing::Test {
     (void)RemoveTree(dir_);
   }
 
-  std::unique_ptr<LocalLauncher> MakeLauncher(int64_t grace_ms) {
+  std::unique_ptr<LocalLauncher> MakeLauncher(int64_t grace_ms, int64_t poll_ms = 20) {
     LocalLauncherOptions options;
     options.grace_period_ms = grace_ms;
-    options.poll_interval_ms = 20;
+    options.poll_interval_ms = poll_ms;
     absl::StatusOr<std::unique_ptr<LocalLauncher>> launcher =
         LocalLauncher::Create(options, recorder_.Callbacks());
     EXPECT_TRUE(launcher.ok()) << launcher.status();
@@ -327,6 +327,24 @@ TEST_F(LocalLauncherTest, FailingRankStopsTheGang) {
   EXPECT_TRUE(absl::StrContains(outcome->message, "rank 1 exited with code 3")) << outcome->message;
   EXPECT_TRUE(absl::StrContains(outcome->message, "rank 1 of 2 failing")) << outcome->message;
   EXPECT_EQ(recorder_.Outcomes("job-gang"), 1);
+}
+
+// A rank killed outright and a rank that failed because it lost its peer
+// (as Gloo's survivors do, ~0.1 s later), both found ended in one poll: the
+// killed rank is the gang's failure, not the lower rank that noticed.
+TEST_F(LocalLauncherTest, RankKilledOutrightIsNamedWhenSeveralEndInOnePoll) {
+  launcher_ = MakeLauncher(/*grace_ms=*/2000, /*poll_ms=*/1500);
+  std::string noticed = Script("noticed", "sleep 0.3; echo 'all-reduce failed' >&2; exit 1");
+  std::string killed = Script("killed", "sleep 0.2; kill -9 $$");
+  ASSERT_TRUE(launcher_->Launch(Request("job-both", {noticed, killed})).ok());
+  std::optional<LaunchOutcome> outcome = recorder_.WaitOutcome("job-both");
+  ASSERT_TRUE(outcome.has_value());
+  ASSERT_EQ(outcome->ranks.size(), 2u);
+  EXPECT_EQ(outcome->ranks[0].exit_code, 1) << "rank 0 ended by itself, not by our SIGTERM";
+  EXPECT_EQ(outcome->ranks[1].signal, SIGKILL);
+  EXPECT_EQ(outcome->reason, "Killed");
+  EXPECT_TRUE(absl::StrContains(outcome->message, "rank 1 was killed by SIGKILL"))
+      << outcome->message;
 }
 
 TEST_F(LocalLauncherTest, MissingOrNonExecutableWorkerIsAClearError) {

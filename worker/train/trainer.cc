@@ -6,6 +6,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "worker/torch_compat.h"
@@ -163,7 +164,13 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(LlamaForCausalLM model,
 
 absl::StatusOr<StepResult> Trainer::Step(const std::vector<Batch>& micro_batches) {
   try {
-    return StepUnchecked(micro_batches);
+    absl::StatusOr<StepResult> result = StepUnchecked(micro_batches);
+    if (!result.ok() && !absl::StartsWith(result.status().message(), "step ")) {
+      // E.g. a collective that failed because another rank died.
+      return absl::Status(result.status().code(),
+                          absl::StrCat("step ", step_ + 1, ": ", result.status().message()));
+    }
+    return result;
   } catch (const std::exception& e) {
     // Leave no half-accumulated gradients behind for a caller that goes on.
     optimizer_->ZeroGrad();
