@@ -1,4 +1,5 @@
 #include "server/domain/job_manager.h"
+#include "common/net_util.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,24 +21,6 @@ namespace foak {
 namespace {
 
 using Json = nlohmann::json;
-
-// A TCP port free right now on the loopback, for MASTER_PORT (the workers'
-// rendezvous). 0 when none could be found; the worker then fails clearly.
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  int port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  close(fd);
-  return port;
-}
 
 std::optional<JobProgressInfo> ProgressFromEvents(const std::optional<JobEvent>& metrics,
                                                   const std::optional<JobEvent>& eval,
@@ -431,7 +414,7 @@ void JobManager::LaunchLocked(const JobRecord& job, const Placement& placement) 
   // one node: every rank sees all of the job's GPUs and takes
   // cuda:LOCAL_RANK itself, so CUDA_VISIBLE_DEVICES is the same for all (a
   // CPU job sees no GPU at all), and the ranks meet at one MASTER_PORT.
-  const std::string master_port = absl::StrCat(FreePort());
+  const std::string master_port = absl::StrCat(FreeLoopbackPort());
   for (int64_t r = 0; r < world; ++r) {
     RankSpec rank;
     rank.argv = {options_.worker_path, "train", "--job", job_file};

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "absl/strings/str_split.h"
+#include "common/net_util.h"
 #include "common/file_util.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -52,21 +53,6 @@ std::string Device() {
   return d == nullptr || *d == '\0' ? "cpu" : d;
 }
 
-// A port the kernel just handed out (free for the next few moments).
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
-}
-
 struct RankRun {
   int exit_code = -1;
   std::string err;
@@ -81,7 +67,7 @@ std::vector<RankRun> RunRanks(const std::string& args, int world, int ranks = -1
   static int counter = 0;
   const std::string base = "/tmp/foak_dp_test." + std::to_string(getpid()) + "." +
                            std::to_string(counter++);
-  const int port = FreePort();
+  const int port = FreeLoopbackPort();
   std::string script;
   for (int r = 0; r < ranks; ++r) {
     script += env + " RANK=" + std::to_string(r) + " LOCAL_RANK=" + std::to_string(r) +
@@ -189,7 +175,7 @@ TempDir* DataParallelTest::dir_ = nullptr;
 // Starts `world` ranks in the background (as RunRanks) and returns their
 // pids; each rank's stderr goes to `err_prefix`<rank>.
 std::vector<pid_t> StartRanks(const std::string& job, int world, const std::string& err_prefix) {
-  const int port = FreePort();
+  const int port = FreeLoopbackPort();
   std::vector<pid_t> pids;
   for (int r = 0; r < world; ++r) {
     const pid_t pid = fork();

@@ -1,4 +1,5 @@
 #include "worker/cli/launch_command.h"
+#include "common/net_util.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -85,21 +86,6 @@ absl::StatusOr<int64_t> IntSetting(const Flags& flags, const std::string& flag,
   return v;
 }
 
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  int port = 0;
-  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
-    port = ntohs(addr.sin_port);
-  }
-  if (fd >= 0) ::close(fd);
-  return port;
-}
-
 struct Plan {
   int64_t nproc = 1, nnodes = 1, node_rank = 0;
   std::string master_addr;
@@ -133,7 +119,7 @@ absl::StatusOr<Plan> MakePlan(const Flags& flags) {
         "MASTER_PORT): the host and port of node 0, the same on every node"));
   }
   if (p.master_addr.empty()) p.master_addr = "127.0.0.1";
-  if (p.master_port == 0) p.master_port = FreePort();
+  if (p.master_port == 0) p.master_port = FreeLoopbackPort();
   return p;
 }
 
