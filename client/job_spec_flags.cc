@@ -49,6 +49,13 @@ constexpr SpecFlag kSpecFlags[] = {
     {"gpus", "N", "GPUs of one host (0 = CPU job); one worker process (rank) per GPU", false},
     {"processes", "N",
      "data-parallel worker processes of a CPU job (--gpus 0), 1 to 64 (default 1)", false},
+    {"nodes", "N",
+     "hosts the job spans, each with --gpus GPUs (default 1; > 1 needs foakd's Kubernetes "
+     "launcher)", false},
+    {"node-selector", "KEY=VALUE", "Kubernetes: run only on nodes with this label", true},
+    {"toleration", "KEY[=VALUE][:EFFECT]",
+     "Kubernetes: tolerate this taint (no VALUE = any value; no EFFECT = every effect)", true},
+    {"queue", "NAME", "Kubernetes: submit through this Kueue LocalQueue", false},
     {"priority", "P", "higher runs first (default 0)", false},
     {"max-restarts", "N", "relaunches from the latest checkpoint before failing", false},
     {"output-dir", "DIR", "where checkpoints and the final model go", false},
@@ -214,6 +221,44 @@ absl::Status ApplyJobSpecFlags(const FlagSet& flags, const std::vector<std::stri
     ASSIGN_OR_RETURN(const int32_t v, GetInt32(flags, "processes"));
     spec->mutable_resources()->set_processes(v);
   }
+  if (given("nodes")) {
+    ASSIGN_OR_RETURN(const int32_t v, GetInt32(flags, "nodes"));
+    spec->mutable_resources()->set_nodes(v);
+  }
+  for (const std::string& selector : flags.GetAll("node-selector")) {
+    const size_t eq = selector.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return UsageError(absl::StrCat("--node-selector: '", selector,
+                                     "' is not KEY=VALUE (a node label, e.g. "
+                                     "nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3)"));
+    }
+    (*spec->mutable_resources()->mutable_node_selector())[selector.substr(0, eq)] =
+        selector.substr(eq + 1);
+  }
+  for (const std::string& text : flags.GetAll("toleration")) {
+    // KEY[=VALUE][:EFFECT], as `kubectl taint` writes taints.
+    foak::v1::Toleration* t = spec->mutable_resources()->add_tolerations();
+    std::string rest = text;
+    const size_t colon = rest.rfind(':');
+    if (colon != std::string::npos) {
+      t->set_effect(rest.substr(colon + 1));
+      rest = rest.substr(0, colon);
+    }
+    const size_t eq = rest.find('=');
+    if (eq != std::string::npos) {
+      t->set_key(rest.substr(0, eq));
+      t->set_operator_("Equal");
+      t->set_value(rest.substr(eq + 1));
+    } else {
+      t->set_key(rest);
+      t->set_operator_("Exists");
+    }
+    if (t->key().empty()) {
+      return UsageError(absl::StrCat("--toleration: '", text, "' names no taint key; write "
+                                     "KEY[=VALUE][:EFFECT], e.g. nvidia.com/gpu:NoSchedule"));
+    }
+  }
+  if (given("queue")) spec->mutable_resources()->set_queue(flags.Get("queue"));
   if (given("priority")) {
     ASSIGN_OR_RETURN(const int32_t v, GetInt32(flags, "priority"));
     spec->set_priority(v);

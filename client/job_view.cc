@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -167,6 +169,23 @@ std::string JobDetails(const Job& job, absl::Time now, absl::TimeZone tz) {
   if (spec.resources().processes() > 0) {
     add("Processes", absl::StrCat(spec.resources().processes()));
   }
+  if (spec.resources().nodes() > 1) add("Nodes", absl::StrCat(spec.resources().nodes()));
+  if (!spec.resources().node_selector().empty()) {
+    const std::map<std::string, std::string> selector(spec.resources().node_selector().begin(),
+                                                      spec.resources().node_selector().end());
+    add("Node selector", absl::StrJoin(selector, ", ", absl::PairFormatter("=")));
+  }
+  if (!spec.resources().tolerations().empty()) {
+    std::vector<std::string> tolerations;
+    for (const foak::v1::Toleration& t : spec.resources().tolerations()) {
+      std::string text = t.key().empty() ? "*" : t.key();
+      if (t.operator_() != "Exists" && !t.value().empty()) absl::StrAppend(&text, "=", t.value());
+      if (!t.effect().empty()) absl::StrAppend(&text, ":", t.effect());
+      tolerations.push_back(std::move(text));
+    }
+    add("Tolerations", absl::StrJoin(tolerations, ", "));
+  }
+  if (!spec.resources().queue().empty()) add("Queue", spec.resources().queue());
   add("Priority", absl::StrCat(spec.priority()));
   add("Restarts", absl::StrCat(job.restarts(), "/", spec.max_restarts()));
   add("Output dir", job.output_dir().empty() ? spec.output_dir() : job.output_dir());

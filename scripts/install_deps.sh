@@ -18,6 +18,7 @@ PKGS=(
   libsentencepiece-dev sentencepiece  # tokenizer.model; spm_train made the SentencePiece fixture
   libssl-dev                        # SHA-256 (OpenSSL EVP): foakd file store, foakctl upload
   libyaml-cpp-dev                   # foakctl submit -f JOB.yaml
+  libcurl4-openssl-dev              # foakd Kubernetes launcher: HTTPS to the API server
 )
 
 SUDO=""

@@ -69,7 +69,8 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("data_dir = '", options.data_dir, "'; expected an absolute folder"));
   }
-  if (access(options.worker_path.c_str(), X_OK) != 0) {
+  // In cluster mode the worker is the Kubernetes launcher's image's, not a file here.
+  if (!scheduler.cluster && access(options.worker_path.c_str(), X_OK) != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         "worker executable '", options.worker_path,
         "' is missing or not executable; build foak-worker or pass foakd --worker PATH"));
@@ -96,6 +97,7 @@ JobManager::JobManager(JobManagerOptions options, JobStore* store, FileStore* fi
       // What the scheduler will hold: each listed GPU once.
       total_gpus_(static_cast<int64_t>(
           std::set<int>(scheduler.gpu_ids.begin(), scheduler.gpu_ids.end()).size())),
+      cluster_(scheduler.cluster),
       scheduler_(scheduler) {}
 
 JobManager::~JobManager() { Shutdown(); }
@@ -107,6 +109,7 @@ std::string JobManager::JobDir(const std::string& id) const {
 JobSpecContext JobManager::SpecContext() const {
   JobSpecContext context;
   context.total_gpus = total_gpus_;
+  context.cluster = cluster_;
   if (files_ != nullptr) {
     context.resolve_file = [this](const std::string& id) { return files_->PathOf(id); };
   }
@@ -366,26 +369,34 @@ void JobManager::LaunchLocked(const JobRecord& job, const Placement& placement) 
   attempt_[job.id] = attempt;
   const std::string dir = JobDir(job.id);
   const std::string output_dir = OutputDir(job);
-  const bool gpu = !placement.gpu_ids.empty();
+  const bool gpu = placement.gpus > 0;
   const int64_t queued_since_ms = job.update_time_ms;
 
   auto fail = [&](const std::string& reason, const absl::Status& status) {
     scheduler_.Release(job.id);
     (void)Transition(job.id, JobState::kFailed, reason, std::string(status.message()));
   };
-  // One rank per GPU, else the CPU job's resources.processes. The stored spec
-  // passed these checks when it was created; they fail here only if foakd now
-  // has fewer GPUs than it had then.
+  // One rank per GPU, else the CPU job's resources.processes, on each of
+  // resources.nodes hosts. The stored spec passed these checks when it was
+  // created; they fail here only if foakd now has fewer GPUs than it had then
+  // (or no longer runs the Kubernetes launcher).
   absl::StatusOr<PreparedJobSpec> fields = CoordinatorFields(job.spec_json, SpecContext());
-  const int64_t world =
-      gpu ? static_cast<int64_t>(placement.gpu_ids.size()) : (fields.ok() ? fields->processes : 1);
+  const int64_t per_node = gpu ? placement.gpus : (fields.ok() ? fields->processes : 1);
+  const int64_t nodes = fields.ok() ? fields->nodes : 1;
+  const int64_t world = per_node * nodes;
   world_size_[job.id] = world;
   const std::string ranks = world > 1 ? absl::StrCat(", ", world, " ranks") : "";
-  absl::StatusOr<JobRecord> starting = Transition(
-      job.id, JobState::kStarting, "Scheduled",
-      gpu ? absl::StrCat("on GPU ", absl::StrJoin(placement.gpu_ids, ","), ranks, ", attempt ",
-                         attempt)
-          : absl::StrCat("on the CPU", ranks, ", attempt ", attempt));
+  std::string where;
+  if (cluster_) {
+    where = absl::StrCat("on Kubernetes: ", nodes, nodes == 1 ? " node" : " nodes", " x ",
+                         per_node, gpu ? (per_node == 1 ? " GPU" : " GPUs") : " CPU ranks");
+  } else if (gpu) {
+    where = absl::StrCat("on GPU ", absl::StrJoin(placement.gpu_ids, ","), ranks);
+  } else {
+    where = absl::StrCat("on the CPU", ranks);
+  }
+  absl::StatusOr<JobRecord> starting = Transition(job.id, JobState::kStarting, "Scheduled",
+                                                   absl::StrCat(where, ", attempt ", attempt));
   if (!starting.ok()) {
     scheduler_.Release(job.id);
     return;
@@ -414,8 +425,22 @@ void JobManager::LaunchLocked(const JobRecord& job, const Placement& placement) 
   // one node: every rank sees all of the job's GPUs and takes
   // cuda:LOCAL_RANK itself, so CUDA_VISIBLE_DEVICES is the same for all (a
   // CPU job sees no GPU at all), and the ranks meet at one MASTER_PORT.
-  const std::string master_port = absl::StrCat(FreeLoopbackPort());
-  for (int64_t r = 0; r < world; ++r) {
+  std::vector<std::pair<std::string, std::string>> job_env = {
+      {"FOAK_COORDINATOR", options_.coordinator_address},
+      {"FOAK_JOB_ID", job.id},
+      {"FOAK_JOB_TOKEN", tokens_->TokenFor(job.id)},
+      {"FOAK_JOB_ATTEMPT", absl::StrCat(attempt)},
+  };
+  request.gang.nodes = nodes;
+  request.gang.ranks_per_node = per_node;
+  request.gang.gpus_per_node = gpu ? per_node : 0;
+  request.gang.worker_args = {"train", "--job", job_file};
+  request.gang.env = job_env;
+  request.gang.node_selector = fields->node_selector;
+  request.gang.tolerations = fields->tolerations;
+  request.gang.queue = fields->queue;
+  const std::string master_port = cluster_ ? "" : absl::StrCat(FreeLoopbackPort());
+  for (int64_t r = 0; !cluster_ && r < world; ++r) {
     RankSpec rank;
     rank.argv = {options_.worker_path, "train", "--job", job_file};
     rank.env = {
@@ -427,11 +452,8 @@ void JobManager::LaunchLocked(const JobRecord& job, const Placement& placement) 
         {"GROUP_RANK", "0"},  // the node's rank: one host
         {"MASTER_ADDR", options_.master_addr},
         {"MASTER_PORT", master_port},
-        {"FOAK_COORDINATOR", options_.coordinator_address},
-        {"FOAK_JOB_ID", job.id},
-        {"FOAK_JOB_TOKEN", tokens_->TokenFor(job.id)},
-        {"FOAK_JOB_ATTEMPT", absl::StrCat(attempt)},
     };
+    rank.env.insert(rank.env.end(), job_env.begin(), job_env.end());
     rank.log_path =
         JoinPath(JoinPath(dir, "logs"), absl::StrCat("attempt-", attempt, "-rank-", r, ".log"));
     request.ranks.push_back(std::move(rank));

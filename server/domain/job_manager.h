@@ -203,6 +203,7 @@ class JobManager {
   WorkerTokens* tokens_;
   ServerMetrics* metrics_;
   const int64_t total_gpus_;
+  const bool cluster_;  // the Kubernetes launcher: the cluster places jobs
   std::unique_ptr<Launcher> launcher_;
 
   // Held while deciding and launching, so two Schedule() calls never place

@@ -109,6 +109,97 @@ absl::Status ResolveDatasetFile(Json& dataset, const std::string& key, bool requ
 }
 
 // Checks the coordinator's fields, removing them from `root`.
+// A Kubernetes label value or nodeSelector value: at most 63 characters of
+// alphanumerics, '-', '_', '.', beginning and ending with an alphanumeric
+// (or empty).
+bool KubeLabelValueOk(const std::string& v) {
+  if (v.size() > 63) return false;
+  for (char c : v) {
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.')) return false;
+  }
+  return v.empty() || (std::isalnum(static_cast<unsigned char>(v.front())) &&
+                       std::isalnum(static_cast<unsigned char>(v.back())));
+}
+
+// A Kubernetes label key: an optional DNS-subdomain prefix and '/', then a
+// name as KubeLabelValueOk (not empty).
+bool KubeLabelKeyOk(const std::string& key) {
+  const size_t slash = key.rfind('/');
+  const std::string name = slash == std::string::npos ? key : key.substr(slash + 1);
+  if (name.empty() || !KubeLabelValueOk(name)) return false;
+  if (slash == std::string::npos) return true;
+  const std::string prefix = key.substr(0, slash);
+  if (prefix.empty() || prefix.size() > 253) return false;
+  for (char c : prefix) {
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+          c == '-' || c == '.')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::StatusOr<std::string> StringField(const Json& value, const std::string& path,
+                                        const std::string& expected) {
+  if (!value.is_string()) return BadValue(path, value, expected);
+  return value.get<std::string>();
+}
+
+absl::Status TakeToleration(const Json& t, const std::string& path, Toleration* out) {
+  if (!t.is_object()) return BadValue(path, t, "an object like {\"key\": \"nvidia.com/gpu\", \"operator\": \"Exists\", \"effect\": \"NoSchedule\"}");
+  for (auto f = t.begin(); f != t.end(); ++f) {
+    const std::string& k = f.key();
+    if (k != "key" && k != "operator" && k != "value" && k != "effect" && k != "toleration_seconds") {
+      return FieldError(absl::StrCat(path, ".", k), "is unknown; valid keys: key, operator, value, "
+                                                    "effect, toleration_seconds");
+    }
+  }
+  if (auto k = t.find("key"); k != t.end() && !k->is_null()) {
+    ASSIGN_OR_RETURN(out->key, StringField(*k, path + ".key", "a taint key (a string)"));
+    if (!out->key.empty() && !KubeLabelKeyOk(out->key)) {
+      return BadValue(path + ".key", *k, "a Kubernetes label key such as nvidia.com/gpu");
+    }
+  }
+  if (auto o = t.find("operator"); o != t.end() && !o->is_null()) {
+    ASSIGN_OR_RETURN(out->op, StringField(*o, path + ".operator", "\"Equal\" or \"Exists\""));
+    if (out->op.empty()) out->op = "Equal";
+    if (out->op != "Equal" && out->op != "Exists") {
+      return BadValue(path + ".operator", *o, "\"Equal\" or \"Exists\"");
+    }
+  }
+  if (auto v = t.find("value"); v != t.end() && !v->is_null()) {
+    ASSIGN_OR_RETURN(out->value, StringField(*v, path + ".value", "a string"));
+    if (!KubeLabelValueOk(out->value)) {
+      return BadValue(path + ".value", *v, "a Kubernetes label value (up to 63 of a-z A-Z 0-9 - _ .)");
+    }
+  }
+  if (out->op == "Exists" && !out->value.empty()) {
+    return FieldError(path + ".value", absl::StrCat("= \"", out->value, "\" but operator is "
+                                                    "Exists; leave value empty or use Equal"));
+  }
+  if (out->op == "Equal" && out->key.empty()) {
+    return FieldError(path + ".key", "is empty with operator Equal; name the taint's key, or "
+                                     "use operator Exists to tolerate every taint");
+  }
+  if (auto e = t.find("effect"); e != t.end() && !e->is_null()) {
+    ASSIGN_OR_RETURN(out->effect, StringField(*e, path + ".effect", "a taint effect"));
+    if (!out->effect.empty() && out->effect != "NoSchedule" && out->effect != "PreferNoSchedule" &&
+        out->effect != "NoExecute") {
+      return BadValue(path + ".effect", *e, "\"\" (all), NoSchedule, PreferNoSchedule or NoExecute");
+    }
+  }
+  if (auto s = t.find("toleration_seconds"); s != t.end() && !s->is_null()) {
+    ASSIGN_OR_RETURN(int64_t seconds, IntField(*s, path + ".toleration_seconds", 0,
+                                               int64_t{1} << 40));
+    if (out->effect != "NoExecute") {
+      return FieldError(path + ".toleration_seconds", "applies to effect NoExecute only");
+    }
+    out->toleration_seconds = seconds;
+  }
+  return absl::OkStatus();
+}
+
+// Checks the coordinator's fields, removing them from `root`.
 absl::Status TakeCoordinatorFields(Json& root, const JobSpecContext& context,
                                    PreparedJobSpec* out) {
   int64_t processes = 0;  // as given; 0 = unset
@@ -116,9 +207,12 @@ absl::Status TakeCoordinatorFields(Json& root, const JobSpecContext& context,
     if (!it->is_null()) {
       if (!it->is_object()) return BadValue("resources", *it, "an object like {\"gpus\": 1}");
       for (auto f = it->begin(); f != it->end(); ++f) {
-        if (f.key() != "gpus" && f.key() != "processes") {
-          return FieldError(absl::StrCat("resources.", f.key()), "is unknown; valid keys in "
-                                                                  "resources: gpus, processes");
+        const std::string& k = f.key();
+        if (k != "gpus" && k != "processes" && k != "nodes" && k != "node_selector" &&
+            k != "tolerations" && k != "queue") {
+          return FieldError(absl::StrCat("resources.", k),
+                            "is unknown; valid keys in resources: gpus, processes, nodes, "
+                            "node_selector, tolerations, queue");
         }
       }
       if (auto g = it->find("gpus"); g != it->end() && !g->is_null()) {
@@ -128,6 +222,42 @@ absl::Status TakeCoordinatorFields(Json& root, const JobSpecContext& context,
         ASSIGN_OR_RETURN(processes, IntField(*p, "resources.processes", 0, kMaxProcesses,
                                              absl::StrCat("an integer from 1 to ", kMaxProcesses,
                                                           " (0 or unset = 1)")));
+      }
+      if (auto n = it->find("nodes"); n != it->end() && !n->is_null()) {
+        ASSIGN_OR_RETURN(out->nodes, IntField(*n, "resources.nodes", 0, kMaxNodes,
+                                              absl::StrCat("an integer from 1 to ", kMaxNodes,
+                                                           " (0 or unset = 1)")));
+        out->nodes = std::max<int64_t>(out->nodes, 1);
+      }
+      if (auto ns = it->find("node_selector"); ns != it->end() && !ns->is_null()) {
+        if (!ns->is_object()) {
+          return BadValue("resources.node_selector", *ns, "an object of node labels to values");
+        }
+        for (auto l = ns->begin(); l != ns->end(); ++l) {
+          const std::string path = absl::StrCat("resources.node_selector.", l.key());
+          if (!KubeLabelKeyOk(l.key())) {
+            return FieldError(path, "is not a Kubernetes label key (an optional DNS prefix and "
+                                    "'/', then up to 63 of a-z A-Z 0-9 - _ .)");
+          }
+          if (!l->is_string() || !KubeLabelValueOk(l->get<std::string>())) {
+            return BadValue(path, *l, "a Kubernetes label value (up to 63 of a-z A-Z 0-9 - _ .)");
+          }
+          out->node_selector[l.key()] = l->get<std::string>();
+        }
+      }
+      if (auto ts = it->find("tolerations"); ts != it->end() && !ts->is_null()) {
+        if (!ts->is_array()) return BadValue("resources.tolerations", *ts, "a list of tolerations");
+        for (size_t i = 0; i < ts->size(); ++i) {
+          Toleration t;
+          RETURN_IF_ERROR(TakeToleration((*ts)[i], absl::StrCat("resources.tolerations[", i, "]"), &t));
+          out->tolerations.push_back(std::move(t));
+        }
+      }
+      if (auto q = it->find("queue"); q != it->end() && !q->is_null()) {
+        ASSIGN_OR_RETURN(out->queue, StringField(*q, "resources.queue", "a Kueue LocalQueue name"));
+        if (!out->queue.empty() && !KubeLabelValueOk(out->queue)) {
+          return BadValue("resources.queue", *q, "a Kueue LocalQueue name (up to 63 of a-z 0-9 - .)");
+        }
       }
     }
     root.erase(it);
@@ -140,11 +270,25 @@ absl::Status TakeCoordinatorFields(Json& root, const JobSpecContext& context,
         " (processes is for CPU jobs, gpus = 0)"));
   }
   out->processes = out->gpus > 0 ? out->gpus : std::max<int64_t>(processes, 1);
-  if (out->gpus > context.total_gpus) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        kSource, ": resources.gpus = ", out->gpus, " but this foakd has ", context.total_gpus,
-        " GPU(s) in all, so the job could never start; ask for at most ", context.total_gpus,
-        context.total_gpus == 0 ? " (0 = a CPU job)" : ""));
+  if (!context.cluster) {
+    // The local launcher runs a job on this host: one node, its GPUs, and no
+    // Kubernetes placement.
+    const char* kube_only = out->nodes > 1                ? "resources.nodes > 1"
+                            : !out->node_selector.empty() ? "resources.node_selector"
+                            : !out->tolerations.empty()   ? "resources.tolerations"
+                            : !out->queue.empty()         ? "resources.queue"
+                                                          : nullptr;
+    if (kube_only != nullptr) {
+      return FieldError(kube_only, "needs foakd's Kubernetes launcher (foakd --launcher "
+                                   "kubernetes); this foakd runs jobs on its own host, so leave "
+                                   "it unset");
+    }
+    if (out->gpus > context.total_gpus) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          kSource, ": resources.gpus = ", out->gpus, " but this foakd has ", context.total_gpus,
+          " GPU(s) in all, so the job could never start; ask for at most ", context.total_gpus,
+          context.total_gpus == 0 ? " (0 = a CPU job)" : ""));
+    }
   }
   if (auto it = root.find("priority"); it != root.end()) {
     if (!it->is_null()) {

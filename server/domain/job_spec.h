@@ -7,7 +7,9 @@
 //   - its own fields: resources.gpus (>= 0 and at most the host's GPUs, else
 //     RESOURCE_EXHAUSTED), resources.processes (the ranks of a CPU job, 1 to
 //     64; a GPU job runs one rank per GPU, so there it may only repeat gpus),
-//     priority, max_restarts, labels;
+//     and, with the Kubernetes launcher only, resources.nodes, node_selector,
+//     tolerations and queue (Kubernetes' own syntax rules, so the API server
+//     never refuses what foakd accepted); priority, max_restarts, labels;
 //   - paths on its host: `model` must be an absolute folder with config.json,
 //     the dataset files absolute and readable, or ids of uploaded files
 //     ("file-..."), which it resolves; a relative path is refused because it
@@ -31,6 +33,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/launch/launcher.h"
 
 namespace foak {
 
@@ -39,9 +42,14 @@ inline constexpr int64_t kMaxPriority = 1000;     // priority in [-1000, 1000]
 inline constexpr int64_t kMaxRestartsLimit = 100; // max_restarts in [0, 100]
 inline constexpr size_t kMaxLabels = 32;
 inline constexpr int64_t kMaxProcesses = 64;      // resources.processes in [1, 64]
+inline constexpr int64_t kMaxNodes = 1024;        // resources.nodes in [1, 1024]
 
 struct JobSpecContext {
-  int64_t total_gpus = 0;  // GPUs this foakd schedules
+  int64_t total_gpus = 0;  // GPUs this foakd schedules (its own host's)
+  // The cluster places jobs (Kubernetes launcher): resources.nodes,
+  // node_selector, tolerations and queue are allowed, and total_gpus does not
+  // bound resources.gpus. Without it those fields are refused.
+  bool cluster = false;
   // The path of an uploaded file ("file-..."), or NOT_FOUND.
   std::function<absl::StatusOr<std::string>(const std::string& file_id)> resolve_file;
 };
@@ -52,6 +60,10 @@ struct PreparedJobSpec {
   // Worker processes (ranks) per launch: one per GPU for a GPU job, else
   // resources.processes (1 when unset).
   int64_t processes = 1;
+  int64_t nodes = 1;  // hosts; processes ranks on each
+  std::map<std::string, std::string> node_selector;
+  std::vector<Toleration> tolerations;
+  std::string queue;  // Kueue LocalQueue
   int64_t priority = 0;
   int64_t max_restarts = 0;
   std::map<std::string, std::string> labels;

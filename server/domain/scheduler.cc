@@ -18,6 +18,7 @@ absl::Status Scheduler::CheckFits(int64_t gpus) const {
   if (gpus < 0) {
     return absl::InvalidArgumentError(absl::StrCat("resources.gpus = ", gpus, "; expected >= 0"));
   }
+  if (options_.cluster) return absl::OkStatus();
   if (gpus > total_gpus()) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "the job asks for ", gpus, " GPU(s) but this foakd has ", total_gpus(),
@@ -38,7 +39,10 @@ std::vector<Placement> Scheduler::Schedule(std::vector<QueuedJob> queue) {
     if (held_.count(job.id) > 0) continue;
     Placement p;
     p.job_id = job.id;
-    if (job.gpus == 0) {
+    p.gpus = job.gpus;
+    if (options_.cluster) {
+      // held_ only remembers that the job was placed.
+    } else if (job.gpus == 0) {
       if (cpu_pool_blocked) continue;
       if (cpu_running_ >= options_.cpu_slots) {
         cpu_pool_blocked = true;
@@ -63,7 +67,9 @@ std::vector<Placement> Scheduler::Schedule(std::vector<QueuedJob> queue) {
 void Scheduler::Release(const std::string& job_id) {
   auto it = held_.find(job_id);
   if (it == held_.end()) return;
-  if (it->second.gpu_ids.empty()) {
+  if (options_.cluster) {
+    // nothing held here
+  } else if (it->second.gpu_ids.empty()) {
     --cpu_running_;
   } else {
     free_.insert(free_.end(), it->second.gpu_ids.begin(), it->second.gpu_ids.end());

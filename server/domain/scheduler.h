@@ -17,6 +17,10 @@
 //  - A job asking for more GPUs than the host has is refused when created
 //    (CheckFits, RESOURCE_EXHAUSTED), so the queue never holds one that can
 //    never start.
+//  - Cluster mode (the Kubernetes launcher): foakd does not own the GPUs, the
+//    cluster's scheduler (and Kueue, when a job names a queue) does, and it
+//    queues pods that do not fit. Every queued job is placed at once, highest
+//    priority first, without GPU ids; CheckFits accepts any size.
 #ifndef FOAK_SERVER_DOMAIN_SCHEDULER_H_
 #define FOAK_SERVER_DOMAIN_SCHEDULER_H_
 
@@ -32,6 +36,7 @@ namespace foak {
 struct SchedulerOptions {
   std::vector<int> gpu_ids;  // the host's GPUs (CUDA indices) this foakd may use
   int64_t cpu_slots = 1;     // CPU jobs (gpus = 0) that may run at once, >= 1
+  bool cluster = false;      // the cluster places jobs (see the file comment)
 };
 
 struct QueuedJob {
@@ -43,7 +48,8 @@ struct QueuedJob {
 
 struct Placement {
   std::string job_id;
-  std::vector<int> gpu_ids;  // empty for a CPU job
+  std::vector<int> gpu_ids;  // empty for a CPU job, and in cluster mode
+  int64_t gpus = 0;          // GPUs per node the job asked for (0 = a CPU job)
 };
 
 class Scheduler {

@@ -18,6 +18,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,12 +39,42 @@ struct RankSpec {
   std::string log_path;  // stdout+stderr of this rank, appended
 };
 
+// A Kubernetes toleration (job spec resources.tolerations[i]).
+struct Toleration {
+  std::string key;             // empty with op "Exists" = tolerate every taint
+  std::string op = "Equal";    // "Equal" or "Exists"
+  std::string value;           // empty for "Exists"
+  std::string effect;          // "", "NoSchedule", "PreferNoSchedule" or "NoExecute"
+  std::optional<int64_t> toleration_seconds;  // NoExecute only
+};
+
+// The gang as the job spec shapes it, for a launcher that places it on
+// machines itself (Kubernetes: one pod per node, each running
+// `foak-worker launch --nproc-per-node ranks_per_node --nnodes nodes -- ARGS`).
+// LocalLauncher starts `ranks` instead and ignores this.
+struct GangSpec {
+  int64_t nodes = 1;           // hosts (pods); > 1 only where the launcher supports it
+  int64_t ranks_per_node = 1;  // worker processes per host: its GPUs, or a CPU job's processes
+  int64_t gpus_per_node = 0;   // 0 = a CPU job
+  // After the worker executable, e.g. {"train", "--job", "/shared/foakd/jobs/J/job-0.json"};
+  // the launcher picks the executable (its own image's).
+  std::vector<std::string> worker_args;
+  // The same for every rank: FOAK_COORDINATOR, FOAK_JOB_ID, FOAK_JOB_TOKEN,
+  // FOAK_JOB_ATTEMPT. The rank variables (RANK, WORLD_SIZE, MASTER_ADDR, ...)
+  // come from `foak-worker launch` on each node.
+  std::vector<std::pair<std::string, std::string>> env;
+  std::map<std::string, std::string> node_selector;
+  std::vector<Toleration> tolerations;
+  std::string queue;  // Kueue LocalQueue name; empty = no Kueue
+};
+
 struct LaunchRequest {
   std::string job_id;
   int64_t attempt = 0;      // 0 first run, 1.. restarts
   std::string working_dir;  // cwd of the processes
   std::string run_dir;      // where the launcher keeps pid files for this job (created)
-  std::vector<RankSpec> ranks;  // a gang: all start together
+  std::vector<RankSpec> ranks;  // a gang: all start together (LocalLauncher)
+  GangSpec gang;                // the same gang by shape (KubernetesLauncher)
 };
 
 // How one rank ended: exit_code >= 0 when it exited, else signal > 0.

@@ -15,6 +15,9 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "server/domain/job_manager.h"
+#ifdef FOAK_HAVE_KUBERNETES_LAUNCHER
+#include "server/launch/kubernetes_launcher.h"
+#endif
 #include "server/launch/local_launcher.h"
 #include "server/metrics/metrics_http_server.h"
 #include "server/metrics/server_metrics.h"
@@ -96,15 +99,30 @@ absl::StatusOr<std::unique_ptr<Foakd>> Foakd::Start(FoakdOptions options) {
   auto parts = std::make_unique<Parts>();
   options.data_dir = AbsolutePath(options.data_dir);
   if (options.db_path.empty()) options.db_path = JoinPath(options.data_dir, "foakd.db");
+  options.shared_dir = AbsolutePath(options.shared_dir.empty() ? options.data_dir : options.shared_dir);
+  const bool kubernetes = options.launcher == "kubernetes";
+  if (!kubernetes && options.launcher != "local") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--launcher = '", options.launcher, "'; expected local (worker processes on this host) "
+        "or kubernetes (an Indexed Job per job)"));
+  }
+#ifndef FOAK_HAVE_KUBERNETES_LAUNCHER
+  if (kubernetes) {
+    return absl::FailedPreconditionError(
+        "--launcher kubernetes: this foakd was built without libcurl (Debian: "
+        "libcurl4-openssl-dev), so it has no Kubernetes launcher; rebuild with it");
+  }
+#endif
   options.worker_path = AbsolutePath(options.worker_path);
   RETURN_IF_ERROR(MakeDirs(options.data_dir));
+  RETURN_IF_ERROR(MakeDirs(options.shared_dir));
   parts->options = options;
 
   SqliteJobStoreOptions store_options;
   store_options.path = options.db_path;
   ASSIGN_OR_RETURN(parts->store, OpenSqliteJobStore(store_options));
   FileStoreOptions file_options;
-  file_options.root = JoinPath(options.data_dir, "files");
+  file_options.root = JoinPath(options.shared_dir, "files");
   file_options.max_file_bytes = options.max_upload_bytes;
   ASSIGN_OR_RETURN(parts->files, FileStore::Open(file_options));
   ASSIGN_OR_RETURN(parts->tokens, WorkerTokens::Open(JoinPath(options.data_dir, "worker_token.key")));
@@ -124,23 +142,36 @@ absl::StatusOr<std::unique_ptr<Foakd>> Foakd::Start(FoakdOptions options) {
   // The gRPC port is known only once the server is up, but the manager (and
   // the services on it) must exist before: bind first, then tell the manager.
   JobManagerOptions manager_options;
-  manager_options.data_dir = options.data_dir;
+  manager_options.data_dir = options.shared_dir;
   manager_options.worker_path = options.worker_path;
   SchedulerOptions scheduler_options;
   scheduler_options.gpu_ids = options.gpu_ids;
   scheduler_options.cpu_slots = options.cpu_slots;
-  LocalLauncherOptions launcher_options;
-  launcher_options.grace_period_ms = options.grace_period_ms;
-  ASSIGN_OR_RETURN(
-      parts->manager,
-      JobManager::Create(manager_options, parts->store.get(), parts->files.get(),
-                         parts->tokens.get(), parts->metrics.get(), scheduler_options,
-                         [launcher_options](Launcher::Callbacks callbacks)
-                             -> absl::StatusOr<std::unique_ptr<Launcher>> {
-                           ASSIGN_OR_RETURN(std::unique_ptr<LocalLauncher> launcher,
-                                            LocalLauncher::Create(launcher_options, callbacks));
-                           return std::unique_ptr<Launcher>(std::move(launcher));
-                         }));
+  scheduler_options.cluster = kubernetes;
+  JobManager::LauncherFactory factory;
+  if (kubernetes) {
+#ifdef FOAK_HAVE_KUBERNETES_LAUNCHER
+    KubernetesLauncherOptions kube = options.kubernetes;
+    kube.grace_period_ms = options.grace_period_ms;
+    factory = [kube](Launcher::Callbacks callbacks) -> absl::StatusOr<std::unique_ptr<Launcher>> {
+      ASSIGN_OR_RETURN(std::unique_ptr<KubernetesLauncher> launcher,
+                       KubernetesLauncher::Create(kube, callbacks));
+      return std::unique_ptr<Launcher>(std::move(launcher));
+    };
+#endif
+  } else {
+    LocalLauncherOptions local;
+    local.grace_period_ms = options.grace_period_ms;
+    factory = [local](Launcher::Callbacks callbacks) -> absl::StatusOr<std::unique_ptr<Launcher>> {
+      ASSIGN_OR_RETURN(std::unique_ptr<LocalLauncher> launcher,
+                       LocalLauncher::Create(local, callbacks));
+      return std::unique_ptr<Launcher>(std::move(launcher));
+    };
+  }
+  ASSIGN_OR_RETURN(parts->manager,
+                   JobManager::Create(manager_options, parts->store.get(), parts->files.get(),
+                                      parts->tokens.get(), parts->metrics.get(), scheduler_options,
+                                      factory));
 
   parts->job_service = std::make_unique<JobServiceImpl>(parts->manager.get());
   parts->worker_service = std::make_unique<WorkerServiceImpl>(parts->manager.get());
@@ -163,7 +194,9 @@ absl::StatusOr<std::unique_ptr<Foakd>> Foakd::Start(FoakdOptions options) {
         "cannot listen on ", options.listen_address,
         " (in use or not a local address?); pick another with --listen HOST:PORT"));
   }
-  parts->manager->SetCoordinatorAddress(DialAddress(options.listen_address, parts->grpc_port));
+  parts->manager->SetCoordinatorAddress(options.advertise_address.empty()
+                                            ? DialAddress(options.listen_address, parts->grpc_port)
+                                            : options.advertise_address);
   if (grpc::HealthCheckServiceInterface* health = parts->server->GetHealthCheckService()) {
     health->SetServingStatus(true);
     for (const char* service : kServices) health->SetServingStatus(service, true);

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/launch/kube_options.h"
 
 namespace foak {
 
@@ -28,6 +29,20 @@ struct FoakdOptions {
   std::string metrics_address = "127.0.0.1:9464";  // /metrics; empty = off; port 0 = any
   std::string data_dir = "foakd-data";             // made absolute
   std::string db_path;                             // default <data_dir>/foakd.db
+  // Where job files, uploaded files and default job outputs go: a folder the
+  // workers see at the same path (with the Kubernetes launcher, a
+  // ReadWriteMany volume mounted in foakd and in every worker pod). Default
+  // data_dir. The database and the worker-token key stay in data_dir.
+  std::string shared_dir;
+  // "local": workers are processes on this host (gpu_ids, cpu_slots);
+  // "kubernetes": every job is an Indexed Job of the worker image, placed by
+  // the cluster (see server/launch/kubernetes_launcher.h).
+  std::string launcher = "local";
+  KubernetesLauncherOptions kubernetes;            // launcher == "kubernetes"
+  // HOST:PORT workers dial to report (FOAK_COORDINATOR); default: the listen
+  // address (a wildcard host becomes 127.0.0.1). With the Kubernetes launcher
+  // set it to foakd's Service, e.g. foakd:7070.
+  std::string advertise_address;
   std::string worker_path;                         // foak-worker executable (required)
   std::vector<int> gpu_ids;                        // GPUs to schedule; empty = CPU jobs only
   int64_t cpu_slots = 1;                           // CPU jobs at once

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -21,6 +22,41 @@ ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9464",
 ABSL_FLAG(std::string, data_dir, "foakd-data",
           "folder for the job database, uploaded files, job logs and default outputs");
 ABSL_FLAG(std::string, db, "", "SQLite job database (default: DATA_DIR/foakd.db)");
+ABSL_FLAG(std::string, shared_dir, "",
+          "folder the workers see at the same path, for job files, uploaded files and default "
+          "outputs (default: DATA_DIR); with --launcher kubernetes a ReadWriteMany volume mounted "
+          "in foakd and every worker pod");
+ABSL_FLAG(std::string, launcher, "local",
+          "where workers run: local (processes on this host) or kubernetes (an Indexed Job per "
+          "job, in the cluster foakd runs in)");
+ABSL_FLAG(std::string, advertise_address, "",
+          "HOST:PORT workers dial to report (default: the --listen address); with --launcher "
+          "kubernetes, foakd's Service, e.g. foakd:7070");
+ABSL_FLAG(std::string, kube_namespace, "",
+          "namespace of the workers' Jobs (default: $FOAKD_NAMESPACE, else foakd's own from its "
+          "service account)");
+ABSL_FLAG(std::string, kube_image, "", "the worker image (deploy/docker/worker.Dockerfile); required with --launcher kubernetes");
+ABSL_FLAG(std::string, kube_image_pull_policy, "IfNotPresent", "Always, IfNotPresent or Never");
+ABSL_FLAG(std::string, kube_service_account, "", "service account of the worker pods (default: the namespace's default)");
+ABSL_FLAG(std::string, kube_shared_claim, "",
+          "PersistentVolumeClaim mounted in every worker pod at --kube_shared_mount (it must hold "
+          "--shared_dir and the models); required with --launcher kubernetes");
+ABSL_FLAG(std::string, kube_shared_mount, "/shared", "where the shared claim is mounted in worker pods");
+ABSL_FLAG(std::string, kube_shm_size, "16Gi", "size of each worker pod's memory-backed /dev/shm (NCCL, data loading)");
+ABSL_FLAG(std::string, kube_worker_cpu, "", "CPU request of each worker pod, e.g. 8 (default: none)");
+ABSL_FLAG(std::string, kube_worker_memory, "", "memory request and limit of each worker pod, e.g. 64Gi (default: none)");
+ABSL_FLAG(std::string, kube_instance, "foakd",
+          "this foakd's name in the app.kubernetes.io/instance label of what it creates, so "
+          "several foakds can share a namespace");
+ABSL_FLAG(std::string, kube_api_server, "",
+          "Kubernetes API server URL (default: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)");
+ABSL_FLAG(std::string, kube_token_file, "/var/run/secrets/kubernetes.io/serviceaccount/token",
+          "bearer token file, re-read on every request (projected tokens rotate)");
+ABSL_FLAG(std::string, kube_ca_file, "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt",
+          "CA bundle that signed the API server's certificate");
+ABSL_FLAG(int64_t, kube_ttl_after_finished_s, 3600,
+          "seconds a succeeded Job (and its pods' logs) stays before Kubernetes deletes it");
+ABSL_FLAG(double, kube_poll_interval_s, 2, "how often each running Job and its pods are read");
 ABSL_FLAG(std::string, worker, "",
           "foak-worker executable (default: next to foakd, then ../worker/foak-worker)");
 ABSL_FLAG(std::string, gpus, "auto",
@@ -75,6 +111,30 @@ int main(int argc, char** argv) {
   options.metrics_address = absl::GetFlag(FLAGS_metrics_listen);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.db_path = absl::GetFlag(FLAGS_db);
+  options.shared_dir = absl::GetFlag(FLAGS_shared_dir);
+  options.launcher = absl::GetFlag(FLAGS_launcher);
+  options.advertise_address = absl::GetFlag(FLAGS_advertise_address);
+  foak::KubernetesLauncherOptions& kube = options.kubernetes;
+  kube.namespace_name = absl::GetFlag(FLAGS_kube_namespace);
+  if (kube.namespace_name.empty() && getenv("FOAKD_NAMESPACE") != nullptr) {
+    kube.namespace_name = getenv("FOAKD_NAMESPACE");
+  }
+  kube.image = absl::GetFlag(FLAGS_kube_image);
+  kube.image_pull_policy = absl::GetFlag(FLAGS_kube_image_pull_policy);
+  kube.service_account = absl::GetFlag(FLAGS_kube_service_account);
+  kube.shared_volume_claim = absl::GetFlag(FLAGS_kube_shared_claim);
+  kube.shared_mount_path = absl::GetFlag(FLAGS_kube_shared_mount);
+  kube.shm_size = absl::GetFlag(FLAGS_kube_shm_size);
+  kube.cpu_request = absl::GetFlag(FLAGS_kube_worker_cpu);
+  kube.memory_request = absl::GetFlag(FLAGS_kube_worker_memory);
+  kube.instance = absl::GetFlag(FLAGS_kube_instance);
+  if (!absl::GetFlag(FLAGS_kube_api_server).empty()) {
+    kube.client.api_server = absl::GetFlag(FLAGS_kube_api_server);
+  }
+  kube.client.token_file = absl::GetFlag(FLAGS_kube_token_file);
+  kube.client.ca_file = absl::GetFlag(FLAGS_kube_ca_file);
+  kube.ttl_seconds_after_finished = absl::GetFlag(FLAGS_kube_ttl_after_finished_s);
+  kube.poll_interval_ms = static_cast<int64_t>(absl::GetFlag(FLAGS_kube_poll_interval_s) * 1000);
   options.worker_path = absl::GetFlag(FLAGS_worker);
   if (options.worker_path.empty()) options.worker_path = DefaultWorker(argv[0]);
   absl::StatusOr<std::vector<int>> gpus = foak::ParseGpuList(absl::GetFlag(FLAGS_gpus));
@@ -106,11 +166,14 @@ int main(int argc, char** argv) {
   }
   const foak::FoakdOptions& o = (*foakd)->options();
   std::fprintf(stderr,
-               "foakd: serving gRPC on port %d (%s), metrics on port %d; data in %s; %zu GPU(s), "
-               "%lld CPU slot(s); worker %s\n",
+               "foakd: serving gRPC on port %d (%s), metrics on port %d; data in %s; %s\n",
                (*foakd)->grpc_port(), o.listen_address.c_str(), (*foakd)->metrics_port(),
-               o.data_dir.c_str(), o.gpu_ids.size(), static_cast<long long>(o.cpu_slots),
-               o.worker_path.c_str());
+               o.data_dir.c_str(),
+               o.launcher == "kubernetes"
+                   ? absl::StrCat("workers on Kubernetes, image ", o.kubernetes.image).c_str()
+                   : absl::StrCat(o.gpu_ids.size(), " GPU(s), ", o.cpu_slots,
+                                  " CPU slot(s); worker ", o.worker_path)
+                         .c_str());
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     absl::Status written = foak::WriteFileAtomically(absl::GetFlag(FLAGS_port_file),
                                                      absl::StrCat("grpc=", (*foakd)->grpc_port(), "\nmetrics=",

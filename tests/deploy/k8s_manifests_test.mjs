@@ -71,12 +71,22 @@ for (const tree of kTrees) {
     for (const probe of [c.readinessProbe, c.livenessProbe]) assert.deepEqual(probe.grpc, { port: 7070 });
     for (const r of ["cpu", "memory"]) assert.ok(c.resources.requests[r], `requests.${r}`);
     assert.ok(c.resources.limits.memory);
-    // The volume claimed by the PVC is mounted where --data_dir points.
-    const dataDir = c.args.find((a) => a.startsWith("--data_dir=")).split("=")[1];
-    const vol = pod.volumes.find((v) => v.persistentVolumeClaim);
-    assert.equal(vol.persistentVolumeClaim.claimName, Find(tree, "PersistentVolumeClaim").metadata.name);
-    assert.equal(c.volumeMounts.find((m) => m.name === vol.name).mountPath, dataDir);
-    assert.deepEqual(Find(tree, "PersistentVolumeClaim").spec.accessModes, ["ReadWriteOnce"]);
+    // foakd-data (ReadWriteOnce: the SQLite file) is mounted where --data_dir
+    // points; foak-shared is mounted at --kube_shared_mount, which holds
+    // --shared_dir, and the launcher mounts the same claim in every worker.
+    const arg = (name) => c.args.find((a) => a.startsWith(`--${name}=`))?.split("=")[1];
+    const mountOf = (claim) => {
+      const vol = pod.volumes.find((v) => v.persistentVolumeClaim?.claimName === claim);
+      assert.ok(vol, `no volume of claim ${claim}`);
+      return c.volumeMounts.find((m) => m.name === vol.name).mountPath;
+    };
+    const data = Find(tree, "PersistentVolumeClaim", "foakd-data");
+    assert.deepEqual(data.spec.accessModes, ["ReadWriteOnce"]);
+    assert.equal(mountOf("foakd-data"), arg("data_dir"));
+    Find(tree, "PersistentVolumeClaim", "foak-shared");
+    assert.equal(arg("kube_shared_claim"), "foak-shared");
+    assert.equal(mountOf("foak-shared"), arg("kube_shared_mount"));
+    assert.ok(arg("shared_dir").startsWith(`${arg("kube_shared_mount")}/`), "--shared_dir on the shared volume");
     // Every $(VAR) in args comes from the ConfigMap the container reads.
     const cm = Find(tree, "ConfigMap");
     assert.equal(c.envFrom[0].configMapRef.name, cm.metadata.name);
@@ -124,5 +134,20 @@ test("base is namespace-agnostic; overlays set theirs and the image", () => {
     assert.equal(Find(tree, "Deployment").spec.template.spec.containers[0].image, image);
     assert.equal(Find(tree, "RoleBinding").subjects[0].namespace, ns);
   }
-  assert.ok(Find("overlays/production", "PersistentVolumeClaim").spec.storageClassName);
+  assert.ok(Find("overlays/production", "PersistentVolumeClaim", "foakd-data").spec.storageClassName);
+  // Production shares one volume across nodes; a one-node dev cluster's
+  // hostPath provisioner only offers ReadWriteOnce.
+  assert.deepEqual(Find("overlays/production", "PersistentVolumeClaim", "foak-shared").spec.accessModes,
+                   ["ReadWriteMany"]);
+  assert.deepEqual(Find("overlays/dev", "PersistentVolumeClaim", "foak-shared").spec.accessModes,
+                   ["ReadWriteOnce"]);
+  // Each overlay names its worker image; foakd runs every job through the
+  // Kubernetes launcher.
+  const worker = { "overlays/dev": "foak-worker:dev",
+                   "overlays/production": "registry.example.com/foak/foak-worker:0.1.0" };
+  for (const [tree, image] of Object.entries(worker)) {
+    const cm = Find(tree, "ConfigMap");
+    assert.equal(cm.data.FOAKD_WORKER_IMAGE, image);
+    assert.equal(cm.data.FOAKD_LAUNCHER, "kubernetes");
+  }
 });

@@ -268,6 +268,65 @@ TEST(FoakctlJobView, DataParallelJobShowsProcessesAndMemoryByRank) {
   EXPECT_NE(one.find("mem 1.5 GiB"), std::string::npos) << one;
 }
 
+// Kubernetes placement: --nodes, --node-selector KEY=VALUE, --toleration in
+// `kubectl taint`'s KEY[=VALUE][:EFFECT] form, --queue; `get` shows them.
+TEST(FoakctlFlags, KubernetesPlacementFlags) {
+  FlagSet flags("t", "");
+  AddJobSpecFlags(&flags);
+  EXPECT_NE(flags.Help().find("--toleration KEY[=VALUE][:EFFECT]"), std::string::npos);
+  ASSERT_TRUE(flags.Parse({"--gpus", "8", "--nodes", "2", "--node-selector", "pool=h100",
+                           "--node-selector", "zone=a", "--toleration", "nvidia.com/gpu:NoSchedule",
+                           "--toleration", "dedicated=ml:NoExecute", "--toleration", "spot",
+                           "--queue", "team-a"})
+                  .ok());
+  foak::v1::JobSpec spec;
+  ASSERT_TRUE(ApplyJobSpecFlags(flags, &spec).ok());
+  const foak::v1::Resources& r = spec.resources();
+  EXPECT_EQ(r.nodes(), 2);
+  EXPECT_EQ(r.node_selector().at("pool"), "h100");
+  EXPECT_EQ(r.node_selector().at("zone"), "a");
+  ASSERT_EQ(r.tolerations_size(), 3);
+  EXPECT_EQ(r.tolerations(0).key(), "nvidia.com/gpu");
+  EXPECT_EQ(r.tolerations(0).operator_(), "Exists");
+  EXPECT_EQ(r.tolerations(0).effect(), "NoSchedule");
+  EXPECT_EQ(r.tolerations(1).key(), "dedicated");
+  EXPECT_EQ(r.tolerations(1).operator_(), "Equal");
+  EXPECT_EQ(r.tolerations(1).value(), "ml");
+  EXPECT_EQ(r.tolerations(1).effect(), "NoExecute");
+  EXPECT_EQ(r.tolerations(2).key(), "spot");
+  EXPECT_EQ(r.tolerations(2).effect(), "");
+  EXPECT_EQ(r.queue(), "team-a");
+
+  foak::v1::Job job;
+  job.set_id("job-1");
+  *job.mutable_spec() = spec;
+  const std::string details = JobDetails(job, absl::Now(), absl::UTCTimeZone());
+  // The value after "Label:" and the alignment spaces.
+  auto value = [&](const std::string& label) -> std::string {
+    const size_t at = details.find("\n" + label + ":");
+    if (at == std::string::npos) return "<missing>";
+    size_t from = details.find_first_not_of(' ', at + label.size() + 2);
+    return details.substr(from, details.find('\n', from) - from);
+  };
+  EXPECT_EQ(value("Nodes"), "2") << details;
+  EXPECT_EQ(value("Node selector"), "pool=h100, zone=a");
+  EXPECT_EQ(value("Tolerations"), "nvidia.com/gpu:NoSchedule, dedicated=ml:NoExecute, spot");
+  EXPECT_EQ(value("Queue"), "team-a");
+
+  for (const char* bad : {"=x", ":NoSchedule", "pool"}) {
+    FlagSet b("t", "");
+    AddJobSpecFlags(&b);
+    const bool selector = std::string(bad) == "pool";
+    ASSERT_TRUE(b.Parse({selector ? "--node-selector" : "--toleration", bad}).ok());
+    foak::v1::JobSpec s;
+    const absl::Status status = ApplyJobSpecFlags(b, &s);
+    EXPECT_EQ(ExitCodeFor(status), kExitUsage) << bad << ": " << status;
+    EXPECT_NE(status.message().find(selector ? "is not KEY=VALUE" : "names no taint key"),
+              absl::string_view::npos)
+        << status;
+  }
+}
+
 TEST(FoakctlFlags, FindsTheCommandAfterGlobalFlags) {
   FlagSet globals("t", "");
   globals.AddValue("server", 0, "HOST:PORT", "");

@@ -45,13 +45,14 @@ class JobManagerTest : public ::testing::Test {
     Open({});
   }
 
-  void Open(std::vector<int> gpus) {
+  void Open(std::vector<int> gpus, bool cluster = false) {
     manager_.reset();
     JobManagerOptions o;
     o.data_dir = JoinPath(dir_.path(), "data");
     o.worker_path = worker_;
     SchedulerOptions s;
     s.gpu_ids = std::move(gpus);
+    s.cluster = cluster;
     manager_ = JobManager::Create(o, store_.get(), files_.get(), tokens_.get(), &metrics_, s,
                                   [this](Launcher::Callbacks cb) -> absl::StatusOr<std::unique_ptr<Launcher>> {
                                     auto l = std::make_unique<FakeLauncher>(std::move(cb));
@@ -386,6 +387,56 @@ TEST_F(JobManagerTest, GpuJobRunsOneRankPerGpu) {
   ExpectGang(r, "4,7");  // every rank sees both and takes cuda:LOCAL_RANK
   EXPECT_EQ(Json::parse(ReadFileToString(r.ranks[0].argv[3]).value())["device"], "cuda");
   EXPECT_EQ(manager_->GetJob(id).value().record.message, "on GPU 4,7, 2 ranks, attempt 0");
+}
+
+// With the Kubernetes launcher (cluster mode) the JobManager hands over the
+// gang by shape: nodes x GPUs, the worker's arguments and the job's
+// environment, the placement fields; every queued job goes at once, and the
+// local rank list stays empty.
+TEST_F(JobManagerTest, ClusterModeHandsTheGangOverByShape) {
+  Open({}, /*cluster=*/true);
+  Json spec = Json::parse(Spec("multi", 0, /*gpus=*/8));
+  spec["resources"]["nodes"] = 2;
+  spec["resources"]["queue"] = "team-a";
+  spec["resources"]["node_selector"] = {{"pool", "h100"}};
+  spec["resources"]["tolerations"] = Json::parse(R"([{"key": "nvidia.com/gpu", "operator": "Exists"}])");
+  const std::string id = CreateId(spec.dump());
+  const std::string other = CreateId(Spec("cpu", 0, 0, 0, /*processes=*/2));
+  ASSERT_EQ(launcher_->launches().size(), 2u) << "the cluster queues; foakd does not";
+  const LaunchRequest r = launcher_->launches()[0];
+  EXPECT_EQ(r.job_id, id);
+  EXPECT_TRUE(r.ranks.empty());
+  EXPECT_EQ(r.gang.nodes, 2);
+  EXPECT_EQ(r.gang.ranks_per_node, 8);
+  EXPECT_EQ(r.gang.gpus_per_node, 8);
+  EXPECT_EQ(r.gang.queue, "team-a");
+  EXPECT_EQ(r.gang.node_selector, (std::map<std::string, std::string>{{"pool", "h100"}}));
+  ASSERT_EQ(r.gang.tolerations.size(), 1u);
+  EXPECT_EQ(r.gang.tolerations[0].op, "Exists");
+  const std::string job_file = JoinPath(manager_->JobDir(id), "job-0.json");
+  EXPECT_EQ(r.gang.worker_args, (std::vector<std::string>{"train", "--job", job_file}));
+  EXPECT_EQ(Json::parse(ReadFileToString(job_file).value())["device"], "cuda");
+  std::map<std::string, std::string> env(r.gang.env.begin(), r.gang.env.end());
+  EXPECT_EQ(env.at("FOAK_JOB_ID"), id);
+  EXPECT_EQ(env.at("FOAK_JOB_ATTEMPT"), "0");
+  EXPECT_EQ(env.at("FOAK_COORDINATOR"), "127.0.0.1:7070");
+  EXPECT_TRUE(manager_->AuthorizeWorker(id, env.at("FOAK_JOB_TOKEN")).ok());
+  EXPECT_EQ(env.count("RANK"), 0u) << "foak-worker launch sets the rank variables on each node";
+  EXPECT_EQ(manager_->GetJob(id).value().record.message,
+            "on Kubernetes: 2 nodes x 8 GPUs, attempt 0");
+  const LaunchRequest cpu = launcher_->launches()[1];
+  EXPECT_EQ(cpu.gang.nodes, 1);
+  EXPECT_EQ(cpu.gang.ranks_per_node, 2);
+  EXPECT_EQ(cpu.gang.gpus_per_node, 0);
+  EXPECT_EQ(manager_->GetJob(other).value().record.message,
+            "on Kubernetes: 1 node x 2 CPU ranks, attempt 0");
+  // The world is nodes x GPUs: rank 15 of the 16 may report, rank 16 may not.
+  WorkerReportInput last = Report(id, WorkerReportInput::Kind::kMetrics);
+  last.rank = 15;
+  last.step = 1;
+  EXPECT_TRUE(manager_->OnWorkerReport(last).ok());
+  last.rank = 16;
+  EXPECT_FALSE(manager_->OnWorkerReport(last).ok());
 }
 
 // A CPU job of P processes: P ranks over Gloo, no GPU visible, one CPU slot.

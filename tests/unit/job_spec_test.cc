@@ -76,7 +76,7 @@ TEST_F(JobSpecTest, ErrorsNameTheFieldAndWhatIsAllowed) {
       {{{"kernels", {"rmsnorm"}}}, absl::StatusCode::kInvalidArgument, "rms_norm"},
       {{{"device", "cuda"}}, absl::StatusCode::kInvalidArgument, "foakd picks the device"},
       {{{"resources", {{"gpus", 3}}}}, absl::StatusCode::kResourceExhausted, "has 2 GPU(s) in all"},
-      {{{"resources", {{"gpu", 1}}}}, absl::StatusCode::kInvalidArgument, "resources.gpu is unknown; valid keys in resources: gpus, processes"},
+      {{{"resources", {{"gpu", 1}}}}, absl::StatusCode::kInvalidArgument, "resources.gpu is unknown; valid keys in resources: gpus, processes, nodes, node_selector, tolerations, queue"},
       {{{"resources", {{"gpus", -1}}}}, absl::StatusCode::kInvalidArgument, "resources.gpus"},
       {{{"resources", {{"processes", -1}}}}, absl::StatusCode::kInvalidArgument, "resources.processes = -1; expected an integer from 1 to 64 (0 or unset = 1)"},
       {{{"resources", {{"processes", 65}}}}, absl::StatusCode::kInvalidArgument, "resources.processes = 65; expected an integer from 1 to 64"},
@@ -84,6 +84,11 @@ TEST_F(JobSpecTest, ErrorsNameTheFieldAndWhatIsAllowed) {
       {{{"resources", {{"processes", "two"}}}}, absl::StatusCode::kInvalidArgument, "resources.processes = \"two\"; expected"},
       {{{"resources", {{"gpus", 2}, {"processes", 3}}}}, absl::StatusCode::kInvalidArgument, "resources.processes = 3 but resources.gpus = 2; a GPU job runs one rank per GPU, so leave processes unset or set it to 2"},
       {{{"resources", {{"gpus", 2}, {"processes", 1}}}}, absl::StatusCode::kInvalidArgument, "resources.processes = 1 but resources.gpus = 2"},
+      // Placement on other hosts needs the Kubernetes launcher (this context is local).
+      {{{"resources", {{"nodes", 2}}}}, absl::StatusCode::kInvalidArgument, "resources.nodes > 1 needs foakd's Kubernetes launcher (foakd --launcher kubernetes)"},
+      {{{"resources", {{"node_selector", {{"pool", "a100"}}}}}}, absl::StatusCode::kInvalidArgument, "resources.node_selector needs foakd's Kubernetes launcher"},
+      {{{"resources", {{"tolerations", {{{"key", "gpu"}, {"operator", "Exists"}}}}}}}, absl::StatusCode::kInvalidArgument, "resources.tolerations needs foakd's Kubernetes launcher"},
+      {{{"resources", {{"queue", "team-a"}}}}, absl::StatusCode::kInvalidArgument, "resources.queue needs foakd's Kubernetes launcher"},
       {{{"priority", 5000}}, absl::StatusCode::kInvalidArgument, "priority = 5000; expected an integer from -1000 to 1000"},
       {{{"max_restarts", 1.5}}, absl::StatusCode::kInvalidArgument, "max_restarts"},
       {{{"labels", {{"Bad Key", "v"}}}}, absl::StatusCode::kInvalidArgument, "key 'Bad Key' is invalid"},
@@ -154,6 +159,71 @@ TEST_F(JobSpecTest, ProcessesAreTheRanksOfACpuJob) {
   spec["resources"] = {{"gpus", 3}};
   EXPECT_EQ(CoordinatorFields(spec.dump(), context_).status().code(),
             absl::StatusCode::kResourceExhausted);
+}
+
+// With the Kubernetes launcher the cluster places the job: nodes, node
+// selector, tolerations and a Kueue queue are taken (with Kubernetes' own
+// syntax rules, so the API server never refuses what foakd accepted), and
+// the host's GPU count does not bound resources.gpus.
+TEST_F(JobSpecTest, KubernetesPlacementFields) {
+  context_.cluster = true;
+  Json spec = Minimal();
+  spec["resources"] = Json::parse(R"({
+      "gpus": 8, "nodes": 2, "queue": "team-a",
+      "node_selector": {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3", "pool": "train"},
+      "tolerations": [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},
+        {"key": "dedicated", "value": "ml", "effect": "NoExecute", "toleration_seconds": "60"},
+        {"operator": "Exists"}]})");
+  absl::StatusOr<PreparedJobSpec> p = PrepareJobSpec(spec.dump(), context_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(p->gpus, 8);  // more than the context's 2: the cluster has them
+  EXPECT_EQ(p->processes, 8);
+  EXPECT_EQ(p->nodes, 2);
+  EXPECT_EQ(p->queue, "team-a");
+  EXPECT_EQ(p->node_selector.size(), 2u);
+  EXPECT_EQ(p->node_selector.at("nvidia.com/gpu.product"), "NVIDIA-H100-80GB-HBM3");
+  ASSERT_EQ(p->tolerations.size(), 3u);
+  EXPECT_EQ(p->tolerations[0].key, "nvidia.com/gpu");
+  EXPECT_EQ(p->tolerations[0].op, "Exists");
+  EXPECT_EQ(p->tolerations[0].effect, "NoSchedule");
+  EXPECT_EQ(p->tolerations[1].op, "Equal");  // the default, as in Kubernetes
+  EXPECT_EQ(p->tolerations[1].value, "ml");
+  EXPECT_EQ(p->tolerations[1].toleration_seconds, 60);
+  EXPECT_TRUE(p->tolerations[2].key.empty());
+  EXPECT_EQ(CoordinatorFields(spec.dump(), context_)->nodes, 2);
+
+  struct Case {
+    Json resources;
+    std::string needle;
+  };
+  const std::vector<Case> bad = {
+      {{{"nodes", 0}}, ""},  // 0 = unset = 1: accepted
+      {{{"nodes", 2000}}, "resources.nodes = 2000; expected an integer from 1 to 1024"},
+      {{{"node_selector", {{"Bad Key!", "x"}}}}, "resources.node_selector.Bad Key! is not a Kubernetes label key"},
+      {{{"node_selector", {{"pool", "has space"}}}}, "resources.node_selector.pool = \"has space\"; expected a Kubernetes label value"},
+      {{{"node_selector", {{"pool", 3}}}}, "resources.node_selector.pool = 3"},
+      {{{"node_selector", "pool=a"}}, "resources.node_selector = \"pool=a\"; expected an object"},
+      {{{"tolerations", {{{"key", "a"}, {"operator", "Maybe"}}}}}, "resources.tolerations[0].operator = \"Maybe\"; expected \"Equal\" or \"Exists\""},
+      {{{"tolerations", {{{"key", "a"}, {"operator", "Exists"}, {"value", "v"}}}}}, "resources.tolerations[0].value = \"v\" but operator is Exists"},
+      {{{"tolerations", {{{"value", "v"}}}}}, "resources.tolerations[0].key is empty with operator Equal"},
+      {{{"tolerations", {{{"key", "a"}, {"effect", "NoSchedul"}}}}}, "resources.tolerations[0].effect = \"NoSchedul\"; expected \"\" (all), NoSchedule, PreferNoSchedule or NoExecute"},
+      {{{"tolerations", {{{"key", "a"}, {"effect", "NoSchedule"}, {"toleration_seconds", 5}}}}}, "resources.tolerations[0].toleration_seconds applies to effect NoExecute only"},
+      {{{"tolerations", {{{"key", "a"}, {"tolerate", true}}}}}, "resources.tolerations[0].tolerate is unknown"},
+      {{{"tolerations", {{"key", "a"}}}}, "resources.tolerations = {\"key\":\"a\"}; expected a list"},
+      {{{"queue", "Team A"}}, "resources.queue = \"Team A\"; expected a Kueue LocalQueue name"},
+  };
+  for (const Case& c : bad) {
+    Json s = Minimal();
+    s["resources"] = c.resources;
+    absl::Status status = Prepare(s);
+    if (c.needle.empty()) {
+      EXPECT_TRUE(status.ok()) << c.resources.dump() << ": " << status;
+      continue;
+    }
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << c.resources.dump();
+    EXPECT_NE(status.message().find(c.needle), std::string::npos) << c.resources.dump() << ": " << status;
+  }
 }
 
 TEST_F(JobSpecTest, UploadedFileIdsResolveForTheWorkerAndStayIdsInTheSpec) {

@@ -77,5 +77,25 @@ TEST(Scheduler, CheckFitsRefusesWhatCouldNeverRun) {
   EXPECT_EQ(two.CheckFits(3).code(), absl::StatusCode::kResourceExhausted);
 }
 
+// Cluster mode (the Kubernetes launcher): the cluster owns the GPUs and
+// queues pods that do not fit, so every queued job is handed on at once, by
+// priority, with its size and no GPU ids; any size fits.
+TEST(Scheduler, ClusterModePlacesEveryJobAtOnceWithoutGpuIds) {
+  SchedulerOptions options;
+  options.cluster = true;
+  Scheduler s(options);
+  EXPECT_TRUE(s.CheckFits(64).ok());
+  auto placed = s.Schedule({{"cpu", 0, 0, 1}, {"big", 0, 16, 2}, {"urgent", 9, 8, 3}});
+  EXPECT_EQ(Ids(placed), (std::vector<std::string>{"urgent", "cpu", "big"}));
+  EXPECT_EQ(placed[0].gpus, 8);
+  EXPECT_TRUE(placed[0].gpu_ids.empty());
+  EXPECT_EQ(placed[2].gpus, 16);
+  // Placed jobs are not placed twice; a released one may be placed again.
+  EXPECT_TRUE(s.Schedule({{"big", 0, 16, 2}}).empty());
+  s.Release("big");
+  EXPECT_EQ(Ids(s.Schedule({{"big", 0, 16, 2}, {"more", 0, 0, 4}})),
+            (std::vector<std::string>{"big", "more"}));
+}
+
 }  // namespace
 }  // namespace foak
