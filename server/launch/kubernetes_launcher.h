@@ -57,7 +57,7 @@
 //     (they report to foakd themselves; `kubectl logs` has the rest).
 //   * KillOrphans ignores its run_root: it lists the Jobs labelled
 //     managed-by=foakd and instance=<options.instance>, deletes each with
-//     its Service, waits (bounded) for their pods to be gone, and returns
+//     its Service (except succeeded ones, left to their TTL), waits (bounded) for their pods to be gone, and returns
 //     their job ids (the foak.dev/job-id annotation) for the coordinator to
 //     requeue from their checkpoints.
 // RBAC it needs in its namespace (deploy/k8s/base/role.yaml): jobs create,
