@@ -213,6 +213,11 @@ absl::StatusOr<KubeResponse> KubeClient::Request(const std::string& method,
     token = std::string(absl::StripAsciiWhitespace(*read));
   }
 
+  // Declared before `req`, whose destructor runs curl_easy_cleanup: curl
+  // holds pointers to both until then.
+  KubeResponse response;
+  Sink sink{&response.body, static_cast<size_t>(options_.max_response_bytes)};
+  char error[CURL_ERROR_SIZE] = {0};
   EasyRequest req;
   req.curl = curl_easy_init();
   if (req.curl == nullptr)
@@ -229,9 +234,6 @@ absl::StatusOr<KubeResponse> KubeClient::Request(const std::string& method,
     // No "Expect: 100-continue" round trip before a large body.
     req.headers = curl_slist_append(req.headers, "Expect:");
   }
-  KubeResponse response;
-  Sink sink{&response.body, static_cast<size_t>(options_.max_response_bytes)};
-  char error[CURL_ERROR_SIZE] = {0};
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
 #if LIBCURL_VERSION_NUM >= 0x075500  // 7.85
   curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "https");

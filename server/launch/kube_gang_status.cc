@@ -156,6 +156,9 @@ std::optional<size_t> KubeDecidingFailure(const KubeGangView& gang) {
   };
   for (size_t i = 0; i < gang.pods.size(); ++i) {
     if (!KubePodFailed(gang.pods[i])) continue;
+    // A suspended Job's pods are being stopped on purpose (Kueue preempted
+    // the workload; it will admit it again): not a failure of the gang.
+    if (gang.suspended && gang.pods[i].deleting) continue;
     if (!best.has_value() || rank(gang.pods[i]) < rank(gang.pods[*best])) best = i;
   }
   return best;

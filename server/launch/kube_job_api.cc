@@ -39,7 +39,9 @@ std::string KubeJobApi::PodsPath() const {
 }
 
 absl::StatusOr<KubeResponse> KubeJobApi::CreateJob(const nlohmann::json& job) {
-  return client_->Request("POST", JobsPath(), job.dump());
+  // Invalid UTF-8 (a path in the spec) becomes U+FFFD instead of a throw.
+  return client_->Request("POST", JobsPath(),
+                          job.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
 }
 
 absl::StatusOr<KubeResponse> KubeJobApi::GetJob(const std::string& name) {
@@ -69,7 +71,8 @@ absl::StatusOr<std::string> KubeJobApi::PodLog(const std::string& pod) {
 absl::Status KubeJobApi::CreateService(const nlohmann::json& service) {
   const std::string name = KubeJsonString(service, "metadata", "name");
   const std::string what = absl::StrCat("cannot create Kubernetes Service ", namespace_, "/", name);
-  const std::string body = service.dump();
+  const std::string body =
+      service.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   for (int round = 0;; ++round) {
     absl::StatusOr<KubeResponse> r = client_->Request("POST", ServicesPath(), body);
     if (!r.ok()) return Annotate(r.status(), what);

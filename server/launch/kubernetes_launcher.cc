@@ -178,16 +178,6 @@ absl::StatusOr<std::vector<std::string>> KubernetesLauncher::KillOrphans(const s
     for (const json& item : list["items"]) {
       const std::string name = KubeJsonString(item, "metadata", "name");
       if (name.empty() || mine.count(name) > 0) continue;
-      // A succeeded Job stays for its TTL so `kubectl logs` works; it runs
-      // nothing, and its job is final in foakd's store already.
-      bool complete = false;
-      if (item.contains("status") && item["status"].contains("conditions") &&
-          item["status"]["conditions"].is_array()) {
-        for (const json& c : item["status"]["conditions"]) {
-          complete = complete || (c.value("type", "") == "Complete" && c.value("status", "") == "True");
-        }
-      }
-      if (complete) continue;
       const std::string uid = KubeJsonString(item, "metadata", "uid");
       RETURN_IF_ERROR(api_->DeleteJob(name, uid, "Background"));
       RETURN_IF_ERROR(api_->DeleteService(name));

@@ -57,7 +57,9 @@
 //     (they report to foakd themselves; `kubectl logs` has the rest).
 //   * KillOrphans ignores its run_root: it lists the Jobs labelled
 //     managed-by=foakd and instance=<options.instance>, deletes each with
-//     its Service (except succeeded ones, left to their TTL), waits (bounded) for their pods to be gone, and returns
+//     its Service (succeeded ones too: their job may still be RUNNING in the
+//     store of a foakd that crashed, which relaunches the same attempt
+//     name), waits (bounded) for their pods to be gone, and returns
 //     their job ids (the foak.dev/job-id annotation) for the coordinator to
 //     requeue from their checkpoints.
 // RBAC it needs in its namespace (deploy/k8s/base/role.yaml): jobs create,

@@ -396,5 +396,22 @@ TEST(KubeGangStatusTest, LogTailIsBounded) {
   EXPECT_EQ(KubeLogTail(std::string(5000, 'y')).size(), 512u);
 }
 
+// Kueue preempts by suspending the Job; its pods, stopped by the Job
+// controller, end with SIGTERM while being deleted. That decides nothing:
+// the Job waits to be admitted again.
+TEST(KubeGangStatusTest, PodsOfASuspendedJobStoppedByPreemptionAreNoFailure) {
+  const json job = {{"spec", {{"suspend", true}}}};
+  const json pods = {
+      {"items",
+       json::array({Pod("p-0", 0, Terminated(143, "Error", "2025-01-01T00:00:05Z"), true),
+                    Pod("p-1", 1, Terminated(143, "Error", "2025-01-01T00:00:05Z"), true)})}};
+  const KubeGangView gang = ReadKubeGang(job, pods, "uid-job");
+  ASSERT_TRUE(gang.suspended);
+  EXPECT_FALSE(KubeDecidingFailure(gang).has_value());
+  // Running, the same pods would be a failure.
+  const KubeGangView running = ReadKubeGang(json::object(), pods, "uid-job");
+  EXPECT_TRUE(KubeDecidingFailure(running).has_value());
+}
+
 }  // namespace
 }  // namespace foak

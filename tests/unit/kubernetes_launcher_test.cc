@@ -495,16 +495,12 @@ TEST_F(KubernetesLauncherTest, KillOrphansDeletesOnlyThisInstancesJobs) {
   api_.AddJob(job("foak-job-b-0", "Job_B", "foakd"));
   api_.AddJob(job("foak-job-c-0", "job-c", "other-foakd"));
   api_.AddJob({{"apiVersion", "batch/v1"}, {"kind", "Job"}, {"metadata", {{"name", "unrelated"}}}});
-  // A succeeded Job kept for its TTL (kubectl logs) runs nothing: it stays.
-  api_.AddJob(job("foak-job-d-0", "job-d", "foakd"));
-  api_.SetJobCondition("foak-job-d-0", "Complete");
   api_.AddPod("foak-job-a-2", 0, Running());
   Start();
   absl::StatusOr<std::vector<std::string>> ids = launcher_->KillOrphans("/ignored");
   ASSERT_TRUE(ids.ok()) << ids.status();
   EXPECT_EQ(*ids, (std::vector<std::string>{"Job_B", "job-a"}));
-  EXPECT_EQ(api_.JobNames(),
-            (std::vector<std::string>{"foak-job-c-0", "foak-job-d-0", "unrelated"}));
+  EXPECT_EQ(api_.JobNames(), (std::vector<std::string>{"foak-job-c-0", "unrelated"}));
   EXPECT_TRUE(api_.PodNames().empty());
   EXPECT_EQ(api_.Count("delete-service"), 2);
   const std::vector<std::string> requests = api_.Requests();
