@@ -7,6 +7,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <utility>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -71,6 +73,33 @@ ABSL_FLAG(std::string, port_file, "",
           "that listen on port 0)");
 
 namespace {
+
+// KubernetesLauncher::Create names the option it refuses ("image = ''; ...");
+// a foakd user set it through a flag, so the message names the flag.
+std::string InFlagTerms(std::string message) {
+  static constexpr std::pair<const char*, const char*> kFlags[] = {
+      {"namespace_name", "--kube_namespace"},
+      {"image_pull_policy", "--kube_image_pull_policy"},
+      {"image", "--kube_image"},
+      {"service_account", "--kube_service_account"},
+      {"shared_volume_claim", "--kube_shared_claim"},
+      {"shared_mount_path", "--kube_shared_mount"},
+      {"shm_size", "--kube_shm_size"},
+      {"cpu_request", "--kube_worker_cpu"},
+      {"memory_request", "--kube_worker_memory"},
+      {"instance", "--kube_instance"},
+      {"ttl_seconds_after_finished", "--kube_ttl_after_finished_s"},
+      {"poll_interval_ms", "--kube_poll_interval_s (in ms)"},
+      {"grace_period_ms", "--grace_period_s (in ms)"},
+      {"api_server", "--kube_api_server"},
+      {"token_file", "--kube_token_file"},
+      {"ca_file", "--kube_ca_file"}};
+  for (const auto& [field, flag] : kFlags) {
+    const std::string prefix = std::string(field) + " ";
+    if (message.rfind(prefix, 0) == 0) return std::string(flag) + message.substr(std::strlen(field));
+  }
+  return message;
+}
 
 std::string DefaultWorker(const char* argv0) {
   char self[4096];
@@ -161,7 +190,7 @@ int main(int argc, char** argv) {
 
   absl::StatusOr<std::unique_ptr<foak::Foakd>> foakd = foak::Foakd::Start(options);
   if (!foakd.ok()) {
-    std::fprintf(stderr, "foakd: %s\n", std::string(foakd.status().message()).c_str());
+    std::fprintf(stderr, "foakd: %s\n", InFlagTerms(std::string(foakd.status().message())).c_str());
     return 1;
   }
   const foak::FoakdOptions& o = (*foakd)->options();

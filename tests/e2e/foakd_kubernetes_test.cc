@@ -281,5 +281,28 @@ TEST_F(FoakdKubernetes, MultiNodeGpuJobIsShapedForTheClusterAndCancelDeletesIt) 
   EXPECT_GE(api_.Count("delete-job"), 1);
 }
 
+// A bad Kubernetes setting stops foakd at start with the flag named.
+TEST(FoakdKubernetesFlags, BadSettingsNameTheFlag) {
+  testing::TempDir dir("foakd_kube_flags");
+  auto run = [&](const std::string& extra) {
+    const std::string cmd = absl::StrCat(FOAKD_BIN, " --launcher=kubernetes --data_dir=", dir.path(),
+                                         " --kube_namespace=x --kube_api_server=https://127.0.0.1:1 ",
+                                         extra, " 2>&1");
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    char buf[4096];
+    while (p != nullptr && fgets(buf, sizeof buf, p) != nullptr) out += buf;
+    const int status = p != nullptr ? pclose(p) : -1;
+    EXPECT_NE(status, 0) << out;
+    return out;
+  };
+  EXPECT_TRUE(absl::StrContains(run(""), "foakd: --kube_image = ''; expected the worker image"));
+  EXPECT_TRUE(absl::StrContains(run("--kube_image=i"), "foakd: --kube_shared_claim = ''"));
+  EXPECT_TRUE(absl::StrContains(run("--kube_image=i --kube_shared_claim=c --kube_shm_size=lots"),
+                                "foakd: --kube_shm_size = 'lots'; expected a Kubernetes quantity"));
+  EXPECT_TRUE(absl::StrContains(run("--kube_image=i --kube_shared_claim=c --launcher=cloud"),
+                                "--launcher = 'cloud'; expected local"));
+}
+
 }  // namespace
 }  // namespace foak
