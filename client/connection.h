@@ -4,7 +4,12 @@
 // repeat (reads, and CreateJob because its request_id makes a repeat return
 // the job created the first time) are retried on UNAVAILABLE and
 // DEADLINE_EXCEEDED with exponential backoff; CancelJob, DeleteFile and
-// uploads are sent once. The channel is insecure until TLS arrives.
+// uploads are sent once.
+//
+// Security (foakd --tls_cert, --tls_client_ca, --auth_tokens_file): the
+// channel speaks TLS when Options::tls is set (MakeTlsCredentials reads the
+// PEM files), and every call, unary or stream, carries
+// "authorization: Bearer <token>" when Options::token is set (Prepare).
 #ifndef FOAK_CLIENT_CONNECTION_H_
 #define FOAK_CLIENT_CONNECTION_H_
 
@@ -13,11 +18,13 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "foak/v1/file_service.grpc.pb.h"
 #include "foak/v1/job_service.grpc.pb.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/channel.h"
+#include "grpcpp/security/credentials.h"
 
 namespace foak::client {
 
@@ -30,6 +37,13 @@ class Connection {
     int max_retries = 3;
     // Wait before the first retry; doubles for each further one.
     absl::Duration retry_backoff = absl::Milliseconds(500);
+    // TLS credentials (MakeTlsCredentials); null = a plaintext channel.
+    std::shared_ptr<grpc::ChannelCredentials> tls;
+    // The name foakd's certificate must carry, when it is not the host of
+    // the target (e.g. through a port-forward); empty = the target's host.
+    std::string tls_server_name;
+    // The API token (foakd --auth_tokens_file); empty = none sent.
+    std::string token;
   };
 
   // `target` is "host:port". Creating the channel does not connect yet.
@@ -40,7 +54,9 @@ class Connection {
   foak::v1::JobService::Stub* jobs() { return jobs_.get(); }
   foak::v1::FileService::Stub* files() { return files_.get(); }
 
-  // Sets the per-call deadline on `context`.
+  // Adds the bearer token (if any) to `context`: every call does this.
+  void Prepare(grpc::ClientContext* context) const;
+  // Prepare, and sets the per-call deadline on `context`.
   void SetDeadline(grpc::ClientContext* context) const;
 
   // Runs `call` with a fresh context (deadline set) and converts its status
@@ -55,6 +71,13 @@ class Connection {
   std::unique_ptr<foak::v1::JobService::Stub> jobs_;
   std::unique_ptr<foak::v1::FileService::Stub> files_;
 };
+
+// TLS credentials from PEM files: `ca_file` verifies foakd's certificate
+// (empty: the system's roots); `cert_file` and `key_file`, both or neither,
+// are the client certificate foakd asks for with --tls_client_ca. A usage
+// error (INVALID_ARGUMENT) naming the flag when a file is unreadable or not PEM.
+absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> MakeTlsCredentials(
+    const std::string& ca_file, const std::string& cert_file, const std::string& key_file);
 
 // A random (version 4) UUID, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx": the
 // request_id of a CreateJob that may be retried.

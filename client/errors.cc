@@ -1,6 +1,7 @@
 #include "client/errors.h"
 
 #include "absl/strings/cord.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace foak::client {
@@ -55,9 +56,33 @@ int ExitCodeFor(const absl::Status& status) {
   }
 }
 
-std::string HintFor(const absl::Status& status, absl::string_view server) {
+std::string HintFor(const absl::Status& status, absl::string_view server, bool tls) {
   if (IsConnectionCode(status.code())) {
+    const absl::string_view message = status.message();
+    if (absl::StrContains(message, "CERTIFICATE_VERIFY_FAILED") ||
+        absl::StrContains(message, "certificate verify failed")) {
+      return absl::StrCat("foakd's certificate at ", server,
+                          " did not verify: --tls-ca (or $FOAK_TLS_CA) must name the CA that "
+                          "signed it, and the certificate must name the host you dial "
+                          "(--tls-server-name overrides it)");
+    }
+    if (tls && (absl::StrContains(message, "andshake") || absl::StrContains(message, "SSL") ||
+                absl::StrContains(message, "ssl") || absl::StrContains(message, "ocket closed"))) {
+      return absl::StrCat("the TLS handshake with ", server,
+                          " failed: does foakd serve TLS there? --tls-ca must name the CA that "
+                          "signed its certificate, and if foakd wants a client certificate "
+                          "(--tls_client_ca), pass --tls-cert and --tls-key");
+    }
+    if (!tls) {
+      return absl::StrCat("is foakd running at ", server,
+                          "? set --server or FOAK_SERVER; if foakd serves TLS (--tls_cert), pass "
+                          "--tls-ca (or $FOAK_TLS_CA)");
+    }
     return absl::StrCat("is foakd running at ", server, "? set --server or FOAK_SERVER");
+  }
+  if (status.code() == absl::StatusCode::kUnauthenticated && IsServerError(status)) {
+    return "foakd wants one of its API tokens (foakd --auth_tokens_file): pass --token or "
+           "--token-file, or set $FOAK_TOKEN";
   }
   if (status.code() == absl::StatusCode::kAlreadyExists && IsServerError(status)) {
     return "a request id names one submission; omit --request-id to submit a new job";

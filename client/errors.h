@@ -43,8 +43,9 @@ bool IsServerError(const absl::Status& status);
 int ExitCodeFor(const absl::Status& status);
 
 // A line of advice for the user after the error message, or "" when there is
-// nothing useful to add. `server` is the address foakctl talked to.
-std::string HintFor(const absl::Status& status, absl::string_view server);
+// nothing useful to add. `server` is the address foakctl talked to; `tls`
+// whether it spoke TLS to it.
+std::string HintFor(const absl::Status& status, absl::string_view server, bool tls = false);
 
 }  // namespace foak::client
 

@@ -33,6 +33,7 @@ absl::Status EventStream::Run(const Handler& on_event) {
 
     const absl::Time attempt_start = absl::Now();
     grpc::ClientContext context;  // no deadline: a watch lasts as long as the job
+    connection_.Prepare(&context);
     std::unique_ptr<grpc::ClientReader<foak::v1::JobEvent>> reader =
         connection_.jobs()->WatchJob(&context, request);
     foak::v1::JobEvent event;

@@ -85,6 +85,7 @@ absl::StatusOr<int> RunUpload(CommandContext& ctx) {
 
   // No deadline: a large file may take longer than --timeout to send.
   grpc::ClientContext context;
+  ctx.connection.Prepare(&context);
   foak::v1::File file;
   std::unique_ptr<grpc::ClientWriter<foak::v1::UploadFileRequest>> writer =
       ctx.connection.files()->UploadFile(&context, &file);

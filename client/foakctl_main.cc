@@ -8,12 +8,14 @@
 #include <cstdlib>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "client/command.h"
 #include "client/connection.h"
 #include "client/errors.h"
 #include "client/flag_set.h"
 #include "client/job_spec_flags.h"
+#include "common/file_util.h"
 
 namespace foak::client {
 namespace {
@@ -37,6 +39,61 @@ void AddGlobalFlags(FlagSet* flags) {
   flags->AddValue("output", 'o', "table|json",
                   "output format (default table; bench: also markdown)");
   flags->AddValue("timeout", 0, "SECONDS", "deadline of each request (default 30)");
+  flags->AddValue("token", 0, "TOKEN",
+                  "API token sent as 'authorization: Bearer TOKEN' (default $FOAK_TOKEN)");
+  flags->AddValue("token-file", 0, "FILE", "read the API token from FILE (default $FOAK_TOKEN_FILE)");
+  flags->AddBool("tls", 0, "speak TLS, trusting the system's CA roots (default $FOAK_TLS=1)");
+  flags->AddValue("tls-ca", 0, "FILE",
+                  "speak TLS, trusting the CA (PEM) that signed foakd's certificate (default $FOAK_TLS_CA)");
+  flags->AddValue("tls-cert", 0, "FILE",
+                  "client certificate (PEM) for foakd --tls_client_ca; implies TLS (default $FOAK_TLS_CERT)");
+  flags->AddValue("tls-key", 0, "FILE", "private key (PEM) of --tls-cert (default $FOAK_TLS_KEY)");
+  flags->AddValue("tls-server-name", 0, "NAME",
+                  "the name foakd's certificate must carry, when not the --server host");
+}
+
+// The flag's value, else the environment variable's, else "".
+std::string FlagOrEnv(const FlagSet& flags, const char* flag, const char* env) {
+  std::string value = flags.Get(flag);
+  if (value.empty()) {
+    const char* from_env = std::getenv(env);
+    if (from_env != nullptr) value = from_env;
+  }
+  return value;
+}
+
+// --token, --token-file and --tls-*: the connection's security settings.
+absl::Status SecurityOptions(const FlagSet& flags, Connection::Options* options, bool* tls) {
+  options->token = FlagOrEnv(flags, "token", "FOAK_TOKEN");
+  const std::string token_file = FlagOrEnv(flags, "token-file", "FOAK_TOKEN_FILE");
+  if (options->token.empty() && !token_file.empty()) {
+    absl::StatusOr<std::string> text = ReadFileToString(token_file);
+    if (!text.ok()) {
+      return UsageError(absl::StrCat("--token-file ", token_file, ": ", text.status().message()));
+    }
+    options->token = std::string(absl::StripAsciiWhitespace(*text));
+    if (options->token.empty()) {
+      return UsageError(absl::StrCat("--token-file ", token_file, " is empty; put the token in it"));
+    }
+  }
+  const std::string ca = FlagOrEnv(flags, "tls-ca", "FOAK_TLS_CA");
+  const std::string cert = FlagOrEnv(flags, "tls-cert", "FOAK_TLS_CERT");
+  const std::string key = FlagOrEnv(flags, "tls-key", "FOAK_TLS_KEY");
+  const char* tls_env = std::getenv("FOAK_TLS");
+  *tls = flags.GetBool("tls") || (tls_env != nullptr && std::string(tls_env) == "1") ||
+         !ca.empty() || !cert.empty() || !key.empty();
+  options->tls_server_name = flags.Get("tls-server-name");
+  if (!*tls) {
+    if (!options->tls_server_name.empty()) {
+      return UsageError("--tls-server-name applies only with TLS (--tls-ca, --tls-cert or --tls)");
+    }
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> credentials =
+      MakeTlsCredentials(ca, cert, key);
+  if (!credentials.ok()) return credentials.status();
+  options->tls = *std::move(credentials);
+  return absl::OkStatus();
 }
 
 std::vector<Command> AllCommands() {
@@ -84,13 +141,13 @@ std::string CommandHelp(const Command& command) {
 }
 
 int ReportError(const absl::Status& status, std::ostream& err, const std::string& server,
-                const std::string& command) {
+                const std::string& command, bool tls = false) {
   err << "foakctl: " << status.message() << "\n";
   const int code = ExitCodeFor(status);
   if (code == kExitUsage) {
     err << "Run 'foakctl " << (command.empty() ? "" : command + " ") << "--help' for usage.\n";
   }
-  if (const std::string hint = HintFor(status, server); !hint.empty()) {
+  if (const std::string hint = HintFor(status, server, tls); !hint.empty()) {
     err << "foakctl: " << hint << "\n";
   }
   return code;
@@ -166,6 +223,10 @@ int FoakctlMain(int argc, char** argv, std::ostream& out, std::ostream& err,
   Connection::Options connection_options;
   connection_options.timeout = absl::Seconds(*timeout_s);
   connection_options.retry_backoff = options.retry_backoff;
+  bool tls = false;
+  if (absl::Status s = SecurityOptions(flags, &connection_options, &tls); !s.ok()) {
+    return ReportError(s, err, "", name);
+  }
   Connection connection(server, connection_options);
 
   CommandContext ctx(out, err, flags, connection);
@@ -178,7 +239,7 @@ int FoakctlMain(int argc, char** argv, std::ostream& out, std::ostream& err,
 
   absl::StatusOr<int> result = command->run(ctx);
   out.flush();
-  if (!result.ok()) return ReportError(result.status(), err, server, name);
+  if (!result.ok()) return ReportError(result.status(), err, server, name, tls);
   return *result;
 }
 

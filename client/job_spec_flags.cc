@@ -58,6 +58,11 @@ constexpr SpecFlag kSpecFlags[] = {
     {"queue", "NAME", "Kubernetes: submit through this Kueue LocalQueue", false},
     {"priority", "P", "higher runs first (default 0)", false},
     {"max-restarts", "N", "relaunches from the latest checkpoint before failing", false},
+    {"stall-timeout", "SECONDS",
+     "stop (then restart or fail) the job after this long without progress; -1 = never "
+     "(default: foakd's --stall_timeout_s)", false},
+    {"on-nonfinite", "fail|skip",
+     "a NaN or infinite loss or gradient fails the job (default) or skips that step", false},
     {"output-dir", "DIR", "where checkpoints and the final model go", false},
     {"label", "KEY=VALUE", "a label on the job", true},
 };
@@ -206,6 +211,13 @@ absl::Status ApplyJobSpecFlags(const FlagSet& flags, const std::vector<std::stri
     }
     h->set_zero_stage(v);
   }
+  if (given("on-nonfinite")) {
+    const std::string policy = flags.Get("on-nonfinite");
+    if (policy != "fail" && policy != "skip") {
+      return UsageError(absl::StrCat("--on-nonfinite: '", policy, "'; use fail or skip"));
+    }
+    h->set_on_nonfinite(policy);
+  }
   if (!had_hyperparameters && h->ByteSizeLong() == 0) spec->clear_hyperparameters();
   if (given("kernels")) {
     spec->clear_kernels();
@@ -266,6 +278,10 @@ absl::Status ApplyJobSpecFlags(const FlagSet& flags, const std::vector<std::stri
   if (given("max-restarts")) {
     ASSIGN_OR_RETURN(const int32_t v, GetInt32(flags, "max-restarts"));
     spec->set_max_restarts(v);
+  }
+  if (given("stall-timeout")) {
+    ASSIGN_OR_RETURN(const int64_t v, flags.GetInt("stall-timeout", -1));
+    spec->set_stall_timeout_s(v);
   }
   if (given("output-dir")) spec->set_output_dir(flags.Get("output-dir"));
   if (given("label")) {

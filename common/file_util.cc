@@ -25,7 +25,12 @@ absl::Status ErrnoStatus(std::string_view what, std::string_view path, int err) 
       return absl::PermissionDeniedError(msg);
     case ENOSPC:
     case EDQUOT:
-      return absl::ResourceExhaustedError(msg);
+      return absl::ResourceExhaustedError(
+          msg + " (the file system or a disk quota is full: free space there or use another folder)");
+    case EFBIG:
+      return absl::ResourceExhaustedError(
+          msg + " (a file-size limit was reached: the process's `ulimit -f` or the file system's "
+                "largest file)");
     default:
       return absl::InternalError(msg);
   }

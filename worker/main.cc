@@ -13,7 +13,9 @@
 // This file is the dispatch table and the one place exit codes are decided.
 // Exit status: 0 success, 1 error ("foak-worker: <message>" on stderr, and no
 // partial output: every file is written through a temp file and renamed),
-// 2 bad usage (the usage text on stderr). `--help` prints the usage on stdout.
+// 2 bad usage (the usage text on stderr), 3 a training step's loss or
+// gradient was NaN or infinite (worker/train/nonfinite.h; not worth a retry). `--help` prints the usage on stdout.
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -23,6 +25,7 @@
 #include "worker/cli/commands.h"
 #include "worker/cli/flags.h"
 #include "worker/cli/launch_command.h"
+#include "worker/train/nonfinite.h"
 
 namespace foak {
 namespace {
@@ -30,6 +33,7 @@ namespace {
 constexpr int kExitOk = 0;
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
+constexpr int kExitNonFinite = 3;  // a NaN or infinite loss or gradient (nonfinite.h)
 
 constexpr char kMainUsage[] =
     "Usage: foak-worker <command> [options]\n"
@@ -80,7 +84,7 @@ int Main(int argc, char** argv) {
     absl::Status status = command.run(*flags);
     if (!status.ok()) {
       std::fprintf(stderr, "foak-worker: %s\n", std::string(status.message()).c_str());
-      return kExitError;
+      return IsNonFiniteStepError(status) ? kExitNonFinite : kExitError;
     }
     return kExitOk;
   }
@@ -92,6 +96,10 @@ int Main(int argc, char** argv) {
 }  // namespace foak
 
 int main(int argc, char** argv) {
+  // A write past the file-size limit (ulimit -f) then fails with EFBIG, which
+  // the writers report with the file's name, instead of killing the worker
+  // with a core dump mid-checkpoint.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     return foak::Main(argc, argv);
   } catch (const std::exception& e) {

@@ -84,6 +84,19 @@ absl::StatusOr<std::unique_ptr<JobManager>> JobManager::Create(
   callbacks.on_log = [m](const LogLine& line) { m->OnLog(line); };
   callbacks.on_exit = [m](const LaunchOutcome& outcome) { m->OnExit(outcome); };
   ASSIGN_OR_RETURN(manager->launcher_, launcher(std::move(callbacks)));
+  if (metrics != nullptr) {
+    // foak_jobs{state}: counted when Prometheus scrapes. The count scans the
+    // job table, so doing it on every state change made each new job cost
+    // O(backlog) (issue 9).
+    metrics->SetJobsByStateSource(
+        [store]() -> std::optional<std::vector<std::pair<std::string, int64_t>>> {
+          absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> counts = store->CountJobsByState();
+          if (!counts.ok()) return std::nullopt;
+          std::vector<std::pair<std::string, int64_t>> named;
+          for (const auto& [state, n] : *counts) named.emplace_back(JobStateName(state), n);
+          return named;
+        });
+  }
   return manager;
 }
 
@@ -100,7 +113,10 @@ JobManager::JobManager(JobManagerOptions options, JobStore* store, FileStore* fi
       cluster_(scheduler.cluster),
       scheduler_(scheduler) {}
 
-JobManager::~JobManager() { Shutdown(); }
+JobManager::~JobManager() {
+  Shutdown();
+  if (metrics_ != nullptr) metrics_->SetJobsByStateSource(nullptr);
+}
 
 std::string JobManager::JobDir(const std::string& id) const {
   return JoinPath(JoinPath(options_.data_dir, "jobs"), id);
@@ -110,6 +126,8 @@ JobSpecContext JobManager::SpecContext() const {
   JobSpecContext context;
   context.total_gpus = total_gpus_;
   context.cluster = cluster_;
+  context.policy = options_.spec_policy;
+  context.jobs_dir = JoinPath(options_.data_dir, "jobs");
   if (files_ != nullptr) {
     context.resolve_file = [this](const std::string& id) { return files_->PathOf(id); };
   }
@@ -194,7 +212,9 @@ absl::Status JobManager::Start() {
                           .status());
     }
   }
-  UpdateStateGauge();
+  if (options_.stall_check_interval_ms > 0 && !stall_thread_.joinable()) {
+    stall_thread_ = std::thread([this] { StallLoop(); });
+  }
   Schedule();
   return absl::OkStatus();
 }
@@ -203,12 +223,14 @@ void JobManager::BeginShutdown() {
   {
     absl::MutexLock lock(&mu_);
     shutting_down_ = true;
+    for (auto& [id, waiters] : waiters_) waiters.cv.SignalAll();
   }
   events_cv_.SignalAll();
 }
 
 void JobManager::Shutdown() {
   BeginShutdown();
+  if (stall_thread_.joinable()) stall_thread_.join();
   if (launcher_ != nullptr) launcher_->Shutdown();  // idempotent
 }
 
@@ -218,11 +240,17 @@ bool JobManager::shutting_down() const {
 }
 
 absl::StatusOr<JobView> JobManager::CreateJob(const std::string& spec_json,
-                                              const std::string& request_id, bool validate_only) {
+                                              const std::string& request_id, bool validate_only,
+                                              const std::string& tenant) {
   if (shutting_down()) return absl::UnavailableError("foakd is shutting down; retry shortly");
-  ASSIGN_OR_RETURN(PreparedJobSpec prepared, PrepareJobSpec(spec_json, SpecContext()));
+  JobSpecContext context = SpecContext();
+  if (files_ != nullptr && !tenant.empty()) {
+    context.resolve_file = [this, tenant](const std::string& id) { return files_->PathOf(id, tenant); };
+  }
+  ASSIGN_OR_RETURN(PreparedJobSpec prepared, PrepareJobSpec(spec_json, context));
   JobRecord job;
   job.request_id = request_id;
+  job.tenant = tenant;
   job.spec_json = prepared.spec_json;
   job.priority = prepared.priority;
   job.gpus = prepared.gpus;
@@ -234,7 +262,6 @@ absl::StatusOr<JobView> JobManager::CreateJob(const std::string& spec_json,
   }
   ASSIGN_OR_RETURN(JobRecord created, store_->CreateJob(job));
   Notify(created.id);
-  UpdateStateGauge();
   Schedule();
   ASSIGN_OR_RETURN(JobRecord now, store_->GetJob(created.id));
   return View(std::move(now));
@@ -306,19 +333,20 @@ int64_t JobManager::EventGeneration(const std::string& id) const {
 
 void JobManager::WaitForChange(const std::string& id, int64_t generation, absl::Time deadline) {
   absl::MutexLock lock(&mu_);
+  JobWaiters& waiters = waiters_[id];  // constructed in place; map nodes do not move
+  ++waiters.count;
   while (!shutting_down_) {
     auto it = generation_.find(id);
-    if (it != generation_.end() && it->second != generation) return;
-    if (events_cv_.WaitWithDeadline(&mu_, deadline)) return;  // timed out
+    if (it != generation_.end() && it->second != generation) break;
+    if (waiters.cv.WaitWithDeadline(&mu_, deadline)) break;  // timed out
   }
+  if (--waiters.count == 0) waiters_.erase(id);
 }
 
 void JobManager::Notify(const std::string& id) {
-  {
-    absl::MutexLock lock(&mu_);
-    ++generation_[id];
-  }
-  events_cv_.SignalAll();
+  absl::MutexLock lock(&mu_);
+  ++generation_[id];
+  if (auto it = waiters_.find(id); it != waiters_.end()) it->second.cv.SignalAll();
 }
 
 absl::StatusOr<JobRecord> JobManager::Transition(const std::string& id, JobState to,
@@ -327,7 +355,6 @@ absl::StatusOr<JobRecord> JobManager::Transition(const std::string& id, JobState
   ASSIGN_OR_RETURN(JobRecord job, store_->UpdateState(id, to, reason, message, count_restart));
   Notify(id);  // the store appended the "state" event
   if (IsFinal(to) && metrics_ != nullptr) metrics_->OnJobFinished(id, JobStateName(to));
-  UpdateStateGauge();
   return job;
 }
 
@@ -338,18 +365,11 @@ absl::StatusOr<int64_t> JobManager::Append(const std::string& id, const std::str
   return seq;
 }
 
-void JobManager::UpdateStateGauge() {
-  if (metrics_ == nullptr) return;
-  absl::StatusOr<std::vector<std::pair<JobState, int64_t>>> counts = store_->CountJobsByState();
-  if (!counts.ok()) return;
-  std::vector<std::pair<std::string, int64_t>> named;
-  for (const auto& [state, n] : *counts) named.emplace_back(JobStateName(state), n);
-  metrics_->SetJobsByState(named);
-}
-
 void JobManager::Schedule() {
   if (shutting_down()) return;
   absl::MutexLock lock(&schedule_mu_);
+  // Nothing can start while the host is full: no need to read the whole queue.
+  if (!scheduler_.HasRoom()) return;
   absl::StatusOr<std::vector<JobRecord>> queued = store_->JobsInStates({JobState::kQueued});
   if (!queued.ok()) return;
   std::vector<QueuedJob> queue;
@@ -431,6 +451,7 @@ void JobManager::LaunchLocked(const JobRecord& job, const Placement& placement) 
       {"FOAK_JOB_TOKEN", tokens_->TokenFor(job.id)},
       {"FOAK_JOB_ATTEMPT", absl::StrCat(attempt)},
   };
+  job_env.insert(job_env.end(), options_.worker_env.begin(), options_.worker_env.end());
   request.gang.nodes = nodes;
   request.gang.ranks_per_node = per_node;
   request.gang.gpus_per_node = gpu ? per_node : 0;
@@ -458,8 +479,14 @@ void JobManager::LaunchLocked(const JobRecord& job, const Placement& placement) 
         JoinPath(JoinPath(dir, "logs"), absl::StrCat("attempt-", attempt, "-rank-", r, ".log"));
     request.ranks.push_back(std::move(rank));
   }
+  // Tracked before it starts: a worker that exits at once then finds its
+  // entry there to remove.
+  TrackLaunch(job.id, attempt, fields->stall_timeout_s);
   absl::Status launched = launcher_->Launch(request);
-  if (!launched.ok()) fail("LaunchFailed", launched);
+  if (!launched.ok()) {
+    ForgetLaunch(job.id);
+    return fail("LaunchFailed", launched);
+  }
 }
 
 absl::Status JobManager::DeleteFile(const std::string& id) {

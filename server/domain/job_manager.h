@@ -41,6 +41,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -64,7 +65,20 @@ struct JobManagerOptions {
   std::string worker_path;          // the foak-worker executable
   std::string coordinator_address;  // FOAK_COORDINATOR for workers (host:port)
   std::string master_addr = "127.0.0.1";
+  // Set for every worker after the FOAK_* variables: with TLS, how workers
+  // reach foakd (FOAK_COORDINATOR_TLS_CA, _CERT, _KEY; see foakd.h).
+  std::vector<std::pair<std::string, std::string>> worker_env;
   std::function<int64_t()> now_ms;  // default: the system clock
+  // An attempt that sends no report (started, a logged step, an evaluation,
+  // a checkpoint, a benchmark row) for this long after its launch or its
+  // last report is stopped: it restarts per max_restarts, else fails with
+  // reason "Stalled". A spec's stall_timeout_s overrides it. 0 = never.
+  int64_t stall_timeout_ms = 30 * 60 * 1000;
+  // How often a thread looks for stalls; 0 = no thread (tests call CheckStalls).
+  int64_t stall_check_interval_ms = 1000;
+  // Path roots (resolved, ResolveJobSpecPolicy) and job size limits, checked
+  // at CreateJob and (the paths) again at every launch; default: none.
+  JobSpecPolicy spec_policy;
 };
 
 // The latest progress of a job (rank 0's newest "metrics" event and the
@@ -148,9 +162,11 @@ class JobManager {
   void Shutdown();
   bool shutting_down() const;
 
-  // validate_only: the checked job, not stored (empty id).
+  // validate_only: the checked job, not stored (empty id). `tenant`: who
+  // submits it (foakd --auth_tokens_file; empty without tokens); the spec may
+  // name only that tenant's uploaded files.
   absl::StatusOr<JobView> CreateJob(const std::string& spec_json, const std::string& request_id,
-                                    bool validate_only);
+                                    bool validate_only, const std::string& tenant = "");
   absl::StatusOr<JobView> GetJob(const std::string& id);
   // The job's state alone (a watch's loop asks it on every wake-up).
   absl::StatusOr<JobState> GetState(const std::string& id);
@@ -177,6 +193,11 @@ class JobManager {
 
   std::string JobDir(const std::string& id) const;
 
+  // Stops every attempt that has been silent for longer than its stall
+  // timeout (see JobManagerOptions.stall_timeout_ms); returns their job ids.
+  // A thread calls it every stall_check_interval_ms.
+  std::vector<std::string> CheckStalls();
+
  private:
   JobManager(JobManagerOptions options, JobStore* store, FileStore* files, WorkerTokens* tokens,
              ServerMetrics* metrics, SchedulerOptions scheduler);
@@ -195,7 +216,6 @@ class JobManager {
   absl::StatusOr<int64_t> Append(const std::string& id, const std::string& kind,
                                  const std::string& payload_json);
   void Notify(const std::string& id);
-  void UpdateStateGauge();
 
   JobManagerOptions options_;
   JobStore* store_;
@@ -219,6 +239,42 @@ class JobManager {
   std::map<std::string, int64_t> generation_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, JobProgressInfo> progress_ ABSL_GUARDED_BY(mu_);
   absl::CondVar events_cv_;
+  // Each watched job's own condition variable (WaitForChange): an event wakes
+  // that job's watchers only. One shared by all woke every open WatchJob
+  // stream on every event -- 1,000 threads per new job in issue 9's load
+  // bench. An entry lives while someone waits on it.
+  struct JobWaiters {
+    absl::CondVar cv;
+    int64_t count = 0;
+  };
+  std::map<std::string, JobWaiters> waiters_ ABSL_GUARDED_BY(mu_);
+
+  // Stall detection (job_manager_stalls.cc): per running attempt, when it
+  // was last heard from; per stopped one, why, until its exit arrives.
+  struct Liveness {
+    int64_t attempt = 0;
+    int64_t timeout_ms = 0;
+    int64_t last_ms = 0;
+    std::string last_heard;  // "the launch", "step 12", ...
+    // Cluster mode: the clock starts at the attempt's first report, as pods
+    // may wait for capacity or in Kueue's queue for as long as it takes.
+    bool armed = true;
+  };
+  struct Stall {
+    int64_t attempt = 0;
+    std::string message;
+    Liveness liveness;  // put back if the launcher could not stop it
+  };
+  void TrackLaunch(const std::string& id, int64_t attempt, int64_t spec_stall_timeout_s);
+  void ForgetLaunch(const std::string& id);
+  void NoteProgress(const WorkerReportInput& report);
+  // The outcome as the job should see it: a stopped stalled attempt's
+  // "Cancelled" becomes a retryable "Stalled" failure.
+  LaunchOutcome TakeStall(const LaunchOutcome& outcome);
+  void StallLoop();
+  std::map<std::string, Liveness> liveness_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Stall> stalled_ ABSL_GUARDED_BY(mu_);
+  std::thread stall_thread_;
 };
 
 }  // namespace foak

@@ -149,6 +149,7 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
                                                          : "a benchmark row",
         "; only rank 0 reports those (ranks > 0 send step metrics only)"));
   }
+  NoteProgress(r);
   const bool first = job.state == JobState::kStarting;
   if (first && r.rank == 0 && r.kind != WorkerReportInput::Kind::kCheckpoint) {
     RETURN_IF_ERROR(Transition(r.job_id, JobState::kRunning, "Running",
@@ -265,7 +266,8 @@ void JobManager::OnLog(const LogLine& line) {
   (void)Append(line.job_id, "log", SafeDump(l));
 }
 
-void JobManager::OnExit(const LaunchOutcome& outcome) {
+void JobManager::OnExit(const LaunchOutcome& reported) {
+  const LaunchOutcome outcome = TakeStall(reported);  // a stopped stall is a failure
   if (shutting_down()) return;  // states stay; the next Start() requeues the job
   {
     absl::MutexLock lock(&schedule_mu_);

@@ -9,6 +9,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "server/domain/path_confinement.h"
 #include "worker/train/job.h"
 
 namespace foak {
@@ -35,6 +36,10 @@ absl::StatusOr<int64_t> IntField(const Json& value, const std::string& path, int
   if (expected.empty()) expected = absl::StrCat("an integer from ", lo, " to ", hi);
   int64_t v = 0;
   if (value.is_number_integer()) {
+    // An unsigned value above INT64_MAX would wrap to a negative one in range.
+    if (value.is_number_unsigned() && value.get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)) {
+      return BadValue(path, value, expected);
+    }
     v = value.get<int64_t>();
   } else if (value.is_string()) {
     try {
@@ -82,6 +87,82 @@ absl::Status CheckAbsoluteFile(const std::string& path, const std::string& field
   return absl::OkStatus();
 }
 
+// A confined path may still not point into foakd's own folders (its
+// database, token key, job files, uploads), even when a root holds them.
+absl::Status OutsideOwnDirs(const std::string& field, const std::string& given,
+                            const std::string& real, const JobSpecPolicy& policy) {
+  for (const std::string& own : policy.own_dirs) {
+    if (PathWithin(real, own)) {
+      return FieldError(field, absl::StrCat(
+          "= '", given, "' resolves to '", real, "', inside foakd's own folder '", own,
+          "' (its database, job files and uploads), which a spec may not name; upload a dataset "
+          "(foakctl upload) and give its file id, or leave output_dir empty for foakd's own "
+          "output folder"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// With `roots` set, the absolute path `*value` at `field` must resolve inside
+// one of them and outside foakd's own folders, and the worker gets the
+// resolved path (no symlink left to swap); `resolved` receives it. Without
+// roots nothing changes.
+absl::Status ConfineSpecPath(Json* value, const std::string& field, bool may_not_exist,
+                             const std::vector<std::string>& roots, const std::string& roots_flag,
+                             const JobSpecPolicy& policy, std::string* resolved = nullptr) {
+  if (roots.empty()) return absl::OkStatus();
+  const std::string given = value->get<std::string>();
+  absl::StatusOr<std::string> real = ConfinePath(given, may_not_exist, roots, roots_flag);
+  if (!real.ok()) return FieldError(field, absl::StrCat("= '", given, "' ", real.status().message()));
+  RETURN_IF_ERROR(OutsideOwnDirs(field, given, *real, policy));
+  *value = *real;
+  if (resolved != nullptr) *resolved = *real;
+  return absl::OkStatus();
+}
+
+// resume_from_checkpoint as a path (not true/false/"latest"): with
+// output_roots set it must be absolute and inside them or foakd's jobs folder
+// (a checkpoint of an earlier job).
+absl::Status ConfineResumePath(Json& root, const JobSpecContext& context) {
+  auto it = root.find("resume_from_checkpoint");
+  if (context.policy.output_roots.empty() || it == root.end() || !it->is_string()) {
+    return absl::OkStatus();
+  }
+  const std::string value = it->get<std::string>();
+  if (value.empty() || value == "latest" || value == "true" || value == "false" || value == "none") {
+    return absl::OkStatus();
+  }
+  if (value[0] != '/') {
+    return FieldError("resume_from_checkpoint", absl::StrCat(
+        "= '", value, "' is not an absolute path; give the absolute path of a checkpoint-<step> "
+        "folder, or \"latest\""));
+  }
+  std::vector<std::string> roots = context.policy.output_roots;
+  std::string jobs;
+  if (!context.jobs_dir.empty() && !context.policy.tenants) {
+    absl::StatusOr<std::string> real = ResolvePath(context.jobs_dir, /*may_not_exist=*/false);
+    if (real.ok()) roots.push_back(jobs = *real);
+  }
+  absl::StatusOr<std::string> real =
+      ConfinePath(value, /*may_not_exist=*/true, roots, "--output_roots, and foakd's jobs folder");
+  if (!real.ok()) {
+    return FieldError("resume_from_checkpoint", absl::StrCat("= '", value, "' ", real.status().message()));
+  }
+  // foakd's jobs folder is its own, but its checkpoints may be resumed.
+  if (jobs.empty() || !PathWithin(*real, jobs)) {
+    RETURN_IF_ERROR(OutsideOwnDirs("resume_from_checkpoint", value, *real, context.policy));
+  }
+  // The worker reads the checkpoint's files as it reads a model's.
+  if (PathExists(*real)) {
+    absl::Status entries = ConfineFolderEntries(*real, roots, "--output_roots, and foakd's jobs folder");
+    if (!entries.ok()) {
+      return FieldError("resume_from_checkpoint", absl::StrCat("= '", value, "' ", entries.message()));
+    }
+  }
+  *it = *real;
+  return absl::OkStatus();
+}
+
 // Replaces an uploaded file's id by its path (or checks a path) at `key` of
 // the dataset object.
 absl::Status ResolveDatasetFile(Json& dataset, const std::string& key, bool required,
@@ -105,7 +186,9 @@ absl::Status ResolveDatasetFile(Json& dataset, const std::string& key, bool requ
     *it = *resolved;
     return absl::OkStatus();
   }
-  return CheckAbsoluteFile(value, path, /*folder=*/false);
+  RETURN_IF_ERROR(CheckAbsoluteFile(value, path, /*folder=*/false));
+  return ConfineSpecPath(&*it, path, /*may_not_exist=*/false, context.policy.data_roots,
+                         "--data_roots", context.policy);
 }
 
 // Checks the coordinator's fields, removing them from `root`.
@@ -302,6 +385,15 @@ absl::Status TakeCoordinatorFields(Json& root, const JobSpecContext& context,
     }
     root.erase(it);
   }
+  if (auto it = root.find("stall_timeout_s"); it != root.end()) {
+    if (!it->is_null()) {
+      ASSIGN_OR_RETURN(out->stall_timeout_s,
+                       IntField(*it, "stall_timeout_s", -1, kMaxStallTimeoutS,
+                                absl::StrCat("seconds from 1 to ", kMaxStallTimeoutS,
+                                             ", 0 (foakd's --stall_timeout_s) or -1 (never)")));
+    }
+    root.erase(it);
+  }
   if (auto it = root.find("labels"); it != root.end()) {
     if (!it->is_null()) {
       if (!it->is_object()) return BadValue("labels", *it, "an object of string values");
@@ -353,6 +445,17 @@ absl::StatusOr<Json> WorkerView(const std::string& spec_json, const JobSpecConte
                                "the coordinator's host");
   }
   RETURN_IF_ERROR(CheckAbsoluteFile(model->get<std::string>(), "model", /*folder=*/true));
+  const std::string given_model = model->get<std::string>();
+  std::string real_model;
+  RETURN_IF_ERROR(ConfineSpecPath(&*model, "model", /*may_not_exist=*/false,
+                                  context.policy.model_roots, "--model_roots", context.policy,
+                                  &real_model));
+  if (!real_model.empty()) {
+    absl::Status entries = ConfineFolderEntries(real_model, context.policy.model_roots, "--model_roots");
+    if (!entries.ok()) {
+      return FieldError("model", absl::StrCat("= '", given_model, "' ", entries.message()));
+    }
+  }
   // A benchmark job trains on random tokens: no dataset to resolve. One that
   // names a dataset anyway goes to the worker's parser as it is, which refuses
   // it saying why (so does an ill-formed bench object).
@@ -375,8 +478,18 @@ absl::StatusOr<Json> WorkerView(const std::string& spec_json, const JobSpecConte
                                                    "folder on the coordinator's host, or leave it "
                                                    "empty for foakd's own"));
     }
-    if (prepared != nullptr) prepared->output_dir = dir;
+    std::string real;
+    if (!dir.empty()) {
+      RETURN_IF_ERROR(ConfineSpecPath(&*it, "output_dir", /*may_not_exist=*/true,
+                                      context.policy.output_roots, "--output_roots", context.policy,
+                                      &real));
+    }
+    if (prepared != nullptr) {
+      prepared->output_dir = dir;
+      prepared->resolved_output_dir = real;
+    }
   }
+  RETURN_IF_ERROR(ConfineResumePath(root, context));
   return root;
 }
 
@@ -399,8 +512,10 @@ absl::StatusOr<PreparedJobSpec> PrepareJobSpec(const std::string& spec_json,
   ASSIGN_OR_RETURN(Json worker, WorkerView(spec_json, context, &prepared));
   if (prepared.output_dir.empty()) worker["output_dir"] = kPlaceholderOutputDir;
   worker["device"] = prepared.gpus > 0 ? "cuda" : "cpu";
-  // Everything the worker reads, checked by the worker's own parser.
-  RETURN_IF_ERROR(ParseJobConfig(worker.dump(), kSource).status());
+  // Everything the worker reads, checked by the worker's own parser, then
+  // against the operator's size limits.
+  ASSIGN_OR_RETURN(JobConfig job, ParseJobConfig(worker.dump(), kSource));
+  RETURN_IF_ERROR(CheckJobSize(job, prepared.gpus, prepared.nodes, context.policy));
   ASSIGN_OR_RETURN(Json stored, ParseObject(spec_json));
   prepared.spec_json = stored.dump();
   return prepared;
@@ -419,10 +534,15 @@ absl::StatusOr<std::string> WorkerJobJson(const std::string& spec_json,
                                           const JobSpecContext& context) {
   PreparedJobSpec prepared;
   ASSIGN_OR_RETURN(Json worker, WorkerView(spec_json, context, &prepared));
-  worker["output_dir"] = settings.output_dir;
+  // The user's output_dir as checked against output_roots just now.
+  const std::string output_dir =
+      !prepared.resolved_output_dir.empty() && settings.output_dir == prepared.output_dir
+          ? prepared.resolved_output_dir
+          : settings.output_dir;
+  worker["output_dir"] = output_dir;
   worker["device"] = settings.device;
   bool has_checkpoint = false;
-  if (absl::StatusOr<std::vector<std::string>> entries = ListDir(settings.output_dir); entries.ok()) {
+  if (absl::StatusOr<std::vector<std::string>> entries = ListDir(output_dir); entries.ok()) {
     for (const std::string& e : *entries) has_checkpoint |= e.rfind("checkpoint-", 0) == 0;
   }
   // A first launch honours the user's choice, by default "latest" (a fresh

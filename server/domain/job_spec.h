@@ -19,10 +19,16 @@
 //   - a benchmark job (a `bench` object) has no dataset, and its `model`
 //     folder needs only config.json (the weights are random); the worker's
 //     parser refuses one that names a dataset.
+//   - the operator's policy (job_spec_policy.h): with roots configured, the
+//     model, dataset, output_dir and resume_from_checkpoint paths must
+//     resolve inside them (path_confinement.h), and the job's GPUs, nodes,
+//     sequence length and steps must be within the limits.
 // The stored spec keeps the user's values (file ids stay ids); WorkerJobJson
 // makes the worker's file for one launch: ids replaced by paths, output_dir
 // filled in, device set, and resume_from_checkpoint "latest" on restarts so a
-// relaunched worker continues from the newest complete checkpoint.
+// relaunched worker continues from the newest complete checkpoint. A launch
+// checks the paths again (the folders may have changed since the job was
+// queued), and where roots confine a path the worker gets its resolved form.
 #ifndef FOAK_SERVER_DOMAIN_JOB_SPEC_H_
 #define FOAK_SERVER_DOMAIN_JOB_SPEC_H_
 
@@ -33,6 +39,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/domain/job_spec_policy.h"
 #include "server/launch/launcher.h"
 
 namespace foak {
@@ -43,6 +50,7 @@ inline constexpr int64_t kMaxRestartsLimit = 100; // max_restarts in [0, 100]
 inline constexpr size_t kMaxLabels = 32;
 inline constexpr int64_t kMaxProcesses = 64;      // resources.processes in [1, 64]
 inline constexpr int64_t kMaxNodes = 1024;        // resources.nodes in [1, 1024]
+inline constexpr int64_t kMaxStallTimeoutS = 7 * 24 * 3600;  // stall_timeout_s: a week
 
 struct JobSpecContext {
   int64_t total_gpus = 0;  // GPUs this foakd schedules (its own host's)
@@ -52,6 +60,11 @@ struct JobSpecContext {
   bool cluster = false;
   // The path of an uploaded file ("file-..."), or NOT_FOUND.
   std::function<absl::StatusOr<std::string>(const std::string& file_id)> resolve_file;
+  // Path roots (resolved) and size limits; the default allows everything.
+  JobSpecPolicy policy;
+  // foakd's jobs folder (<shared_dir>/jobs): with output_roots set,
+  // resume_from_checkpoint may still name a checkpoint of an earlier job here.
+  std::string jobs_dir;
 };
 
 struct PreparedJobSpec {
@@ -66,8 +79,12 @@ struct PreparedJobSpec {
   std::string queue;  // Kueue LocalQueue
   int64_t priority = 0;
   int64_t max_restarts = 0;
+  // Seconds without a worker report before foakd stops the attempt
+  // (JobManager): 0 = foakd's default, -1 = never.
+  int64_t stall_timeout_s = 0;
   std::map<std::string, std::string> labels;
   std::string output_dir;             // as given (absolute), or empty: foakd picks one
+  std::string resolved_output_dir;    // output_dir's real path where output_roots confine it
   std::vector<std::string> file_ids;  // uploaded files the spec names
 };
 

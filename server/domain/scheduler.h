@@ -72,6 +72,14 @@ class Scheduler {
 
   bool Holds(const std::string& job_id) const { return held_.count(job_id) > 0; }
 
+  // False when no job could start now whatever the queue holds: every GPU is
+  // held and every CPU slot taken (always true in cluster mode). The
+  // JobManager then skips reading the queue, so a backlog of thousands costs
+  // a new job nothing while the host is full (issue 9's load bench).
+  bool HasRoom() const {
+    return options_.cluster || !free_.empty() || cpu_running_ < options_.cpu_slots;
+  }
+
  private:
   SchedulerOptions options_;
   std::vector<int> free_;  // sorted

@@ -148,7 +148,7 @@ bool KubePodFailed(const KubePodView& pod) {
 std::optional<size_t> KubeDecidingFailure(const KubeGangView& gang) {
   std::optional<size_t> best;
   auto rank = [](const KubePodView& p) {
-    const int kind = Killed(p) ? 0 : p.exit_code == 2 ? 1 : 2;
+    const int kind = Killed(p) ? 0 : (p.exit_code == 2 || p.exit_code == 3) ? 1 : 2;
     const bool consequence = p.deleting && p.disruption_reason.empty();
     // An empty finishedAt (a pod failed without running) sorts last.
     return std::make_tuple(consequence ? 1 : 0, kind, p.finished_at.empty() ? 1 : 0, p.finished_at,
@@ -278,6 +278,10 @@ LaunchOutcome KubeFailureOutcome(const KubeGangShape& shape, const KubePodView& 
     outcome.reason = kReasonInvalidJob;
     outcome.retryable = false;
     what = "exited with code 2 (usage error or invalid job file)";
+  } else if (pod.exit_code == 3) {
+    outcome.reason = kReasonNonFinite;
+    outcome.retryable = false;
+    what = "exited with code 3 (a NaN or infinite loss or gradient; not retried)";
   } else {
     outcome.reason =
         shape.nodes * shape.ranks_per_node > 1 ? kReasonGangMemberFailed : kReasonWorkerError;

@@ -89,6 +89,9 @@ inline constexpr char kReasonCompleted[] = "Completed";
 inline constexpr char kReasonCancelled[] = "Cancelled";
 inline constexpr char kReasonWorkerError[] = "WorkerError";  // exit code != 0, 2
 inline constexpr char kReasonInvalidJob[] = "InvalidJob";    // exit code 2: usage / bad job file
+// Exit code 3: a step's loss or gradient was NaN or infinite (the worker's
+// on_nonfinite = "fail"); not retried, it would recur from the checkpoint.
+inline constexpr char kReasonNonFinite[] = "NonFinite";
 inline constexpr char kReasonKilled[] = "Killed";  // a signal the launcher did not send
 inline constexpr char kReasonGangMemberFailed[] = "GangMemberFailed";
 inline constexpr char kReasonLaunchFailed[] = "LaunchFailed";
@@ -101,8 +104,8 @@ struct LaunchOutcome {
   // For people: which rank, exit code or signal, the last lines of its log
   // (at most about 2 KB).
   std::string message;
-  // WorkerError / Killed / GangMemberFailed: yes; InvalidJob / Cancelled /
-  // Completed: no.
+  // WorkerError / Killed / GangMemberFailed: yes; InvalidJob / NonFinite /
+  // Cancelled / Completed: no.
   bool retryable = false;
   std::vector<RankExit> ranks;
 };

@@ -458,6 +458,10 @@ LaunchOutcome LocalLauncher::BuildOutcome(const Job& job) const {
     outcome.reason = kReasonInvalidJob;
     outcome.retryable = false;
     what = "exited with code 2 (usage error or invalid job file)";
+  } else if (failed.exit.exit_code == 3) {
+    outcome.reason = kReasonNonFinite;
+    outcome.retryable = false;
+    what = "exited with code 3 (a NaN or infinite loss or gradient; not retried)";
   } else {
     outcome.reason = job.ranks.size() > 1 ? kReasonGangMemberFailed : kReasonWorkerError;
     outcome.retryable = true;

@@ -178,7 +178,18 @@ void ServerMetrics::PruneFinishedJobs() {
   }
 }
 
+void ServerMetrics::SetJobsByStateSource(JobsByStateSource source) {
+  absl::MutexLock lock(&source_mu_);
+  jobs_by_state_source_ = std::move(source);
+}
+
 std::string ServerMetrics::Render() {
+  {
+    absl::MutexLock lock(&source_mu_);
+    if (jobs_by_state_source_) {
+      if (auto counts = jobs_by_state_source_(); counts.has_value()) SetJobsByState(*counts);
+    }
+  }
   {
     absl::MutexLock lock(&mu_);
     PruneFinishedJobs();

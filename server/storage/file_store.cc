@@ -21,6 +21,10 @@ namespace {
 
 using Json = nlohmann::json;
 
+absl::Status NotFound(const std::string& id) {
+  return absl::NotFoundError(absl::StrCat("no uploaded file '", id, "'"));
+}
+
 bool FilenameOk(const std::string& name) {
   if (name.empty() || name.size() > 255 || name == "." || name == "..") return false;
   return std::none_of(name.begin(), name.end(),
@@ -91,6 +95,7 @@ class FileUpload : public FileStore::Upload {
     Json meta = {{"id", file_.id},           {"filename", file_.filename},
                  {"size_bytes", file_.size_bytes}, {"sha256", file_.sha256},
                  {"purpose", file_.purpose}, {"create_time_ms", file_.create_time_ms}};
+    if (!file_.tenant.empty()) meta["tenant"] = file_.tenant;
     absl::Status written = WriteFileAtomically(meta_path_, meta.dump());
     if (!written.ok()) {
       unlink(data_path_.c_str());
@@ -121,6 +126,7 @@ absl::StatusOr<StoredFile> ReadMeta(const std::string& path) {
     f.sha256 = j.at("sha256").get<std::string>();
     f.purpose = j.at("purpose").get<std::string>();
     f.create_time_ms = j.at("create_time_ms").get<int64_t>();
+    f.tenant = j.value("tenant", std::string());  // absent before tenants existed
     return f;
   } catch (const Json::exception& e) {
     return absl::DataLossError(absl::StrCat("file metadata ", path, " is corrupt: ", e.what()));
@@ -163,13 +169,13 @@ absl::Status FileStore::CheckId(const std::string& id) const {
     return absl::InvalidArgumentError(
         absl::StrCat("id = '", id, "' is not a file id; expected \"file-\" and 16 hex digits"));
   }
-  if (!PathExists(MetaPath(id))) return absl::NotFoundError(absl::StrCat("no uploaded file '", id, "'"));
+  if (!PathExists(MetaPath(id))) return NotFound(id);
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<FileStore::Upload>> FileStore::BeginUpload(
     const std::string& filename, const std::string& purpose, int64_t expected_size,
-    const std::string& expected_sha256) {
+    const std::string& expected_sha256, const std::string& tenant) {
   if (!FilenameOk(filename)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "metadata.filename = '", filename, "'; expected a file name without folders, 1 to 255 characters"));
@@ -198,6 +204,7 @@ absl::StatusOr<std::unique_ptr<FileStore::Upload>> FileStore::BeginUpload(
   f.size_bytes = expected_size;
   f.purpose = p;
   f.create_time_ms = options_.now_ms();
+  f.tenant = tenant;
   const std::string temp = JoinPath(options_.root, f.id + ".tmp");
   const int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus("creating upload", temp, errno);
@@ -205,24 +212,30 @@ absl::StatusOr<std::unique_ptr<FileStore::Upload>> FileStore::BeginUpload(
                                                 options_.max_file_bytes, expected_sha256));
 }
 
-absl::StatusOr<StoredFile> FileStore::Get(const std::string& id) {
+absl::StatusOr<StoredFile> FileStore::Get(const std::string& id, const std::string& tenant) {
   RETURN_IF_ERROR(CheckId(id));
-  return ReadMeta(MetaPath(id));
+  ASSIGN_OR_RETURN(StoredFile f, ReadMeta(MetaPath(id)));
+  if (!tenant.empty() && f.tenant != tenant) return NotFound(id);
+  return f;
 }
 
-absl::StatusOr<std::string> FileStore::PathOf(const std::string& id) {
-  RETURN_IF_ERROR(CheckId(id));
+absl::StatusOr<std::string> FileStore::PathOf(const std::string& id, const std::string& tenant) {
+  if (!tenant.empty()) {
+    RETURN_IF_ERROR(Get(id, tenant).status());
+  } else {
+    RETURN_IF_ERROR(CheckId(id));
+  }
   return DataPath(id);
 }
 
-absl::StatusOr<std::vector<StoredFile>> FileStore::List() {
+absl::StatusOr<std::vector<StoredFile>> FileStore::List(const std::string& tenant) {
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(std::vector<std::string> entries, ListDir(options_.root));
   std::vector<StoredFile> files;
   for (const std::string& e : entries) {
     if (e.size() <= 5 || e.compare(e.size() - 5, 5, ".json") != 0) continue;
     absl::StatusOr<StoredFile> f = ReadMeta(JoinPath(options_.root, e));
-    if (f.ok()) files.push_back(*std::move(f));
+    if (f.ok() && (tenant.empty() || f->tenant == tenant)) files.push_back(*std::move(f));
   }
   std::sort(files.begin(), files.end(), [](const StoredFile& a, const StoredFile& b) {
     if (a.create_time_ms != b.create_time_ms) return a.create_time_ms > b.create_time_ms;

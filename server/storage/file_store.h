@@ -30,6 +30,8 @@ struct StoredFile {
   std::string sha256;  // lowercase hex
   std::string purpose;
   int64_t create_time_ms = 0;
+  // Who uploaded it (foakd --auth_tokens_file); empty without tokens.
+  std::string tenant;
 };
 
 struct FileStoreOptions {
@@ -52,16 +54,21 @@ class FileStore {
 
   static absl::StatusOr<std::unique_ptr<FileStore>> Open(FileStoreOptions options);
 
-  // `expected_sha256` may be empty (then only the size is checked).
+  // `expected_sha256` may be empty (then only the size is checked). The file
+  // belongs to `tenant` (empty: to nobody in particular).
+  //
+  // `tenant` below: empty sees every file; otherwise a file of another
+  // tenant is NOT_FOUND, word for word as a missing one, so ids say nothing.
   absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const std::string& filename,
                                                       const std::string& purpose,
                                                       int64_t expected_size,
-                                                      const std::string& expected_sha256);
-  absl::StatusOr<StoredFile> Get(const std::string& id);
+                                                      const std::string& expected_sha256,
+                                                      const std::string& tenant = "");
+  absl::StatusOr<StoredFile> Get(const std::string& id, const std::string& tenant = "");
   // The bytes' path, for a job that names the file.
-  absl::StatusOr<std::string> PathOf(const std::string& id);
+  absl::StatusOr<std::string> PathOf(const std::string& id, const std::string& tenant = "");
   // Newest first.
-  absl::StatusOr<std::vector<StoredFile>> List();
+  absl::StatusOr<std::vector<StoredFile>> List(const std::string& tenant = "");
   absl::Status Delete(const std::string& id);
 
   int64_t max_file_bytes() const { return options_.max_file_bytes; }

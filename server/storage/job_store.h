@@ -33,6 +33,9 @@ struct JobRecord {
   int64_t max_restarts = 0;
   int64_t create_time_ms = 0;
   int64_t update_time_ms = 0;
+  // Who submitted it: the tenant its API token is bound to (foakd
+  // --auth_tokens_file), or empty when foakd ran without tokens.
+  std::string tenant;
 };
 
 struct JobEvent {
@@ -54,6 +57,8 @@ struct ListJobsQuery {
   int64_t page_size = 50;  // 1..1000
   std::string page_token;  // from the previous page, or empty for the first
   std::optional<JobState> state;
+  // Only this tenant's jobs; empty = every job (foakd without tokens).
+  std::string tenant;
 };
 
 struct ListJobsPage {
@@ -66,8 +71,9 @@ class JobStore {
   virtual ~JobStore() = default;
 
   // Stores a new QUEUED job (id, times and state are set here) with its first
-  // "state" event. When job.request_id is already known: the stored job if
-  // spec_json is the same (a retried create), ALREADY_EXISTS if it differs.
+  // "state" event. When job.request_id is already known for job.tenant (each
+  // tenant has its own request ids): the stored job if spec_json is the same
+  // (a retried create), ALREADY_EXISTS if it differs.
   virtual absl::StatusOr<JobRecord> CreateJob(const JobRecord& job) = 0;
   // NOT_FOUND naming the id when there is no such job.
   virtual absl::StatusOr<JobRecord> GetJob(const std::string& id) = 0;

@@ -17,7 +17,10 @@
 namespace foak {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+// 1: the first schema. 2: jobs.tenant (who submitted the job), and request
+// ids unique per tenant instead of globally. Migrate() brings an older
+// database up to date in place; a newer one is refused.
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS jobs (
@@ -34,10 +37,13 @@ CREATE TABLE IF NOT EXISTS jobs (
   max_restarts INTEGER NOT NULL DEFAULT 0,
   create_time_ms INTEGER NOT NULL,
   update_time_ms INTEGER NOT NULL,
-  last_event_seq INTEGER NOT NULL DEFAULT 0
+  last_event_seq INTEGER NOT NULL DEFAULT 0,
+  tenant TEXT NOT NULL DEFAULT ''
 );
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_request_id ON jobs(request_id) WHERE request_id IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_tenant_request_id ON jobs(tenant, request_id)
+  WHERE request_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
+CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant, seq_no);
 CREATE TABLE IF NOT EXISTS events (
   job_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
   seq INTEGER NOT NULL,
@@ -57,7 +63,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 
 constexpr const char* kJobColumns =
     "seq_no, id, IFNULL(request_id, ''), spec_json, state, reason, message, priority, gpus, "
-    "restarts, max_restarts, create_time_ms, update_time_ms";
+    "restarts, max_restarts, create_time_ms, update_time_ms, tenant";
 
 // A prepared statement, finalised when it goes out of scope.
 class Statement {
@@ -108,6 +114,7 @@ JobRecord ReadJob(const Statement& s, int64_t* seq_no) {
   j.max_restarts = s.Int(10);
   j.create_time_ms = s.Int(11);
   j.update_time_ms = s.Int(12);
+  j.tenant = s.Text(13);
   return j;
 }
 
@@ -148,16 +155,42 @@ class SqliteJobStore : public JobStore {
       RETURN_IF_ERROR(Exec("PRAGMA synchronous = NORMAL"));
     }
     sqlite3_busy_timeout(db_, options_.busy_timeout_ms);
-    Statement v(db_, "PRAGMA user_version");
-    RETURN_IF_ERROR(v.status("the schema version"));
-    const int64_t version = v.Step() == SQLITE_ROW ? v.Int(0) : 0;
+    int64_t version = 0;
+    {  // finalized before any schema change (an open statement locks the schema)
+      Statement v(db_, "PRAGMA user_version");
+      RETURN_IF_ERROR(v.status("the schema version"));
+      if (v.Step() == SQLITE_ROW) version = v.Int(0);
+    }
     if (version > kSchemaVersion) {
       return absl::FailedPreconditionError(absl::StrCat(
           "job store ", options_.path, " has schema version ", version, "; this foakd knows up to ",
           kSchemaVersion, ": use a newer foakd or another --db file"));
     }
-    RETURN_IF_ERROR(Exec(kSchema));
-    return Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
+    RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    absl::Status migrated = Migrate();
+    if (migrated.ok()) migrated = Exec(kSchema);
+    if (migrated.ok()) migrated = Exec(absl::StrCat("PRAGMA user_version = ", kSchemaVersion));
+    RETURN_IF_ERROR(Exec(migrated.ok() ? "COMMIT" : "ROLLBACK"));
+    return migrated;
+  }
+
+  // A jobs table of schema 1 (or an unversioned one) lacks the tenant
+  // column: add it (its jobs get tenant '', foakd without tokens) and replace
+  // the global request-id index with the per-tenant one kSchema creates.
+  absl::Status Migrate() {
+    bool has_table = false;
+    bool has_tenant = false;
+    {  // finalized before the schema changes (an open statement locks the table)
+      Statement columns(db_, "SELECT name FROM pragma_table_info('jobs')");
+      RETURN_IF_ERROR(columns.status("the jobs table's columns"));
+      while (columns.Step() == SQLITE_ROW) {
+        has_table = true;
+        if (columns.Text(0) == "tenant") has_tenant = true;
+      }
+    }
+    if (!has_table || has_tenant) return absl::OkStatus();
+    RETURN_IF_ERROR(Exec("ALTER TABLE jobs ADD COLUMN tenant TEXT NOT NULL DEFAULT ''"));
+    return Exec("DROP INDEX IF EXISTS jobs_request_id");
   }
 
   absl::StatusOr<JobRecord> CreateJob(const JobRecord& in) override {
@@ -190,12 +223,14 @@ class SqliteJobStore : public JobStore {
     absl::MutexLock lock(&mu_);
     const std::string sql = absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE seq_no < ?1",
                                          q.state ? " AND state = ?3" : "",
+                                         q.tenant.empty() ? "" : " AND tenant = ?4",
                                          " ORDER BY seq_no DESC LIMIT ?2");
     Statement s(db_, sql.c_str());
     RETURN_IF_ERROR(s.status("ListJobs"));
     s.Bind(1, before);
     s.Bind(2, q.page_size + 1);
     if (q.state) s.Bind(3, std::string(JobStateName(*q.state)));
+    if (!q.tenant.empty()) s.Bind(4, q.tenant);
     ListJobsPage page;
     int64_t last = 0;
     int rc;
@@ -388,9 +423,12 @@ class SqliteJobStore : public JobStore {
 
   absl::StatusOr<JobRecord> CreateLocked(const JobRecord& in) {
     if (!in.request_id.empty()) {
-      Statement s(db_, absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE request_id = ?1").c_str());
+      Statement s(db_, absl::StrCat("SELECT ", kJobColumns,
+                                    " FROM jobs WHERE request_id = ?1 AND tenant = ?2")
+                           .c_str());
       RETURN_IF_ERROR(s.status("CreateJob"));
       s.Bind(1, in.request_id);
+      s.Bind(2, in.tenant);
       if (s.Step() == SQLITE_ROW) {
         JobRecord existing = ReadJob(s, nullptr);
         if (existing.spec_json == in.spec_json) return existing;
@@ -407,8 +445,8 @@ class SqliteJobStore : public JobStore {
     if (j.reason.empty()) j.reason = "Created";
     Statement s(db_,
                 "INSERT INTO jobs (id, request_id, spec_json, state, reason, message, priority, gpus, "
-                "restarts, max_restarts, create_time_ms, update_time_ms) "
-                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?10)");
+                "restarts, max_restarts, create_time_ms, update_time_ms, tenant) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?10, ?11)");
     RETURN_IF_ERROR(s.status("CreateJob"));
     s.Bind(1, j.id);
     if (j.request_id.empty()) {
@@ -424,6 +462,7 @@ class SqliteJobStore : public JobStore {
     s.Bind(8, j.gpus);
     s.Bind(9, j.max_restarts);
     s.Bind(10, j.create_time_ms);
+    s.Bind(11, j.tenant);
     if (s.Step() != SQLITE_DONE) return Error("creating a job");
     RETURN_IF_ERROR(AppendLocked(j.id, "state", StatePayload(j)).status());
     return j;

@@ -23,6 +23,7 @@
 #include "server/metrics/server_metrics.h"
 #include "server/storage/sqlite_job_store.h"
 #include "server/transport/job_service.h"
+#include "server/transport/tls_options.h"
 #include "server/transport/request_metrics.h"
 
 namespace foak {
@@ -52,6 +53,7 @@ struct Foakd::Parts {
   std::unique_ptr<JobStore> store;
   std::unique_ptr<FileStore> files;
   std::unique_ptr<WorkerTokens> tokens;
+  std::unique_ptr<ApiTokens> api_tokens;  // null: no --auth_tokens_file
   std::unique_ptr<ServerMetrics> metrics;
   std::unique_ptr<MetricsHttpServer> http;
   std::unique_ptr<JobManager> manager;
@@ -114,8 +116,23 @@ absl::StatusOr<std::unique_ptr<Foakd>> Foakd::Start(FoakdOptions options) {
   }
 #endif
   options.worker_path = AbsolutePath(options.worker_path);
+  // Security settings first: a typo in a certificate path should stop foakd
+  // before it touches the database or its workers.
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                   MakeServerCredentials(options.tls));
+  ASSIGN_OR_RETURN(auto worker_tls_env, WorkerTlsEnv(options.tls));
+  if (!options.auth_tokens_file.empty()) {
+    absl::StatusOr<std::unique_ptr<ApiTokens>> api_tokens = ApiTokens::Load(options.auth_tokens_file);
+    if (!api_tokens.ok()) {
+      return absl::Status(api_tokens.status().code(),
+                          absl::StrCat("--auth_tokens_file: ", api_tokens.status().message()));
+    }
+    parts->api_tokens = *std::move(api_tokens);
+  }
   RETURN_IF_ERROR(MakeDirs(options.data_dir));
   RETURN_IF_ERROR(MakeDirs(options.shared_dir));
+  options.spec_policy.own_dirs = {options.data_dir, options.shared_dir};
+  ASSIGN_OR_RETURN(options.spec_policy, ResolveJobSpecPolicy(std::move(options.spec_policy)));
   parts->options = options;
 
   SqliteJobStoreOptions store_options;
@@ -144,6 +161,9 @@ absl::StatusOr<std::unique_ptr<Foakd>> Foakd::Start(FoakdOptions options) {
   JobManagerOptions manager_options;
   manager_options.data_dir = options.shared_dir;
   manager_options.worker_path = options.worker_path;
+  manager_options.stall_timeout_ms = options.stall_timeout_ms;
+  manager_options.worker_env = worker_tls_env;
+  manager_options.spec_policy = options.spec_policy;
   SchedulerOptions scheduler_options;
   scheduler_options.gpu_ids = options.gpu_ids;
   scheduler_options.cpu_slots = options.cpu_slots;
@@ -173,14 +193,13 @@ absl::StatusOr<std::unique_ptr<Foakd>> Foakd::Start(FoakdOptions options) {
                                       parts->tokens.get(), parts->metrics.get(), scheduler_options,
                                       factory));
 
-  parts->job_service = std::make_unique<JobServiceImpl>(parts->manager.get());
+  parts->job_service = std::make_unique<JobServiceImpl>(parts->manager.get(), parts->api_tokens.get());
   parts->worker_service = std::make_unique<WorkerServiceImpl>(parts->manager.get());
-  parts->file_service = std::make_unique<FileServiceImpl>(parts->manager.get());
+  parts->file_service = std::make_unique<FileServiceImpl>(parts->manager.get(), parts->api_tokens.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(),
-                           &parts->grpc_port);
+  builder.AddListeningPort(options.listen_address, credentials, &parts->grpc_port);
   builder.RegisterService(parts->job_service.get());
   builder.RegisterService(parts->worker_service.get());
   builder.RegisterService(parts->file_service.get());
@@ -212,6 +231,13 @@ Foakd::~Foakd() { Shutdown(); }
 int Foakd::grpc_port() const { return parts_->grpc_port; }
 int Foakd::metrics_port() const { return parts_->http != nullptr ? parts_->http->port() : 0; }
 const FoakdOptions& Foakd::options() const { return parts_->options; }
+
+absl::StatusOr<size_t> Foakd::ReloadAuthTokens() {
+  if (parts_->api_tokens == nullptr) {
+    return absl::FailedPreconditionError("foakd runs without --auth_tokens_file; nothing to reload");
+  }
+  return parts_->api_tokens->Reload();
+}
 
 void Foakd::Shutdown() {
   if (parts_->shut_down) return;

@@ -20,7 +20,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/domain/job_spec_policy.h"
 #include "server/launch/kube_options.h"
+#include "server/transport/tls_options.h"
 
 namespace foak {
 
@@ -47,9 +49,21 @@ struct FoakdOptions {
   std::vector<int> gpu_ids;                        // GPUs to schedule; empty = CPU jobs only
   int64_t cpu_slots = 1;                           // CPU jobs at once
   int64_t grace_period_ms = 10000;                 // SIGTERM -> SIGKILL
+  // A running attempt silent this long is stopped (JobManagerOptions); 0 = never.
+  int64_t stall_timeout_ms = 30 * 60 * 1000;
   int64_t max_upload_bytes = 1ll << 30;
   int64_t finished_job_retention_ms = 10 * 60 * 1000;  // metrics series of finished jobs
   int64_t shutdown_timeout_ms = 5000;              // in-flight RPCs at shutdown
+  // TLS on the gRPC port and for the workers' reports (tls_options.h); off
+  // by default.
+  FoakdTlsOptions tls;
+  // API tokens bound to tenants (server/domain/api_tokens.h); empty = no
+  // tokens, every caller sees every job.
+  std::string auth_tokens_file;
+  // Where a spec's paths may point and how big a job may be
+  // (server/domain/job_spec_policy.h); roots as given, resolved by Start.
+  // Default: anywhere, any size.
+  JobSpecPolicy spec_policy;
 };
 
 class Foakd {
@@ -63,6 +77,11 @@ class Foakd {
 
   // Graceful shutdown (see the file comment); idempotent.
   void Shutdown();
+
+  // Re-reads auth_tokens_file (foakd does on SIGHUP): the number of tokens
+  // now in force. FAILED_PRECONDITION without one; on a parse error the old
+  // tokens stay.
+  absl::StatusOr<size_t> ReloadAuthTokens();
 
   struct Parts;
 

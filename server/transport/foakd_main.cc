@@ -15,7 +15,9 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
+#include "server/domain/job_spec.h"
 #include "server/transport/foakd.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:7070", "gRPC address (HOST:PORT; port 0 = any free port)");
@@ -65,12 +67,53 @@ ABSL_FLAG(std::string, gpus, "auto",
           "GPUs to schedule: auto (this host's NVIDIA devices), none, or CUDA indices like 0,1");
 ABSL_FLAG(int64_t, cpu_slots, 1, "CPU jobs (resources.gpus = 0) that may run at once");
 ABSL_FLAG(double, grace_period_s, 10, "seconds between SIGTERM and SIGKILL when stopping a worker");
+ABSL_FLAG(double, stall_timeout_s, 1800,
+          "seconds a running job may go without a worker report (start, logged step, "
+          "evaluation, checkpoint) before its workers are stopped and it restarts or fails as "
+          "\"Stalled\"; a spec's stall_timeout_s overrides it; 0 = never");
 ABSL_FLAG(int64_t, max_upload_bytes, int64_t{1} << 30, "largest file FileService accepts");
 ABSL_FLAG(double, finished_job_retention_s, 600,
           "seconds a finished job's metrics series stay on /metrics");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate (chain) of foakd's gRPC port; with --tls_key turns TLS on (default: "
+          "plaintext, fine on loopback only)");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle; set = mutual TLS: every client (foakctl, workers) must present a "
+          "certificate it signed");
+ABSL_FLAG(std::string, worker_tls_ca, "",
+          "with TLS: the PEM CA workers verify foakd's certificate with (passed to them as "
+          "FOAK_COORDINATOR_TLS_CA; the path as the workers see it)");
+ABSL_FLAG(std::string, worker_tls_cert, "",
+          "with --tls_client_ca: the PEM client certificate workers present (FOAK_COORDINATOR_TLS_CERT)");
+ABSL_FLAG(std::string, worker_tls_key, "",
+          "with --tls_client_ca: the PEM key of --worker_tls_cert (FOAK_COORDINATOR_TLS_KEY)");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "API tokens, one 'TENANT sha256:HEX' (or 'TENANT TOKEN') a line; set = every JobService "
+          "and FileService call needs 'authorization: Bearer TOKEN' and a tenant sees only its own "
+          "jobs and files; re-read on SIGHUP");
 ABSL_FLAG(std::string, port_file, "",
           "once listening, write 'grpc=PORT' and 'metrics=PORT' lines here (for scripts and tests "
           "that listen on port 0)");
+ABSL_FLAG(std::string, model_roots, "",
+          "comma-separated folders a spec's model must lie in (symlinks and '..' resolved first); "
+          "empty = anywhere foakd can read");
+ABSL_FLAG(std::string, data_roots, "",
+          "comma-separated folders a spec's dataset files must lie in (uploaded file ids are always "
+          "allowed); empty = anywhere");
+ABSL_FLAG(std::string, output_roots, "",
+          "comma-separated folders a spec's output_dir and resume_from_checkpoint must lie in (an "
+          "empty output_dir, foakd's own jobs/<id>/output, is always allowed); empty = anywhere");
+ABSL_FLAG(int64_t, max_gpus_per_job, 0,
+          "most GPUs one job may ask for (resources.gpus x resources.nodes); 0 = no limit");
+ABSL_FLAG(int64_t, max_nodes_per_job, 0, "most resources.nodes one job may ask for; 0 = no limit");
+ABSL_FLAG(int64_t, max_seq_len, 0,
+          "largest hyperparameters.max_seq_len (and bench.seq_lens) a job may ask for; 0 = no limit");
+ABSL_FLAG(int64_t, max_steps, 0,
+          "most optimizer steps a job may run (hyperparameters.max_steps, then required; a "
+          "benchmark's planned steps); 0 = no limit");
+ABSL_FLAG(double, max_epochs, 0,
+          "largest hyperparameters.epochs of a job without max_steps; 0 = no limit");
 
 namespace {
 
@@ -133,6 +176,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop);
   sigaddset(&stop, SIGINT);
   sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGHUP);  // re-read --auth_tokens_file
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);  // before any thread starts
 
   foak::FoakdOptions options;
@@ -172,6 +216,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.gpu_ids = *gpus;
+  if (!(absl::GetFlag(FLAGS_stall_timeout_s) >= 0) ||
+      absl::GetFlag(FLAGS_stall_timeout_s) > static_cast<double>(foak::kMaxStallTimeoutS)) {
+    std::fprintf(stderr,
+                 "foakd: --stall_timeout_s = %g; expected seconds from 0 (never) to %lld (a week)\n",
+                 absl::GetFlag(FLAGS_stall_timeout_s),
+                 static_cast<long long>(foak::kMaxStallTimeoutS));
+    return 2;
+  }
+  options.stall_timeout_ms = static_cast<int64_t>(absl::GetFlag(FLAGS_stall_timeout_s) * 1000);
   if (absl::GetFlag(FLAGS_cpu_slots) < 1 || absl::GetFlag(FLAGS_grace_period_s) < 0 ||
       absl::GetFlag(FLAGS_max_upload_bytes) < 1 || absl::GetFlag(FLAGS_finished_job_retention_s) < 0) {
     std::fprintf(stderr,
@@ -187,6 +240,39 @@ int main(int argc, char** argv) {
   options.max_upload_bytes = absl::GetFlag(FLAGS_max_upload_bytes);
   options.finished_job_retention_ms =
       static_cast<int64_t>(absl::GetFlag(FLAGS_finished_job_retention_s) * 1000);
+  foak::JobSpecPolicy& policy = options.spec_policy;
+  auto folders = [](const std::string& list) -> std::vector<std::string> {
+    return absl::StrSplit(list, ',', absl::SkipEmpty());
+  };
+  policy.model_roots = folders(absl::GetFlag(FLAGS_model_roots));
+  policy.data_roots = folders(absl::GetFlag(FLAGS_data_roots));
+  policy.output_roots = folders(absl::GetFlag(FLAGS_output_roots));
+  policy.max_gpus_per_job = absl::GetFlag(FLAGS_max_gpus_per_job);
+  policy.max_nodes_per_job = absl::GetFlag(FLAGS_max_nodes_per_job);
+  policy.max_seq_len = absl::GetFlag(FLAGS_max_seq_len);
+  policy.max_steps = absl::GetFlag(FLAGS_max_steps);
+  policy.max_epochs = absl::GetFlag(FLAGS_max_epochs);
+
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca);
+  options.tls.worker_ca_file = absl::GetFlag(FLAGS_worker_tls_ca);
+  options.tls.worker_cert_file = absl::GetFlag(FLAGS_worker_tls_cert);
+  options.tls.worker_key_file = absl::GetFlag(FLAGS_worker_tls_key);
+  options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  if (!options.auth_tokens_file.empty() &&
+      (policy.model_roots.empty() || policy.data_roots.empty() || policy.output_roots.empty())) {
+    // Without roots a spec may name any file foakd can read: another
+    // tenant's uploads or outputs, or the key worker tokens are made with.
+    std::fprintf(stderr,
+                 "foakd: --auth_tokens_file makes foakd serve several tenants, so every path a "
+                 "spec names must be confined: set --model_roots, --data_roots and "
+                 "--output_roots too (got '%s', '%s', '%s')\n",
+                 absl::GetFlag(FLAGS_model_roots).c_str(), absl::GetFlag(FLAGS_data_roots).c_str(),
+                 absl::GetFlag(FLAGS_output_roots).c_str());
+    return 2;
+  }
+  policy.tenants = !options.auth_tokens_file.empty();
 
   absl::StatusOr<std::unique_ptr<foak::Foakd>> foakd = foak::Foakd::Start(options);
   if (!foakd.ok()) {
@@ -203,6 +289,13 @@ int main(int argc, char** argv) {
                    : absl::StrCat(o.gpu_ids.size(), " GPU(s), ", o.cpu_slots,
                                   " CPU slot(s); worker ", o.worker_path)
                          .c_str());
+  std::fprintf(stderr, "foakd: gRPC %s; %s\n",
+               !o.tls.enabled()                ? "in plaintext (no --tls_cert)"
+               : o.tls.client_ca_file.empty() ? "over TLS"
+                                               : "over mutual TLS (client certificates required)",
+               o.auth_tokens_file.empty()
+                   ? "no API tokens: every caller sees every job (no --auth_tokens_file)"
+                   : absl::StrCat("API tokens from ", o.auth_tokens_file).c_str());
   if (!absl::GetFlag(FLAGS_port_file).empty()) {
     absl::Status written = foak::WriteFileAtomically(absl::GetFlag(FLAGS_port_file),
                                                      absl::StrCat("grpc=", (*foakd)->grpc_port(), "\nmetrics=",
@@ -213,7 +306,16 @@ int main(int argc, char** argv) {
     }
   }
   int sig = 0;
-  sigwait(&stop, &sig);
+  while (sigwait(&stop, &sig) == 0 && sig == SIGHUP) {
+    absl::StatusOr<size_t> reloaded = (*foakd)->ReloadAuthTokens();
+    if (reloaded.ok()) {
+      std::fprintf(stderr, "foakd: SIGHUP: %zu API token(s) in force from %s\n", *reloaded,
+                   o.auth_tokens_file.c_str());
+    } else {
+      std::fprintf(stderr, "foakd: SIGHUP: %s; the previous tokens stay in force\n",
+                   std::string(reloaded.status().message()).c_str());
+    }
+  }
   std::fprintf(stderr, "foakd: %s received; shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
   (*foakd)->Shutdown();
   std::fprintf(stderr, "foakd: stopped\n");

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "server/transport/api_auth.h"
 #include "server/transport/grpc_status.h"
 #include "server/transport/job_convert.h"
 
@@ -41,27 +42,50 @@ grpc::Status ToJob(const absl::StatusOr<JobView>& view, foak::v1::Job* out) {
 
 }  // namespace
 
-grpc::Status JobServiceImpl::CreateJob(grpc::ServerContext*, const foak::v1::CreateJobRequest* request,
+grpc::Status JobServiceImpl::Authorize(const grpc::ServerContext& context, const std::string& id,
+                                       std::string* tenant) {
+  if (grpc::Status s = CallerTenant(context, tokens_, tenant); !s.ok()) return s;
+  if (tenant->empty() || id.empty()) return grpc::Status::OK;
+  absl::StatusOr<JobView> job = manager_->GetJob(id);
+  if (!job.ok()) return ToGrpcStatus(job.status());
+  return ToGrpcStatus(CheckJobTenant(id, job->record.tenant, *tenant));
+}
+
+grpc::Status JobServiceImpl::CreateJob(grpc::ServerContext* context,
+                                       const foak::v1::CreateJobRequest* request,
                                        foak::v1::Job* response) {
+  std::string tenant;
+  if (grpc::Status s = Authorize(*context, "", &tenant); !s.ok()) return s;
   if (!request->has_spec()) return Invalid("spec is required: the job to run (foak.v1.JobSpec)");
   if (request->request_id().size() > 128) {
     return Invalid(absl::StrCat("request_id has ", request->request_id().size(),
                                 " characters; at most 128 (a UUID fits)"));
   }
   return ToJob(manager_->CreateJob(JobSpecToJson(request->spec()), request->request_id(),
-                                   request->validate_only()),
+                                   request->validate_only(), tenant),
                response);
 }
 
-grpc::Status JobServiceImpl::GetJob(grpc::ServerContext*, const foak::v1::GetJobRequest* request,
+grpc::Status JobServiceImpl::GetJob(grpc::ServerContext* context,
+                                    const foak::v1::GetJobRequest* request,
                                     foak::v1::Job* response) {
+  std::string tenant;
+  if (grpc::Status s = CallerTenant(*context, tokens_, &tenant); !s.ok()) return s;
   if (grpc::Status s = CheckId(request->id()); !s.ok()) return s;
-  return ToJob(manager_->GetJob(request->id()), response);
+  absl::StatusOr<JobView> job = manager_->GetJob(request->id());
+  if (job.ok()) {
+    if (absl::Status own = CheckJobTenant(request->id(), job->record.tenant, tenant); !own.ok()) {
+      return ToGrpcStatus(own);
+    }
+  }
+  return ToJob(job, response);
 }
 
-grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const foak::v1::ListJobsRequest* request,
+grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext* context,
+                                      const foak::v1::ListJobsRequest* request,
                                       foak::v1::ListJobsResponse* response) {
   ListJobsQuery query;
+  if (grpc::Status s = CallerTenant(*context, tokens_, &query.tenant); !s.ok()) return s;
   query.page_size = request->page_size() == 0 ? 50 : request->page_size();
   query.page_token = request->page_token();
   query.state = FromProtoState(request->state());
@@ -75,15 +99,20 @@ grpc::Status JobServiceImpl::ListJobs(grpc::ServerContext*, const foak::v1::List
   return grpc::Status::OK;
 }
 
-grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext*, const foak::v1::CancelJobRequest* request,
+grpc::Status JobServiceImpl::CancelJob(grpc::ServerContext* context,
+                                       const foak::v1::CancelJobRequest* request,
                                        foak::v1::Job* response) {
+  std::string tenant;
+  if (grpc::Status s = Authorize(*context, request->id(), &tenant); !s.ok()) return s;
   if (grpc::Status s = CheckId(request->id()); !s.ok()) return s;
   return ToJob(manager_->CancelJob(request->id()), response);
 }
 
-grpc::Status JobServiceImpl::ListCheckpoints(grpc::ServerContext*,
+grpc::Status JobServiceImpl::ListCheckpoints(grpc::ServerContext* context,
                                              const foak::v1::ListCheckpointsRequest* request,
                                              foak::v1::ListCheckpointsResponse* response) {
+  std::string tenant;
+  if (grpc::Status s = Authorize(*context, request->id(), &tenant); !s.ok()) return s;
   if (grpc::Status s = CheckId(request->id()); !s.ok()) return s;
   absl::StatusOr<std::vector<CheckpointRecord>> list = manager_->ListCheckpoints(request->id());
   if (!list.ok()) return ToGrpcStatus(list.status());
@@ -100,6 +129,8 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
                                       const foak::v1::WatchJobRequest* request,
                                       grpc::ServerWriter<foak::v1::JobEvent>* writer) {
   const std::string& id = request->id();
+  std::string tenant;
+  if (grpc::Status s = Authorize(*context, id, &tenant); !s.ok()) return s;
   if (grpc::Status s = CheckId(id); !s.ok()) return s;
   if (request->after_seq() < 0) {
     return Invalid(absl::StrCat("after_seq = ", request->after_seq(), "; expected >= 0"));

@@ -87,6 +87,17 @@ for (const tree of kTrees) {
     assert.equal(arg("kube_shared_claim"), "foak-shared");
     assert.equal(mountOf("foak-shared"), arg("kube_shared_mount"));
     assert.ok(arg("shared_dir").startsWith(`${arg("kube_shared_mount")}/`), "--shared_dir on the shared volume");
+    // A spec's paths are confined to the shared volume, the only folder foakd
+    // and the worker pods both see (and never foakd's own --data_dir).
+    const cm0 = Find(tree, "ConfigMap");
+    for (const name of ["model_roots", "data_roots", "output_roots"]) {
+      const value = arg(name).replace(/\$\(([A-Z_]+)\)/g, (_, v) => cm0.data[v]);
+      assert.ok(value.length > 0, `--${name} is set`);
+      for (const root of value.split(",")) {
+        assert.ok(root === arg("kube_shared_mount") || root.startsWith(`${arg("kube_shared_mount")}/`),
+                  `--${name} root ${root} on the shared volume`);
+      }
+    }
     // Every $(VAR) in args comes from the ConfigMap the container reads.
     const cm = Find(tree, "ConfigMap");
     assert.equal(c.envFrom[0].configMapRef.name, cm.metadata.name);

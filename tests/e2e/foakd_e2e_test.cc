@@ -8,7 +8,10 @@
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <functional>
 #include <string>
 #include <thread>
@@ -362,6 +365,92 @@ TEST_F(FoakdE2E, GracefulShutdownEndsWatchesAndACrashMidQueueLosesNothing) {
     }
   }
   EXPECT_EQ(Get(*foakd, first.id()).restarts(), 0) << "a foakd restart is not the job's restart";
+}
+
+// The pid of rank 0 of the job's current attempt `attempt` (its launcher's
+// pid file), or -1 while there is none.
+pid_t WorkerPid(const std::string& data_dir, const std::string& id, int64_t attempt) {
+  const std::string text =
+      ReadFileToString(JoinPath(data_dir, "jobs/" + id + "/run/rank-0.pid")).value_or("");
+  if (text.find("attempt=" + std::to_string(attempt) + "\n") == std::string::npos) return -1;
+  const size_t at = text.find("pid=");
+  return at == std::string::npos ? -1 : static_cast<pid_t>(std::atol(text.c_str() + at + 4));
+}
+
+// (step, loss) of every line of a job's metrics.jsonl.
+std::vector<std::pair<int64_t, double>> Losses(const std::string& path) {
+  std::vector<std::pair<int64_t, double>> out;
+  for (const Json& line : testing::ReadMetrics(path)) {
+    if (line.contains("loss")) out.emplace_back(line.at("step").get<int64_t>(), line.at("loss").get<double>());
+  }
+  return out;
+}
+
+// A worker SIGKILLed in the middle of training is relaunched from its newest
+// checkpoint and ends with the per-step losses of a run that was never
+// interrupted; killed once more than max_restarts allows, the job fails
+// saying why.
+TEST_F(FoakdE2E, AWorkerKilledMidRunResumesWithTheSameLossesUntilMaxRestarts) {
+  const std::string data_dir = JoinPath(dir_->path(), "d-kill");
+  testing::FoakdProcess foakd(data_dir);
+  ASSERT_TRUE(foakd.Start());
+  constexpr int64_t kSteps = 300, kSave = 25;
+  Job plain, killed;
+  ASSERT_TRUE(Create(foakd, Spec("plain", kSteps, kSave), "", &plain).ok());
+  foak::v1::JobSpec spec = Spec("killed", kSteps, kSave);
+  spec.set_max_restarts(1);
+  ASSERT_TRUE(Create(foakd, spec, "", &killed).ok());
+
+  // Kill the second job's worker once it has written a checkpoint and runs on.
+  std::vector<JobEvent> events;
+  pid_t pid = -1;
+  ASSERT_TRUE(Watch(foakd, killed.id(), 0, &events, [&](const JobEvent& e) {
+                return !(e.has_metrics() && e.metrics().step() > kSave + 3);
+              }).ok() || !events.empty());
+  pid = WorkerPid(data_dir, killed.id(), 0);
+  ASSERT_GT(pid, 0);
+  ASSERT_EQ(::kill(pid, SIGKILL), 0);
+  std::vector<JobEvent> all;
+  ASSERT_TRUE(Watch(foakd, killed.id(), 0, &all).ok());
+  ASSERT_EQ(States(all).back(), Job::SUCCEEDED) << foakd.Log();
+  bool restarted = false;
+  for (const JobEvent& e : all) {
+    if (e.has_state() && e.state().reason() == "Restarting") {
+      restarted = true;
+      EXPECT_NE(e.state().message().find("Killed"), std::string::npos) << e.state().message();
+      EXPECT_NE(e.state().message().find("SIGKILL"), std::string::npos) << e.state().message();
+    }
+  }
+  EXPECT_TRUE(restarted);
+  EXPECT_EQ(Get(foakd, killed.id()).restarts(), 1);
+  const std::string attempt1 =
+      ReadFileToString(JoinPath(data_dir, "jobs/" + killed.id() + "/logs/attempt-1-rank-0.log"))
+          .value_or("");
+  EXPECT_NE(attempt1.find("resuming from "), std::string::npos) << attempt1;
+
+  std::vector<JobEvent> plain_events;
+  ASSERT_TRUE(Watch(foakd, plain.id(), 0, &plain_events).ok());
+  ASSERT_EQ(States(plain_events).back(), Job::SUCCEEDED);
+  const auto expected = Losses(JoinPath(data_dir, "jobs/" + plain.id() + "/output/metrics.jsonl"));
+  const auto got = Losses(JoinPath(data_dir, "jobs/" + killed.id() + "/output/metrics.jsonl"));
+  ASSERT_EQ(expected.size(), static_cast<size_t>(kSteps / 2));  // logging_steps = 2
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].first, expected[i].first);
+    EXPECT_EQ(got[i].second, expected[i].second) << "step " << got[i].first;
+  }
+
+  // max_restarts = 0: the first kill fails the job, naming the signal.
+  foak::v1::JobSpec once = Spec("once", kSteps, kSave);
+  Job fails;
+  ASSERT_TRUE(Create(foakd, once, "", &fails).ok());
+  ASSERT_TRUE(WaitFor([&] { return Get(foakd, fails.id()).state() == Job::RUNNING; }));
+  ASSERT_TRUE(WaitFor([&] { return WorkerPid(data_dir, fails.id(), 0) > 0; }));
+  ASSERT_EQ(::kill(WorkerPid(data_dir, fails.id(), 0), SIGKILL), 0);
+  ASSERT_TRUE(WaitFor([&] { return Get(foakd, fails.id()).state() == Job::FAILED; })) << foakd.Log();
+  const Job failed = Get(foakd, fails.id());
+  EXPECT_EQ(failed.reason(), "Killed");
+  EXPECT_NE(failed.message().find("SIGKILL"), std::string::npos) << failed.message();
 }
 
 std::string Bytes(const grpc::ByteBuffer& buffer) {

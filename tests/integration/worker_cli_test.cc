@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -308,6 +310,123 @@ TEST(WorkerCli, BadDatasetLineNamesFileAndLine) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find(dir + "/bad.jsonl:2:"), std::string::npos) << r.err;
   EXPECT_FALSE(PathExists(dir + "/out/final"));
+}
+
+// Overwrites the values of tensor `name` (F32) in model.safetensors with NaN.
+void PoisonTensor(const std::string& model, const std::string& name) {
+  std::string bytes = *ReadFileToString(model + "/model.safetensors");
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = header_len * 256 + static_cast<unsigned char>(bytes[i]);
+  const nlohmann::json header = nlohmann::json::parse(bytes.substr(8, header_len));
+  ASSERT_EQ(header.at(name).at("dtype").get<std::string>(), "F32");
+  const uint64_t begin = header.at(name).at("data_offsets")[0].get<uint64_t>();
+  const uint64_t end = header.at(name).at("data_offsets")[1].get<uint64_t>();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (uint64_t at = 8 + header_len + begin; at < 8 + header_len + end; at += 4) {
+    std::memcpy(&bytes[at], &nan, 4);
+  }
+  ASSERT_TRUE(WriteFileAtomically(model + "/model.safetensors", bytes).ok());
+}
+
+TEST(WorkerCli, ANonFiniteLossEndsTheRunWithExitCode3NamingTheStep) {
+  const TempDir tmp;
+  const std::string dir = tmp.path();
+  ASSERT_EQ(Worker("init-model --config " + DebugConfig() + " --out " + dir + "/model").exit_code, 0);
+  PoisonTensor(dir + "/model", "model.norm.weight");
+  const std::string data = WriteData(dir);
+
+  RunResult fail = Worker("train --job " + WriteJob(dir, dir + "/model", data, dir + "/out"));
+  EXPECT_EQ(fail.exit_code, 3) << fail.err;
+  EXPECT_NE(fail.err.find("step 1: the loss is nan and the gradient norm nan"), std::string::npos)
+      << fail.err;
+  EXPECT_NE(fail.err.find("on_nonfinite = \"skip\""), std::string::npos) << fail.err;
+  EXPECT_FALSE(PathExists(dir + "/out/final"));
+  EXPECT_FALSE(PathExists(dir + "/out/checkpoint-2"));
+
+  // "skip": each step is logged with a null loss and skipped; the second in
+  // a row is one more than max_consecutive_skips = 1.
+  RunResult skip = Worker(
+      "train --job " + WriteJob(dir, dir + "/model", data, dir + "/out-skip",
+                                R"(, "on_nonfinite": "skip", "max_consecutive_skips": 1)"));
+  EXPECT_EQ(skip.exit_code, 3) << skip.err;
+  EXPECT_NE(skip.err.find("step 1: the loss is nan and the gradient norm nan; its update was "
+                          "skipped (on_nonfinite = \"skip\", 1 in a row)"),
+            std::string::npos)
+      << skip.err;
+  EXPECT_NE(skip.err.find("step 2: the loss is nan and the gradient norm nan; that makes 2 "
+                          "non-finite steps in a row, more than "
+                          "hyperparameters.max_consecutive_skips = 1"),
+            std::string::npos)
+      << skip.err;
+  std::vector<nlohmann::json> metrics = ReadMetrics(dir + "/out-skip/metrics.jsonl");
+  ASSERT_EQ(metrics.size(), 1u);
+  EXPECT_EQ(metrics[0].at("step"), 1);
+  EXPECT_TRUE(metrics[0].at("loss").is_null()) << metrics[0].dump();
+}
+
+// A file-size limit (the shell's `ulimit -f`, a per-process "disk full")
+// that the first checkpoint is written before and the second cannot fit under.
+TEST(WorkerCli, ACheckpointThatCannotBeWrittenFailsTheRunAndKeepsTheLastOne) {
+  const TempDir tmp;
+  const std::string dir = tmp.path();
+  ASSERT_EQ(Worker("init-model --config " + DebugConfig() + " --out " + dir + "/model").exit_code, 0);
+  const std::string job = WriteJob(dir, dir + "/model", WriteData(dir), dir + "/out");
+  std::string text = *ReadFileToString(job);
+  ASSERT_NE(text.find("\"max_steps\": 3"), std::string::npos);
+  text.replace(text.find("\"max_steps\": 3"), 14, "\"max_steps\": 4");
+  ASSERT_TRUE(WriteFileAtomically(job, text).ok());
+  // Ends right after checkpoint-2 (as a SIGKILL would).
+  RunResult first =
+      testing::RunCapture("FOAK_TEST_EXIT_AFTER_CHECKPOINT=2 " + std::string(FOAK_WORKER_BIN) +
+                          " train --job " + job);
+  ASSERT_EQ(first.exit_code, 137) << first.err;
+  const std::string ckpt = dir + "/out/checkpoint-2";
+  ASSERT_TRUE(PathExists(ckpt + "/model.safetensors"));
+  const std::string weights = *ReadFileToString(ckpt + "/model.safetensors");
+  ASSERT_GT(weights.size(), 300u * 1024) << "the limit below must be smaller than the weights";
+  const std::string state = *ReadFileToString(ckpt + "/trainer_state.json");
+
+  // Resumed under a 256-block file-size limit (128 KiB in dash, 256 KiB in
+  // bash): checkpoint-4's weights cannot be written.
+  RunResult limited = testing::RunCapture("ulimit -f 256; exec " + std::string(FOAK_WORKER_BIN) +
+                                          " train --job " + job + " --resume latest");
+  EXPECT_EQ(limited.exit_code, 1) << limited.err;
+  EXPECT_NE(limited.err.find("saving checkpoint-4 in " + dir + "/out failed and its partial "
+                             "folder was removed; the newest complete checkpoint, " +
+                             ckpt + ", is intact"),
+            std::string::npos)
+      << limited.err;
+  EXPECT_NE(limited.err.find("a file-size limit was reached"), std::string::npos) << limited.err;
+  EXPECT_EQ(*ReadFileToString(ckpt + "/model.safetensors"), weights);
+  EXPECT_EQ(*ReadFileToString(ckpt + "/trainer_state.json"), state);
+  auto names = ListDir(dir + "/out");
+  ASSERT_TRUE(names.ok());
+  for (const std::string& name : *names) {
+    EXPECT_EQ(name.find("checkpoint-4"), std::string::npos) << name << " was left behind";
+    EXPECT_EQ(name.find(".tmp"), std::string::npos) << name << " was left behind";
+  }
+  EXPECT_FALSE(PathExists(dir + "/out/final"));
+
+  // Without the limit the run resumes from checkpoint-2 and ends.
+  RunResult resumed = Worker("train --job " + job + " --resume latest");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("resuming from " + ckpt), std::string::npos) << resumed.err;
+  EXPECT_TRUE(PathExists(dir + "/out/final/model.safetensors"));
+  EXPECT_EQ(ReadMetrics(dir + "/out/metrics.jsonl").size(), 4u);
+}
+
+TEST(WorkerCli, AnOutputFolderThatCannotBeCreatedFailsBeforeTraining) {
+  const TempDir tmp;
+  const std::string dir = tmp.path();
+  ASSERT_EQ(Worker("init-model --config " + DebugConfig() + " --out " + dir + "/model").exit_code, 0);
+  ASSERT_TRUE(WriteFileAtomically(dir + "/a-file", "x").ok());
+  RunResult r = Worker("train --job " + WriteJob(dir, dir + "/model", WriteData(dir),
+                                                  dir + "/a-file/out"));
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("output_dir '" + dir + "/a-file/out' cannot be created"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("choose a folder this worker can write"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("step 1"), std::string::npos) << "no step ran: " << r.err;
 }
 
 TEST(WorkerCli, UsageErrorsExit2AndHelpExits0) {

@@ -12,6 +12,7 @@
 
 #include <map>
 #include <memory>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -437,6 +438,60 @@ TEST_P(OptimizerRoundTrip, RestoredTrainerContinuesBitIdentically) {
   auto pa = (*a)->model()->named_parameters();
   auto pb = (*b)->model()->named_parameters();
   for (const auto& item : pa) EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
+}
+
+// A step skipped for a NaN (on_nonfinite = "skip") is a step without an
+// optimizer update; its checkpoint still resumes.
+TEST(OptimizerState, ACheckpointAfterASkippedStepResumes) {
+  TempDir out;
+  torch::manual_seed(5);
+  TrainerOptions o = Options(Precision::kFp32);
+  o.skip_nonfinite = true;
+  auto a = Trainer::Create(LlamaForCausalLM(TinyConfig()), o, torch::Device(torch::kCPU));
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE((*a)->Step({SomeBatch(0)}).ok());
+  torch::Tensor w = (*a)->model()->named_parameters()["model.embed_tokens.weight"];
+  const torch::Tensor clean = w.detach().clone();
+  {
+    torch::NoGradGuard no_grad;
+    w.select(1, 0).fill_(std::numeric_limits<float>::infinity());
+  }
+  auto skipped = (*a)->Step({SomeBatch(1)});
+  ASSERT_TRUE(skipped.ok() && skipped->skipped);
+  {
+    torch::NoGradGuard no_grad;
+    w.copy_(clean);
+  }
+  ASSERT_TRUE((*a)->Step({SomeBatch(2)}).ok());
+  ASSERT_EQ((*a)->step(), 3);
+  ASSERT_EQ((*a)->optimizer().step_count(), 2);
+  TrainerState state;
+  state.micro_batches_consumed = 3;
+  auto dir = WriteTrainingCheckpoint(**a, state, out.path(), CheckpointOptions());
+  ASSERT_TRUE(dir.ok()) << dir.status();
+
+  LlamaForCausalLM model(TinyConfig());
+  ASSERT_TRUE(LoadWeights(model, *dir).ok());
+  auto b = Trainer::Create(model, o, torch::Device(torch::kCPU));
+  ASSERT_TRUE(b.ok());
+  auto saved = ReadTrainerState(*dir);
+  ASSERT_TRUE(saved.ok()) << saved.status();
+  absl::Status restored = RestoreTrainingState(**b, *dir, *saved);
+  ASSERT_TRUE(restored.ok()) << restored;
+  EXPECT_EQ((*b)->step(), 3);
+  EXPECT_EQ((*b)->optimizer().step_count(), 2);
+  auto ra = (*a)->Step({SomeBatch(3)});
+  auto rb = (*b)->Step({SomeBatch(3)});
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  EXPECT_EQ(ra->loss, rb->loss);
+
+  // The optimizer file of another checkpoint is still refused.
+  saved->global_step = 2;
+  absl::Status mismatched = RestoreTrainingState(**b, *dir, *saved);
+  EXPECT_FALSE(mismatched.ok());
+  EXPECT_NE(std::string(mismatched.message()).find("belongs to another checkpoint"),
+            std::string::npos)
+      << mismatched;
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, OptimizerRoundTrip,

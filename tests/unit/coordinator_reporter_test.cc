@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "common/file_util.h"
 #include "foak/v1/worker_service.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "tests/testing/fake_worker_service.h"
@@ -393,7 +394,8 @@ class ReporterEnvironment : public ::testing::Test {
   void TearDown() override { Clear(); }
   static void Clear() {
     for (const char* name :
-         {"FOAK_COORDINATOR", "FOAK_JOB_ID", "FOAK_JOB_TOKEN", "FOAK_JOB_ATTEMPT", "RANK"}) {
+         {"FOAK_COORDINATOR", "FOAK_JOB_ID", "FOAK_JOB_TOKEN", "FOAK_JOB_ATTEMPT", "RANK",
+          "FOAK_COORDINATOR_TLS_CA", "FOAK_COORDINATOR_TLS_CERT", "FOAK_COORDINATOR_TLS_KEY"}) {
       unsetenv(name);
     }
   }
@@ -435,6 +437,48 @@ TEST_F(ReporterEnvironment, ErrorsNameTheMissingOrBadVariable) {
   EXPECT_EQ(reporter.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(reporter.status().message().find("RANK"), std::string::npos) << reporter.status();
   EXPECT_EQ(reporter.status().message().find("s3cret"), std::string::npos);
+}
+
+// TLS to foakd (foakd --tls_cert, --worker_tls_*): the variables name PEM
+// files; each problem names the variable (the handshake itself is tested
+// against a real foakd in foakd_security_test).
+TEST_F(ReporterEnvironment, TlsFilesMustBeReadablePemAndComeInPairs) {
+  char dir_template[] = "/tmp/foak_reporter_tls_XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::string pem = dir + "/ca.pem";
+  const std::string text = dir + "/notes.txt";
+  ASSERT_TRUE(WriteFileAtomically(pem, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").ok());
+  ASSERT_TRUE(WriteFileAtomically(text, "not a certificate\n").ok());
+  setenv("FOAK_COORDINATOR", "127.0.0.1:1", 1);
+  setenv("FOAK_JOB_ID", "job-1", 1);
+  setenv("FOAK_JOB_TOKEN", "s3cret", 1);
+
+  setenv("FOAK_COORDINATOR_TLS_CA", (dir + "/absent.pem").c_str(), 1);
+  auto reporter = CoordinatorReporter::FromEnvironment();
+  EXPECT_EQ(reporter.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(reporter.status().message().find("FOAK_COORDINATOR_TLS_CA = '" + dir + "/absent.pem'"),
+            std::string::npos)
+      << reporter.status();
+
+  setenv("FOAK_COORDINATOR_TLS_CA", text.c_str(), 1);
+  reporter = CoordinatorReporter::FromEnvironment();
+  EXPECT_EQ(reporter.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(reporter.status().message().find("holds no PEM block"), std::string::npos)
+      << reporter.status();
+
+  setenv("FOAK_COORDINATOR_TLS_CA", pem.c_str(), 1);
+  setenv("FOAK_COORDINATOR_TLS_CERT", pem.c_str(), 1);  // and no key
+  reporter = CoordinatorReporter::FromEnvironment();
+  EXPECT_EQ(reporter.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(reporter.status().message().find("FOAK_COORDINATOR_TLS_CERT, _KEY, _CA"),
+            std::string::npos)
+      << reporter.status();
+
+  unsetenv("FOAK_COORDINATOR_TLS_CERT");
+  reporter = CoordinatorReporter::FromEnvironment();  // TLS, no client certificate
+  EXPECT_TRUE(reporter.ok()) << reporter.status();
+  RemoveTree(dir).IgnoreError();
 }
 
 TEST_F(ReporterEnvironment, ReportsToTheCoordinatorItNames) {

@@ -159,7 +159,8 @@ TEST_F(FoakctlTest, SubmitFromFlagsOnly) {
                         "--lora-alpha", "32", "--learning-rate", "3e-4", "--epochs", "2",
                         "--batch-size", "4", "--max-seq-len", "256", "--kernels", "rms_norm, swiglu",
                         "--gpus", "2", "--priority", "5", "--max-restarts", "1", "--output-dir",
-                        "runs/a", "--label", "a=1", "--label", "b=x=y", "--request-id", "req-1"});
+                        "runs/a", "--label", "a=1", "--label", "b=x=y", "--request-id", "req-1",
+                        "--stall-timeout", "900", "--on-nonfinite", "skip"});
   ASSERT_EQ(r.code, 0) << r.err;
   const foak::v1::CreateJobRequest req = OnlyCreateRequest();
   const foak::v1::JobSpec& spec = req.spec();
@@ -183,6 +184,8 @@ TEST_F(FoakctlTest, SubmitFromFlagsOnly) {
   EXPECT_EQ(spec.resources().gpus(), 2);
   EXPECT_EQ(spec.priority(), 5);
   EXPECT_EQ(spec.max_restarts(), 1);
+  EXPECT_EQ(spec.stall_timeout_s(), 900);
+  EXPECT_EQ(spec.hyperparameters().on_nonfinite(), "skip");
   EXPECT_EQ(spec.output_dir(), "/home/user/project/runs/a");
   EXPECT_EQ(spec.labels().at("a"), "1");
   EXPECT_EQ(spec.labels().at("b"), "x=y");

@@ -50,6 +50,8 @@ class JobManagerTest : public ::testing::Test {
     JobManagerOptions o;
     o.data_dir = JoinPath(dir_.path(), "data");
     o.worker_path = worker_;
+    o.stall_check_interval_ms = 0;  // the tests call CheckStalls themselves
+    if (fake_now_ms_ > 0) o.now_ms = [this] { return fake_now_ms_; };
     SchedulerOptions s;
     s.gpu_ids = std::move(gpus);
     s.cluster = cluster;
@@ -124,6 +126,7 @@ class JobManagerTest : public ::testing::Test {
     return r;
   }
 
+  int64_t fake_now_ms_ = 0;  // > 0: the manager's clock (set before Open)
   testing::TempDir dir_{"job_manager"};
   std::string model_, train_, worker_;
   std::unique_ptr<JobStore> store_;
@@ -343,6 +346,113 @@ TEST_F(JobManagerTest, BenchRowsAreStoredAsEventsAndAdvanceProgress) {
   ASSERT_TRUE(v.progress.has_value());
   EXPECT_EQ(v.progress->step, 3);
   EXPECT_EQ(v.progress->max_steps, 3);
+}
+
+// An attempt silent for longer than its stall_timeout_s is stopped; its
+// "Cancelled" exit becomes a restart, then a failure, as "Stalled".
+TEST_F(JobManagerTest, ASilentAttemptIsStoppedThenRestartsThenFailsAsStalled) {
+  fake_now_ms_ = 1000000;
+  Open({});
+  Json spec = Json::parse(Spec("quiet", 0, 0, /*max_restarts=*/1));
+  spec["stall_timeout_s"] = 60;
+  const std::string id = CreateId(spec.dump());
+  ASSERT_EQ(launcher_->launches().size(), 1u);
+  fake_now_ms_ += 59000;
+  EXPECT_TRUE(manager_->CheckStalls().empty()) << "59 s after the launch";
+  ASSERT_TRUE(manager_->OnWorkerReport(Report(id, WorkerReportInput::Kind::kStarted)).ok());
+  fake_now_ms_ += 50000;
+  WorkerReportInput step = Report(id, WorkerReportInput::Kind::kMetrics);
+  step.step = 7;
+  ASSERT_TRUE(manager_->OnWorkerReport(step).ok());
+  fake_now_ms_ += 59000;
+  EXPECT_TRUE(manager_->CheckStalls().empty()) << "each report restarts the clock";
+  fake_now_ms_ += 2000;
+  EXPECT_EQ(manager_->CheckStalls(), std::vector<std::string>{id});
+  EXPECT_EQ(launcher_->cancels(), std::vector<std::string>{id});
+  EXPECT_TRUE(manager_->CheckStalls().empty()) << "stopped once";
+  EXPECT_EQ(State(id), JobState::kRunning) << "until its workers are gone";
+  ASSERT_TRUE(launcher_->Finish(id, FakeLauncher::MakeOutcome(JobState::kCancelled, kReasonCancelled,
+                                                              false, "stopped by foakd"))
+                  .ok());
+  ASSERT_EQ(launcher_->launches().size(), 2u) << "restarted (max_restarts = 1)";
+  EXPECT_EQ(State(id), JobState::kStarting);
+  bool saw_restart = false;
+  const std::vector<JobEvent> events = manager_->ListEvents(id, 0, 100).value();
+  for (const JobEvent& e : events) {
+    if (e.kind != "state") continue;
+    const Json p = Json::parse(e.payload_json);
+    if (p.value("reason", "") != "Restarting") continue;
+    saw_restart = true;
+    EXPECT_NE(p.value("message", "").find(
+                  "after Stalled: attempt 0 sent no report for 61 s (last heard: step 7); the "
+                  "stall timeout is 60 s"),
+              std::string::npos)
+        << p.dump();
+  }
+  EXPECT_TRUE(saw_restart);
+
+  // The new attempt never reports at all.
+  fake_now_ms_ += 60000;
+  EXPECT_EQ(manager_->CheckStalls(), std::vector<std::string>{id});
+  ASSERT_TRUE(launcher_->Finish(id, FakeLauncher::MakeOutcome(JobState::kCancelled, kReasonCancelled,
+                                                              false, "stopped by foakd"))
+                  .ok());
+  const JobRecord r = manager_->GetJob(id).value().record;
+  EXPECT_EQ(r.state, JobState::kFailed);
+  EXPECT_EQ(r.reason, "Stalled");
+  EXPECT_NE(r.message.find("attempt 1 sent no report for 60 s (last heard: the launch)"),
+            std::string::npos)
+      << r.message;
+  EXPECT_NE(r.message.find("max_restarts = 1"), std::string::npos) << r.message;
+}
+
+TEST_F(JobManagerTest, StallTimeoutsComeFromTheSpecOrFoakdAndACancelWins) {
+  fake_now_ms_ = 1000000;
+  Open({});
+  Json never = Json::parse(Spec("never"));
+  never["stall_timeout_s"] = -1;
+  const std::string patient = CreateId(never.dump());
+  Json bad = Json::parse(Spec("bad"));
+  bad["stall_timeout_s"] = -2;
+  absl::StatusOr<JobView> refused = manager_->CreateJob(bad.dump(), "", false);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("stall_timeout_s"), std::string::npos)
+      << refused.status();
+  EXPECT_NE(refused.status().message().find("-1 (never)"), std::string::npos) << refused.status();
+  // foakd's default (30 min) for a spec without one.
+  ASSERT_TRUE(launcher_->Succeed(patient).ok());
+  const std::string plain = CreateId(Spec("plain"));
+  fake_now_ms_ += 29 * 60 * 1000;
+  EXPECT_TRUE(manager_->CheckStalls().empty());
+  fake_now_ms_ += 60 * 1000;
+  EXPECT_EQ(manager_->CheckStalls(), std::vector<std::string>{plain});
+  // The user cancels while foakd stops it: the job is CANCELLED, not Stalled.
+  ASSERT_TRUE(manager_->CancelJob(plain).ok());
+  ASSERT_TRUE(launcher_->Finish(plain, FakeLauncher::MakeOutcome(JobState::kCancelled,
+                                                                 kReasonCancelled, false, "stopped"))
+                  .ok());
+  EXPECT_EQ(State(plain), JobState::kCancelled);
+
+  const std::string quiet = CreateId(never.dump());
+  fake_now_ms_ += 7 * 24 * 3600 * 1000ll;
+  EXPECT_TRUE(manager_->CheckStalls().empty()) << "stall_timeout_s = -1: never";
+  ASSERT_TRUE(launcher_->Succeed(quiet).ok());
+}
+
+// On Kubernetes the pods may wait for capacity or in Kueue's queue for as
+// long as it takes: the clock starts at the attempt's first report.
+TEST_F(JobManagerTest, OnAClusterTheStallClockStartsAtTheFirstReport) {
+  fake_now_ms_ = 1000000;
+  Open({}, /*cluster=*/true);
+  const std::string id = CreateId(Spec("waits", 0, /*gpus=*/1));
+  ASSERT_EQ(launcher_->launches().size(), 1u);
+  fake_now_ms_ += 3 * 3600 * 1000;
+  EXPECT_TRUE(manager_->CheckStalls().empty()) << "pending pods are not a stall";
+  ASSERT_TRUE(manager_->OnWorkerReport(Report(id, WorkerReportInput::Kind::kStarted)).ok());
+  fake_now_ms_ += 29 * 60 * 1000;
+  EXPECT_TRUE(manager_->CheckStalls().empty());
+  fake_now_ms_ += 60 * 1000;
+  EXPECT_EQ(manager_->CheckStalls(), std::vector<std::string>{id});
 }
 
 // A gang: one rank failing fails the launch (the launcher stops the others),
@@ -634,6 +744,45 @@ TEST_F(JobManagerTest, WatchersWakeOnNewEventsAndOnShutdown) {
   waiter2.join();
   EXPECT_TRUE(launcher_->shut_down());
   EXPECT_EQ(manager_->CreateJob(Spec("late"), "", false).status().code(), absl::StatusCode::kUnavailable);
+}
+
+// Each job has its own wake-up (issue 9: one shared by all woke every open
+// WatchJob stream on every event): a watcher of one job sleeps through other
+// jobs' events and wakes on its own job's.
+TEST_F(JobManagerTest, WatchersWakeForTheirOwnJobOnly) {
+  const std::string running = CreateId(Spec("running"));  // takes the CPU slot
+  const std::string queued = CreateId(Spec("queued"));
+  const int64_t generation = manager_->EventGeneration(running);
+  absl::Notification woke;
+  std::thread waiter([&] {
+    manager_->WaitForChange(running, generation, absl::Now() + absl::Seconds(30));
+    woke.Notify();
+  });
+  CreateId(Spec("another"));
+  ASSERT_TRUE(manager_->CancelJob(queued).ok());
+  EXPECT_FALSE(woke.WaitForNotificationWithTimeout(absl::Milliseconds(200)));
+  ASSERT_TRUE(launcher_->EmitLog(running, 0, "a line").ok());
+  EXPECT_TRUE(woke.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  waiter.join();
+}
+
+// While the host is full the queue is not read on every new job (issue 9),
+// so what frees the slot must still start the next job, in order.
+TEST_F(JobManagerTest, FullHostStillStartsTheNextJobWhenTheSlotFrees) {
+  const std::string first = CreateId(Spec("first"));
+  const std::string second = CreateId(Spec("second"));
+  const std::string third = CreateId(Spec("third"));
+  EXPECT_EQ(State(first), JobState::kStarting);
+  EXPECT_EQ(State(second), JobState::kQueued);
+  // foak_jobs{state} is counted when rendered, not on every change.
+  const std::string text = metrics_.Render();
+  EXPECT_NE(text.find("foak_jobs{state=\"QUEUED\"} 2\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("foak_jobs{state=\"STARTING\"} 1\n"), std::string::npos) << text;
+  ASSERT_TRUE(launcher_->Succeed(first).ok());
+  EXPECT_EQ(State(second), JobState::kStarting);
+  EXPECT_EQ(State(third), JobState::kQueued);
+  ASSERT_TRUE(launcher_->Fail(second, "WorkerError", /*retryable=*/false).ok());
+  EXPECT_EQ(State(third), JobState::kStarting);
 }
 
 }  // namespace

@@ -90,6 +90,8 @@ TEST_F(JobSpecTest, ErrorsNameTheFieldAndWhatIsAllowed) {
       {{{"resources", {{"tolerations", {{{"key", "gpu"}, {"operator", "Exists"}}}}}}}, absl::StatusCode::kInvalidArgument, "resources.tolerations needs foakd's Kubernetes launcher"},
       {{{"resources", {{"queue", "team-a"}}}}, absl::StatusCode::kInvalidArgument, "resources.queue needs foakd's Kubernetes launcher"},
       {{{"priority", 5000}}, absl::StatusCode::kInvalidArgument, "priority = 5000; expected an integer from -1000 to 1000"},
+      // 2^64 - 1 used to wrap to -1, inside [-1000, 1000].
+      {{{"priority", UINT64_MAX}}, absl::StatusCode::kInvalidArgument, "priority = 18446744073709551615; expected an integer from -1000 to 1000"},
       {{{"max_restarts", 1.5}}, absl::StatusCode::kInvalidArgument, "max_restarts"},
       {{{"labels", {{"Bad Key", "v"}}}}, absl::StatusCode::kInvalidArgument, "key 'Bad Key' is invalid"},
       {{{"output_dir", "out"}}, absl::StatusCode::kInvalidArgument, "output_dir = 'out' is not absolute"},

@@ -317,6 +317,22 @@ TEST_F(KubernetesLauncherTest, ExitCodeTwoIsAnInvalidJob) {
   EXPECT_FALSE(api_.Job("foak-job-bad-0").has_value());
 }
 
+TEST_F(KubernetesLauncherTest, ExitCodeThreeIsANonFiniteStep) {
+  Start();
+  ASSERT_TRUE(launcher_->Launch(Request("job-nan")).ok());
+  const std::string pod = api_.AddPod("foak-job-nan-0", 0, Running());
+  api_.SetLog(pod, "foak-worker: step 7: the loss is nan and the gradient norm nan\n");
+  api_.SetPodStatus(pod, Terminated(3, "Error"));
+  std::optional<LaunchOutcome> o = recorder_.WaitOutcome("job-nan");
+  ASSERT_TRUE(o.has_value());
+  EXPECT_EQ(o->state, JobState::kFailed);
+  EXPECT_EQ(o->reason, kReasonNonFinite);
+  EXPECT_FALSE(o->retryable);
+  EXPECT_TRUE(absl::StrContains(o->message, "exited with code 3 (a NaN or infinite loss"))
+      << o->message;
+  EXPECT_TRUE(absl::StrContains(o->message, "step 7: the loss is nan")) << o->message;
+}
+
 TEST_F(KubernetesLauncherTest, OomKilledIsKilledAndRetryable) {
   Start();
   ASSERT_TRUE(launcher_->Launch(Request("job-oom", 1, 4, 4)).ok());

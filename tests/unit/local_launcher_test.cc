@@ -251,16 +251,29 @@ TEST_F(LocalLauncherTest, ExitCodeTwoIsInvalidJobAndNotRetryable) {
   EXPECT_TRUE(absl::StrContains(outcome->message, "bad job file")) << outcome->message;
 }
 
+TEST_F(LocalLauncherTest, ExitCodeThreeIsANonFiniteStepAndNotRetryable) {
+  ASSERT_TRUE(launcher_->Launch(Request("job-nan", {Script("nan", "echo 'step 7: the loss is nan' >&2; exit 3")}))
+                  .ok());
+  std::optional<LaunchOutcome> outcome = recorder_.WaitOutcome("job-nan");
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_EQ(outcome->state, JobState::kFailed);
+  EXPECT_EQ(outcome->reason, kReasonNonFinite);
+  EXPECT_FALSE(outcome->retryable);
+  EXPECT_TRUE(absl::StrContains(outcome->message, "exited with code 3 (a NaN or infinite loss"))
+      << outcome->message;
+  EXPECT_TRUE(absl::StrContains(outcome->message, "step 7: the loss is nan")) << outcome->message;
+}
+
 TEST_F(LocalLauncherTest, OtherExitCodeIsWorkerErrorWithTheLogTail) {
-  std::string script = Script("three", "echo starting; echo 'boom: out of tokens' >&2; exit 3");
-  ASSERT_TRUE(launcher_->Launch(Request("job-3", {script})).ok());
-  std::optional<LaunchOutcome> outcome = recorder_.WaitOutcome("job-3");
+  std::string script = Script("four", "echo starting; echo 'boom: out of tokens' >&2; exit 4");
+  ASSERT_TRUE(launcher_->Launch(Request("job-4", {script})).ok());
+  std::optional<LaunchOutcome> outcome = recorder_.WaitOutcome("job-4");
   ASSERT_TRUE(outcome.has_value());
   EXPECT_EQ(outcome->state, JobState::kFailed);
   EXPECT_EQ(outcome->reason, "WorkerError");
   EXPECT_TRUE(outcome->retryable);
-  EXPECT_EQ(outcome->ranks[0].exit_code, 3);
-  EXPECT_TRUE(absl::StrContains(outcome->message, "rank 0 exited with code 3")) << outcome->message;
+  EXPECT_EQ(outcome->ranks[0].exit_code, 4);
+  EXPECT_TRUE(absl::StrContains(outcome->message, "rank 0 exited with code 4")) << outcome->message;
   EXPECT_TRUE(absl::StrContains(outcome->message, "starting\nboom: out of tokens"))
       << outcome->message;
 }
@@ -314,7 +327,7 @@ TEST_F(LocalLauncherTest, CancelOfAWorkerThatExitsOnTermIsQuick) {
 
 TEST_F(LocalLauncherTest, FailingRankStopsTheGang) {
   std::string waits = Script("rank0", "echo rank0 up; sleep 30");
-  std::string fails = Script("rank1", "echo \"rank $RANK of $WORLD_SIZE failing\" >&2; exit 3");
+  std::string fails = Script("rank1", "echo \"rank $RANK of $WORLD_SIZE failing\" >&2; exit 4");
   ASSERT_TRUE(launcher_->Launch(Request("job-gang", {waits, fails})).ok());
   std::optional<LaunchOutcome> outcome = recorder_.WaitOutcome("job-gang");
   ASSERT_TRUE(outcome.has_value());
@@ -322,9 +335,9 @@ TEST_F(LocalLauncherTest, FailingRankStopsTheGang) {
   EXPECT_EQ(outcome->reason, "GangMemberFailed");
   EXPECT_TRUE(outcome->retryable);
   ASSERT_EQ(outcome->ranks.size(), 2u);
-  EXPECT_EQ(outcome->ranks[1].exit_code, 3);
+  EXPECT_EQ(outcome->ranks[1].exit_code, 4);
   EXPECT_EQ(outcome->ranks[0].signal, SIGTERM);
-  EXPECT_TRUE(absl::StrContains(outcome->message, "rank 1 exited with code 3")) << outcome->message;
+  EXPECT_TRUE(absl::StrContains(outcome->message, "rank 1 exited with code 4")) << outcome->message;
   EXPECT_TRUE(absl::StrContains(outcome->message, "rank 1 of 2 failing")) << outcome->message;
   EXPECT_EQ(recorder_.Outcomes("job-gang"), 1);
 }

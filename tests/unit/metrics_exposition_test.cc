@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <limits>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -442,6 +443,35 @@ TEST(ServerMetrics, JobsByStateAlwaysHasAllSevenStates) {
   EXPECT_TRUE(HasLine(text, "foak_jobs{state=\"RUNNING\"} 3")) << text;
   EXPECT_TRUE(HasLine(text, "foak_jobs{state=\"QUEUED\"} 0")) << text;
   EXPECT_TRUE(HasLine(text, "foak_jobs{state=\"CANCELLED\"} 0")) << text;
+}
+
+// The counts come from the source at each scrape (issue 9: counting on every
+// state change scanned the job table per new job); nullopt keeps the last.
+TEST(ServerMetrics, JobsByStateSourceIsReadAtEachRender) {
+  ServerMetrics metrics;
+  int calls = 0;
+  std::optional<std::vector<std::pair<std::string, int64_t>>> next =
+      std::vector<std::pair<std::string, int64_t>>{{"QUEUED", 12000}, {"STARTING", 1}};
+  metrics.SetJobsByStateSource([&] {
+    ++calls;
+    return next;
+  });
+  EXPECT_EQ(calls, 0);
+  std::string text = metrics.Render();
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(HasLine(text, "foak_jobs{state=\"QUEUED\"} 12000")) << text;
+  EXPECT_TRUE(HasLine(text, "foak_jobs{state=\"STARTING\"} 1")) << text;
+  EXPECT_TRUE(HasLine(text, "foak_jobs{state=\"RUNNING\"} 0")) << text;
+  next = std::nullopt;  // the store failed: the last counts stay
+  text = metrics.Render();
+  EXPECT_EQ(calls, 2);
+  EXPECT_TRUE(HasLine(text, "foak_jobs{state=\"QUEUED\"} 12000")) << text;
+  metrics.SetJobsByStateSource(nullptr);
+  metrics.SetJobsByState({{"RUNNING", 1}});
+  text = metrics.Render();
+  EXPECT_EQ(calls, 2);
+  EXPECT_TRUE(HasLine(text, "foak_jobs{state=\"RUNNING\"} 1")) << text;
+  EXPECT_TRUE(HasLine(text, "foak_jobs{state=\"QUEUED\"} 0")) << text;
 }
 
 TEST(ServerMetrics, GrpcCounterSplitsTheMethod) {

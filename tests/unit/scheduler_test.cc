@@ -54,6 +54,32 @@ TEST(Scheduler, CpuJobsUseSlotsAndNeverWaitBehindGpuJobs) {
   EXPECT_EQ(Ids(s.Schedule({{"cpu-3", 0, 0, 5}})), (std::vector<std::string>{"cpu-3"}));
 }
 
+// A full host (every GPU held, every CPU slot taken) has no room, so the
+// JobManager skips reading the queue (issue 9: a 12k backlog was read on every
+// new job); any release, or cluster mode, makes room again.
+TEST(Scheduler, HasRoomUntilEveryGpuAndCpuSlotIsTaken) {
+  Scheduler s({{0, 1}, 1});
+  EXPECT_TRUE(s.HasRoom());
+  EXPECT_EQ(s.Schedule({{"gpu", 0, 2, 1}}).size(), 1u);
+  EXPECT_TRUE(s.HasRoom());  // the CPU slot is free
+  EXPECT_EQ(s.Schedule({{"cpu", 0, 0, 2}}).size(), 1u);
+  EXPECT_FALSE(s.HasRoom());
+  EXPECT_TRUE(s.Schedule({{"waits", 0, 1, 3}, {"waits-too", 0, 0, 4}}).empty());
+  s.Release("cpu");
+  EXPECT_TRUE(s.HasRoom());
+  EXPECT_EQ(Ids(s.Schedule({{"waits", 0, 1, 3}, {"waits-too", 0, 0, 4}})),
+            (std::vector<std::string>{"waits-too"}));
+  EXPECT_FALSE(s.HasRoom());
+  s.Release("gpu");
+  EXPECT_TRUE(s.HasRoom());
+
+  SchedulerOptions cluster;
+  cluster.cluster = true;
+  Scheduler c(cluster);
+  EXPECT_EQ(c.Schedule({{"a", 0, 8, 1}, {"b", 0, 0, 2}}).size(), 2u);
+  EXPECT_TRUE(c.HasRoom());
+}
+
 TEST(Scheduler, AlreadyPlacedJobsAreSkippedAndReleaseIsIdempotent) {
   Scheduler s({{0, 1}, 1});
   EXPECT_EQ(s.Schedule({{"a", 0, 1, 1}}).size(), 1u);

@@ -59,9 +59,10 @@ bool AddExtension(X509* cert, X509* issuer, int nid, const char* value) {
 }
 
 // A certificate for `key` named `cn`, signed by `issuer_key` (itself when
-// `issuer` is null: a self-signed CA).
+// `issuer` is null: a self-signed CA); a server's, or with `client` a
+// client's.
 X509* MakeCert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* issuer_key,
-               long serial) {
+               long serial, bool client = false) {
   const bool ca = issuer == nullptr;
   X509* cert = X509_new();
   X509_set_version(cert, 2);
@@ -81,8 +82,8 @@ X509* MakeCert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* iss
             AddExtension(cert, signer, NID_subject_key_identifier, "hash");
   if (ok && !ca) {
     ok = AddExtension(cert, signer, NID_authority_key_identifier, "keyid") &&
-         AddExtension(cert, signer, NID_ext_key_usage, "serverAuth") &&
-         AddExtension(cert, signer, NID_subject_alt_name, "IP:127.0.0.1");
+         AddExtension(cert, signer, NID_ext_key_usage, client ? "clientAuth" : "serverAuth") &&
+         (client || AddExtension(cert, signer, NID_subject_alt_name, "IP:127.0.0.1"));
   }
   if (!ok || X509_sign(cert, ca ? key : issuer_key, EVP_sha256()) == 0) {
     X509_free(cert);
@@ -147,6 +148,7 @@ absl::StatusOr<TestPki> MakeTestPki(const std::string& ca_name) {
     pki.ca_cert_pem = ToPem(ca, nullptr);
     pki.server_cert_pem = ToPem(server, nullptr);
     pki.server_key_pem = ToPem(nullptr, server_key);
+    pki.ca_key_pem = ToPem(nullptr, ca_key);
   }
   X509_free(server);
   X509_free(ca);
@@ -154,6 +156,30 @@ absl::StatusOr<TestPki> MakeTestPki(const std::string& ca_name) {
   EVP_PKEY_free(ca_key);
   if (pki.ca_cert_pem.empty()) return absl::InternalError(OpenSslError("making the certificates"));
   return pki;
+}
+
+absl::StatusOr<TestClientCert> MakeTestClientCert(const TestPki& pki, const std::string& cn) {
+  BIO* ca_bio = BIO_new_mem_buf(pki.ca_cert_pem.data(), static_cast<int>(pki.ca_cert_pem.size()));
+  X509* ca = PEM_read_bio_X509(ca_bio, nullptr, nullptr, nullptr);
+  BIO_free(ca_bio);
+  BIO* key_bio = BIO_new_mem_buf(pki.ca_key_pem.data(), static_cast<int>(pki.ca_key_pem.size()));
+  EVP_PKEY* ca_key = PEM_read_bio_PrivateKey(key_bio, nullptr, nullptr, nullptr);
+  BIO_free(key_bio);
+  EVP_PKEY* client_key = EVP_EC_gen("P-256");
+  X509* cert = ca != nullptr && ca_key != nullptr && client_key != nullptr
+                   ? MakeCert(client_key, cn, ca, ca_key, 3, /*client=*/true)
+                   : nullptr;
+  TestClientCert out;
+  if (cert != nullptr) {
+    out.cert_pem = ToPem(cert, nullptr);
+    out.key_pem = ToPem(nullptr, client_key);
+  }
+  X509_free(cert);
+  X509_free(ca);
+  EVP_PKEY_free(client_key);
+  EVP_PKEY_free(ca_key);
+  if (out.cert_pem.empty()) return absl::InternalError(OpenSslError("making a client certificate"));
+  return out;
 }
 
 std::string UrlDecode(const std::string& s) {

@@ -26,8 +26,17 @@ struct TestPki {
   std::string ca_cert_pem;
   std::string server_cert_pem;
   std::string server_key_pem;
+  std::string ca_key_pem;  // to issue client certificates (MakeTestClientCert)
 };
 absl::StatusOr<TestPki> MakeTestPki(const std::string& ca_name);
+
+// A client certificate (extendedKeyUsage clientAuth) for `cn`, signed by
+// `pki`'s CA, for mutual TLS. PEM.
+struct TestClientCert {
+  std::string cert_pem;
+  std::string key_pem;
+};
+absl::StatusOr<TestClientCert> MakeTestClientCert(const TestPki& pki, const std::string& cn);
 
 struct HttpRequest {
   std::string method;

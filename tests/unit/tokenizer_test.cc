@@ -2,6 +2,7 @@
 // fixtures under tests/testdata/tokenizers/ were written by
 // scripts/make_tokenizer_fixtures.py with tokenizers/transformers (and the
 // Python SentencePiece) on texts the tokenizers were not trained on.
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -119,6 +120,56 @@ TEST(TokenizerTest, RejectsUnsupportedPreTokenizerNamingFileAndPath) {
   tok = LoadTokenizer(dir);
   ASSERT_FALSE(tok.ok());
   EXPECT_NE(std::string(tok.status().message()).find("WordPiece"), std::string::npos);
+}
+
+// Inputs that crashed or hung the loader (fuzz/tokenizer_json_fuzz; the files
+// are in fuzz/corpus/tokenizer_json/crash-*): each is now an error naming the
+// field and what it should be.
+TEST(TokenizerTest, MalformedFieldsAreErrorsNamingTheField) {
+  const std::string dir = ::testing::TempDir() + "/malformed_tok";
+  ASSERT_TRUE(MakeDirs(dir).ok());
+  const nlohmann::json model = {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}}}, {"merges", nlohmann::json::array()}};
+  struct Case {
+    nlohmann::json patch;  // merged into {"model": model}
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      // A dense id table of 2^32 entries: out of memory.
+      {{{"model", {{"vocab", {{"a", 4294967296}}}}}}, "model.vocab[\"a\"]: is 4294967296; expected an integer id from 0 to 16777215"},
+      // A flag of the wrong type: an uncaught nlohmann::json::type_error.
+      {{{"added_tokens", {{{"id", 2}, {"content", "<s>"}, {"special", "yes"}}}}}, "added_tokens[0].special = \"yes\"; expected true or false"},
+      // id + 1 overflowed int64 (vocab_size).
+      {{{"added_tokens", {{{"id", INT64_MAX}, {"content", "<s>"}}}}}, "added_tokens[0].id = 9223372036854775807; expected an id from 0 to 16777215"},
+      {{{"added_tokens", {{{"id", -5}, {"content", "<s>"}}}}}, "added_tokens[0].id = -5"},
+      // A BOS id outside the vocabulary reached the embedding lookup.
+      {{{"post_processor", {{"type", "TemplateProcessing"}, {"single", {{{"SpecialToken", {{"id", "<s>"}}}}}}, {"special_tokens", {{"<s>", {{"ids", {77}}}}}}}}}, "post_processor.special_tokens[\"<s>\"].ids[0] = 77; expected a token id from 0 to 1"},
+      {{{"post_processor", {{"type", "TemplateProcessing"}, {"single", {{{"SpecialToken", {{"id", "<s>"}}}}}}, {"special_tokens", {{"<s>", {{"ids", {"z"}}}}}}}}}, "ids[0] = \"z\""},
+      // An empty Strip content matched forever (a hang).
+      {{{"decoder", {{"type", "Strip"}, {"content", ""}, {"start", 2147483647}}}}, "decoder.content: is \"\"; expected the character to strip"},
+      {{{"decoder", {{"type", "Strip"}, {"content", " "}, {"start", "1"}}}}, "decoder.start = \"1\"; expected a non-negative integer"},
+      // Any other option of the wrong type is caught at the file boundary.
+      {{{"pre_tokenizer", {{"type", "Metaspace"}, {"add_prefix_space", "yes"}}}}, "a field has the wrong JSON type"},
+  };
+  for (const Case& c : cases) {
+    nlohmann::json j = {{"model", model}};
+    j.merge_patch(c.patch);
+    ASSERT_TRUE(WriteFileAtomically(dir + "/tokenizer.json", j.dump()).ok());
+    auto tok = LoadTokenizer(dir);
+    ASSERT_FALSE(tok.ok()) << c.patch.dump();
+    const std::string msg(tok.status().message());
+    EXPECT_EQ(tok.status().code(), absl::StatusCode::kInvalidArgument) << msg;
+    EXPECT_NE(msg.find("tokenizer.json"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(c.needle), std::string::npos) << c.patch.dump() << "\n" << msg;
+  }
+  // The same fields well-formed load.
+  nlohmann::json ok = {{"model", model},
+                       {"added_tokens", {{{"id", 2}, {"content", "<s>"}, {"special", true}}}},
+                       {"decoder", {{"type", "Strip"}, {"content", " "}, {"start", 1}}}};
+  ASSERT_TRUE(WriteFileAtomically(dir + "/tokenizer.json", ok.dump()).ok());
+  auto tok = LoadTokenizer(dir);
+  ASSERT_TRUE(tok.ok()) << tok.status();
+  EXPECT_EQ((*tok)->vocab_size(), 3);
+  EXPECT_TRUE((*tok)->IsSpecial(2));
 }
 
 #ifdef FOAK_HAVE_SENTENCEPIECE

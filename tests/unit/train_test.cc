@@ -10,6 +10,7 @@
 #include <torch/utils.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <memory>
 #include <random>
@@ -31,6 +32,7 @@
 #include "worker/train/job.h"
 #include "worker/train/lr_schedule.h"
 #include "worker/train/metrics_writer.h"
+#include "worker/train/nonfinite.h"
 #include "worker/train/trainer.h"
 #include "worker/train/train_job.h"
 #include "worker/train/trainer_state.h"
@@ -756,6 +758,122 @@ TEST(Trainer, LearningRateFollowsTheSchedule) {
   EXPECT_DOUBLE_EQ(lrs[1], 0.005);
   EXPECT_DOUBLE_EQ(lrs[2], 0.01);
   EXPECT_DOUBLE_EQ(lrs[3], 0.005);
+}
+
+// The embedding of every token poisoned with +inf in one column: the
+// forward's RMSNorm turns it into NaN. Returns the clean weight to restore.
+torch::Tensor PoisonEmbedding(Trainer& t) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor w = t.model()->named_parameters()["model.embed_tokens.weight"];
+  torch::Tensor clean = w.detach().clone();
+  w.select(1, 0).fill_(std::numeric_limits<float>::infinity());
+  return clean;
+}
+
+void Restore(Trainer& t, const torch::Tensor& clean) {
+  torch::NoGradGuard no_grad;
+  t.model()->named_parameters()["model.embed_tokens.weight"].copy_(clean);
+}
+
+std::vector<torch::Tensor> FirstMoments(Trainer& t) {
+  std::vector<torch::Tensor> out;
+  for (const auto& group : t.optimizer().exp_avgs()) {
+    for (const torch::Tensor& m : group) out.push_back(m.clone());
+  }
+  return out;
+}
+
+void ExpectSame(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b,
+                const std::string& what) {
+  ASSERT_EQ(a.size(), b.size()) << what;
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << what << " " << i;
+}
+
+TEST(Trainer, ANonFiniteStepFailsNamingItBeforeTheWeightsChange) {
+  for (Precision precision : {Precision::kFp32, Precision::kBf16Mixed}) {
+    SCOPED_TRACE(PrecisionName(precision));
+    auto trainer = MakeTrainer(precision);
+    Batch batch = Batcher::MakePaddedBatch(Examples(2, 4), 257);
+    ASSERT_TRUE(trainer->Step({batch}).ok());
+    PoisonEmbedding(*trainer);
+    const std::vector<torch::Tensor> params = Params(*trainer);
+    const std::vector<torch::Tensor> moments = FirstMoments(*trainer);
+    auto r = trainer->Step({batch});
+    ASSERT_FALSE(r.ok());
+    EXPECT_TRUE(IsNonFiniteStepError(r.status())) << r.status();
+    EXPECT_TRUE(Contains(r.status(), "step 2: the loss is nan")) << r.status();
+    EXPECT_TRUE(Contains(r.status(), "on_nonfinite")) << r.status();
+    EXPECT_EQ(trainer->step(), 1);
+    EXPECT_EQ(trainer->optimizer().step_count(), 1);
+    ExpectSame(params, Params(*trainer), "weights");  // +inf == +inf: unchanged
+    ExpectSame(moments, FirstMoments(*trainer), "moments");
+  }
+}
+
+TEST(Trainer, ASkippedStepLeavesNoTraceButTheStepCount) {
+  // A: step, a poisoned (skipped) step, then clean steps. B: the same
+  // without the poisoned step. A constant schedule and AdamW's own step count
+  // (not advanced by a skip) make A's later steps B's, bit for bit.
+  TrainerOptions o = Options(Precision::kFp32);
+  o.skip_nonfinite = true;
+  torch::manual_seed(1);
+  auto a = Trainer::Create(LlamaForCausalLM(TinyConfig()), o, torch::Device(torch::kCPU));
+  torch::manual_seed(1);
+  auto b = Trainer::Create(LlamaForCausalLM(TinyConfig()), o, torch::Device(torch::kCPU));
+  ASSERT_TRUE(a.ok() && b.ok());
+  Batch b1 = Batcher::MakePaddedBatch(Examples(2, 4), 257);
+  Batch b2 = Batcher::MakePaddedBatch(Examples(2, 5), 257);
+  ASSERT_TRUE((*a)->Step({b1}).ok());
+  ASSERT_TRUE((*b)->Step({b1}).ok());
+
+  const torch::Tensor clean = PoisonEmbedding(**a);
+  const std::vector<torch::Tensor> params = Params(**a);
+  auto skipped = (*a)->Step({b2});
+  ASSERT_TRUE(skipped.ok()) << skipped.status();
+  EXPECT_TRUE(skipped->skipped);
+  EXPECT_TRUE(std::isnan(skipped->loss));
+  EXPECT_EQ(skipped->step, 2);
+  EXPECT_EQ((*a)->step(), 2);  // the step counts: its batch and learning rate are used up
+  EXPECT_EQ((*a)->optimizer().step_count(), 1);
+  ExpectSame(params, Params(**a), "weights after the skipped step");
+  Restore(**a, clean);
+
+  for (int i = 0; i < 2; ++i) {
+    auto ra = (*a)->Step({b2});
+    auto rb = (*b)->Step({b2});
+    ASSERT_TRUE(ra.ok() && rb.ok());
+    EXPECT_FALSE(ra->skipped);
+    EXPECT_EQ(ra->loss, rb->loss);
+    EXPECT_EQ(ra->grad_norm, rb->grad_norm);
+    EXPECT_EQ(ra->step, rb->step + 1);
+  }
+  ExpectSame(Params(**a), Params(**b), "weights after two clean steps");
+}
+
+TEST(JobConfig, OnNonfiniteParsesAndStaysOutOfTheFingerprint) {
+  auto plain = ParseWith("{}");
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->hyperparameters.skip_nonfinite_steps);
+  EXPECT_EQ(plain->hyperparameters.max_consecutive_skips, 10);
+  auto skip = ParseWith(R"({"on_nonfinite": "skip", "max_consecutive_skips": 3})");
+  ASSERT_TRUE(skip.ok()) << skip.status();
+  EXPECT_TRUE(skip->hyperparameters.skip_nonfinite_steps);
+  EXPECT_EQ(skip->hyperparameters.max_consecutive_skips, 3);
+  EXPECT_TRUE(MakeTrainerOptions(*skip, 10).skip_nonfinite);
+  EXPECT_FALSE(MakeTrainerOptions(*plain, 10).skip_nonfinite);
+  EXPECT_EQ(HyperparametersToJson(skip->hyperparameters),
+            HyperparametersToJson(plain->hyperparameters));
+  auto fail = ParseWith(R"({"on_nonfinite": "fail"})");
+  ASSERT_TRUE(fail.ok()) << fail.status();
+  EXPECT_FALSE(fail->hyperparameters.skip_nonfinite_steps);
+
+  auto bad = ParseWith(R"({"on_nonfinite": "ignore"})");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(Contains(bad.status(), "on_nonfinite")) << bad.status();
+  EXPECT_TRUE(Contains(bad.status(), "\"skip\"")) << bad.status();
+  auto zero = ParseWith(R"({"max_consecutive_skips": 0})");
+  ASSERT_FALSE(zero.ok());
+  EXPECT_TRUE(Contains(zero.status(), "max_consecutive_skips")) << zero.status();
 }
 
 // ---------------------------------------------------------------- outputs

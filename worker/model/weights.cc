@@ -233,9 +233,16 @@ absl::Status SaveModel(LlamaForCausalLM& model, const std::string& model_dir,
   const size_t slash = dir.rfind('/');
   if (slash != std::string::npos && slash > 0) RETURN_IF_ERROR(MakeDirs(dir.substr(0, slash)));
   RETURN_IF_ERROR(RemoveTree(tmp_dir));  // left by an earlier crash of this pid
-  RETURN_IF_ERROR(MakeDirs(tmp_dir));
-  RETURN_IF_ERROR(WriteFileAtomically(JoinPath(tmp_dir, "config.json"), ModelConfigToJson(config)));
-  RETURN_IF_ERROR(WriteSafetensorsCheckpoint(tmp_dir, views, options.max_shard_bytes));
+  absl::Status written = MakeDirs(tmp_dir);
+  if (written.ok()) {
+    written = WriteFileAtomically(JoinPath(tmp_dir, "config.json"), ModelConfigToJson(config));
+  }
+  if (written.ok()) written = WriteSafetensorsCheckpoint(tmp_dir, views, options.max_shard_bytes);
+  if (!written.ok()) {
+    // A full disk must not also keep the half-written copy (it may be large).
+    RemoveTree(tmp_dir).IgnoreError();
+    return written;
+  }
   host.clear();
 
   // Swap: the final name always holds either the old or the new checkpoint.

@@ -39,6 +39,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
 #include "foak/v1/worker_service.grpc.pb.h"
 
@@ -116,6 +117,24 @@ absl::StatusOr<int32_t> IntEnv(const char* name) {
   return out;
 }
 
+// The contents of the PEM file an optional variable names ("" when unset);
+// INVALID_ARGUMENT naming the variable and the file when it cannot be read.
+absl::StatusOr<std::string> PemFileEnv(const char* name) {
+  const char* path = std::getenv(name);
+  if (path == nullptr || *path == '\0') return std::string();
+  absl::StatusOr<std::string> pem = ReadFileToString(path);
+  if (!pem.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(name, " = '", path, "': ", pem.status().message(),
+                                                   "; foakd passes the files of its --worker_tls_* "
+                                                   "flags, which must be readable by the worker"));
+  }
+  if (pem->find("-----BEGIN ") == std::string::npos) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, " = '", path, "' holds no PEM block (-----BEGIN ...)"));
+  }
+  return *std::move(pem);
+}
+
 }  // namespace
 
 class CoordinatorReporter::Impl {
@@ -124,8 +143,15 @@ class CoordinatorReporter::Impl {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, ToMillis(options_.initial_backoff));
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, ToMillis(options_.max_backoff));
-    channel_ = grpc::CreateCustomChannel(options_.address, grpc::InsecureChannelCredentials(),
-                                         args);
+    std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+    if (!options_.tls_ca_pem.empty()) {
+      grpc::SslCredentialsOptions tls;
+      tls.pem_root_certs = options_.tls_ca_pem;
+      tls.pem_cert_chain = options_.tls_cert_pem;
+      tls.pem_private_key = options_.tls_key_pem;
+      credentials = grpc::SslCredentials(tls);
+    }
+    channel_ = grpc::CreateCustomChannel(options_.address, credentials, args);
     stub_ = v1::WorkerService::NewStub(channel_);
     thread_ = std::thread([this] { Run(); });
   }
@@ -365,6 +391,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorReporter>> CoordinatorReporter::Create
   if (options.token.empty()) {
     return absl::InvalidArgumentError("CoordinatorReporter: token is empty");
   }
+  if (options.tls_cert_pem.empty() != options.tls_key_pem.empty() ||
+      (!options.tls_cert_pem.empty() && options.tls_ca_pem.empty())) {
+    return absl::InvalidArgumentError(
+        "CoordinatorReporter: a client certificate needs its key and the CA of foakd's "
+        "certificate: set tls_cert_pem, tls_key_pem and tls_ca_pem together "
+        "(FOAK_COORDINATOR_TLS_CERT, _KEY, _CA)");
+  }
   if (options.max_queue < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("CoordinatorReporter: max_queue = ", options.max_queue, "; must be >= 1"));
@@ -389,6 +422,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorReporter>> CoordinatorReporter::FromEn
   ASSIGN_OR_RETURN(options.token, RequiredEnv("FOAK_JOB_TOKEN"));
   ASSIGN_OR_RETURN(options.attempt, IntEnv("FOAK_JOB_ATTEMPT"));
   ASSIGN_OR_RETURN(options.rank, IntEnv("RANK"));
+  ASSIGN_OR_RETURN(options.tls_ca_pem, PemFileEnv("FOAK_COORDINATOR_TLS_CA"));
+  ASSIGN_OR_RETURN(options.tls_cert_pem, PemFileEnv("FOAK_COORDINATOR_TLS_CERT"));
+  ASSIGN_OR_RETURN(options.tls_key_pem, PemFileEnv("FOAK_COORDINATOR_TLS_KEY"));
   return Create(std::move(options));
 }
 

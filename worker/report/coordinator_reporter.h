@@ -46,6 +46,12 @@ class CoordinatorReporter : public TrainObserver {
     std::string token;    // sent as "authorization: Bearer <token>" (required)
     int32_t attempt = 0;  // the job's restart count, as foakd launched it
     int32_t rank = 0;     // this process's rank in the job
+    // TLS to foakd (foakd --tls_cert): the CA (PEM) that signed foakd's
+    // certificate; empty = a plaintext channel. With foakd --tls_client_ca
+    // (mutual TLS) also the certificate chain and key this worker presents.
+    std::string tls_ca_pem;
+    std::string tls_cert_pem;
+    std::string tls_key_pem;
     // Reports waiting to be sent at most (>= 1); see the drop order above.
     int64_t max_queue = 10000;
     absl::Duration initial_backoff = absl::Milliseconds(200);
@@ -65,13 +71,16 @@ class CoordinatorReporter : public TrainObserver {
     bool refused = false;  // foakd refused the token; nothing more is sent
   };
 
-  // INVALID_ARGUMENT when a required option is empty or max_queue < 1. Does
+  // INVALID_ARGUMENT when a required option is empty, max_queue < 1, or only
+  // one of tls_cert_pem / tls_key_pem is set (or either without tls_ca_pem). Does
   // not connect: the background thread does, once there is a report to send.
   static absl::StatusOr<std::unique_ptr<CoordinatorReporter>> Create(Options options);
 
   // The reporter foakd asks for through the worker's environment:
   // FOAK_COORDINATOR (host:port), FOAK_JOB_ID, FOAK_JOB_TOKEN, and optionally
-  // FOAK_JOB_ATTEMPT and RANK (integers, default 0). nullptr (OK) when
+  // FOAK_JOB_ATTEMPT and RANK (integers, default 0), and for TLS
+  // FOAK_COORDINATOR_TLS_CA (a PEM file; set = TLS) with, for mutual TLS,
+  // FOAK_COORDINATOR_TLS_CERT and FOAK_COORDINATOR_TLS_KEY. nullptr (OK) when
   // FOAK_COORDINATOR is unset or empty (a worker run by hand); INVALID_ARGUMENT
   // naming the variable when one is missing or not an integer.
   static absl::StatusOr<std::unique_ptr<CoordinatorReporter>> FromEnvironment();

@@ -45,9 +45,11 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::jso
   }
   int64_t max_id = -1;
   for (auto it = vocab->begin(); it != vocab->end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0) {
+    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
+        it.value().get<uint64_t>() > static_cast<uint64_t>(kMaxTokenId)) {
       return Bad(file, absl::StrCat("model.vocab[\"", it.key(), "\"]"),
-                 "must be a non-negative integer id");
+                 absl::StrCat("is ", it.value().dump(), "; expected an integer id from 0 to ",
+                              kMaxTokenId));
     }
     max_id = std::max<int64_t>(max_id, it.value().get<int64_t>());
   }

@@ -25,6 +25,12 @@
 
 namespace foak::tokenizer {
 
+// The largest token id a tokenizer.json may use (vocabulary and added
+// tokens). The id table is dense, so an id is also an allocation: 2^24 - 1 is
+// 64 times the largest released vocabulary (256K) and keeps a hostile file
+// from asking for gigabytes.
+inline constexpr int64_t kMaxTokenId = (int64_t{1} << 24) - 1;
+
 class BpeModel {
  public:
   static constexpr size_t kCacheCapacity = 1 << 18;

@@ -1,5 +1,7 @@
 #include "worker/tokenizer/decoder.h"
 
+#include <limits>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -37,8 +39,27 @@ absl::Status Build(const nlohmann::json& j, const std::string& path, const std::
   } else if (type == "Fuse") {
     ops->push_back({Op::kFuse, "", "", 0, 0, true});
   } else if (type == "Strip") {
-    ops->push_back({Op::kStrip, j.value("content", " "), "", j.value("start", 0),
-                    j.value("stop", 0), true});
+    // tokenizers' Strip removes up to `start` leading and `stop` trailing
+    // copies of one character; an empty content would never stop matching.
+    const std::string content = j.value("content", " ");
+    if (content.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": ", path, ".content: is \"\"; expected the character to strip, e.g. \" \""));
+    }
+    int counts[2] = {0, 0};
+    const char* keys[2] = {"start", "stop"};
+    for (int k = 0; k < 2; ++k) {
+      auto it = j.find(keys[k]);
+      if (it == j.end() || it->is_null()) continue;
+      if (!it->is_number_integer() || it->get<int64_t>() < 0 ||
+          it->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int>::max())) {
+        return absl::InvalidArgumentError(absl::StrCat(file, ": ", path, ".", keys[k], " = ",
+                                                       it->dump(),
+                                                       "; expected a non-negative integer"));
+      }
+      counts[k] = static_cast<int>(it->get<int64_t>());
+    }
+    ops->push_back({Op::kStrip, content, "", counts[0], counts[1], true});
   } else if (type == "Metaspace") {
     const std::string scheme = j.value("prepend_scheme", "");
     const bool prepend = scheme.empty() ? j.value("add_prefix_space", true) : scheme != "never";

@@ -19,26 +19,51 @@ bool IsWordByte(char c) {
 
 // Reads the post-processor's TemplateProcessing "single" template: special
 // tokens before $A are BOS, after it EOS (Llama 3 and Llama 2 add <bos> so).
-void ReadTemplate(const nlohmann::json& pp, SpecialTokens* special) {
-  if (!pp.is_object()) return;
-  const std::string type = pp.value("type", "");
-  if (type == "Sequence" && pp.contains("processors") && pp["processors"].is_array()) {
-    for (const auto& p : pp["processors"]) ReadTemplate(p, special);
-    return;
+// Pieces of other shapes are skipped; an id that is no token id of this
+// tokenizer is an error (the trainer would index the embedding table with it).
+absl::Status ReadTemplate(const nlohmann::json& pp, const std::string& where, int64_t vocab_size,
+                          const std::string& file, SpecialTokens* special) {
+  if (!pp.is_object()) return absl::OkStatus();
+  auto type = pp.find("type");
+  if (type == pp.end() || !type->is_string()) return absl::OkStatus();
+  auto processors = pp.find("processors");
+  if (type->get<std::string>() == "Sequence" && processors != pp.end() && processors->is_array()) {
+    for (size_t i = 0; i < processors->size(); ++i) {
+      RETURN_IF_ERROR(ReadTemplate((*processors)[i], absl::StrCat(where, ".processors[", i, "]"),
+                                   vocab_size, file, special));
+    }
+    return absl::OkStatus();
   }
-  if (type != "TemplateProcessing" || !pp.contains("single") || !pp["single"].is_array()) return;
-  const auto& specials = pp.value("special_tokens", nlohmann::json::object());
+  auto single = pp.find("single");
+  auto specials = pp.find("special_tokens");
+  if (type->get<std::string>() != "TemplateProcessing" || single == pp.end() ||
+      !single->is_array() || specials == pp.end() || !specials->is_object()) {
+    return absl::OkStatus();
+  }
   bool seen_sequence = false;
-  for (const auto& piece : pp["single"]) {
+  for (const auto& piece : *single) {
+    if (!piece.is_object()) continue;
     if (piece.contains("Sequence")) {
       seen_sequence = true;
       continue;
     }
-    if (!piece.contains("SpecialToken")) continue;
-    const std::string name = piece["SpecialToken"].value("id", "");
-    auto it = specials.find(name);
-    if (it == specials.end() || !it->contains("ids") || (*it)["ids"].empty()) continue;
-    const int64_t id = (*it)["ids"][0].get<int64_t>();
+    auto token = piece.find("SpecialToken");
+    if (token == piece.end() || !token->is_object()) continue;
+    auto name = token->find("id");
+    if (name == token->end() || !name->is_string()) continue;
+    auto it = specials->find(name->get<std::string>());
+    if (it == specials->end() || !it->is_object()) continue;
+    auto ids = it->find("ids");
+    if (ids == it->end() || !ids->is_array() || ids->empty()) continue;
+    const nlohmann::json& first = (*ids)[0];
+    if (!first.is_number_integer() || first.get<int64_t>() < 0 ||
+        first.get<uint64_t>() >= static_cast<uint64_t>(vocab_size)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": ", where, ".special_tokens[", nlohmann::json(it.key()).dump(), "].ids[0] = ",
+          first.dump(), "; expected a token id from 0 to ", vocab_size - 1,
+          " (the vocabulary and added tokens)"));
+    }
+    const int64_t id = first.get<int64_t>();
     if (!seen_sequence) {
       special->bos_id = id;
       special->add_bos = true;
@@ -47,6 +72,19 @@ void ReadTemplate(const nlohmann::json& pp, SpecialTokens* special) {
       special->add_eos = true;
     }
   }
+  return absl::OkStatus();
+}
+
+// An optional boolean of added_tokens[i]; `fallback` when absent or null.
+absl::StatusOr<bool> AddedTokenFlag(const nlohmann::json& token, const char* key, bool fallback,
+                                    size_t index, const std::string& file) {
+  auto it = token.find(key);
+  if (it == token.end() || it->is_null()) return fallback;
+  if (!it->is_boolean()) {
+    return absl::InvalidArgumentError(absl::StrCat(file, ": added_tokens[", index, "].", key,
+                                                   " = ", it->dump(), "; expected true or false"));
+  }
+  return it->get<bool>();
 }
 
 }  // namespace
@@ -57,6 +95,20 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromFile(const std::st
   if (j.is_discarded() || !j.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
   }
+  // The fields foak checks name themselves in errors; for the rest (an option
+  // of a normalizer, pre-tokenizer or decoder of the wrong type) nlohmann's
+  // message says which type was expected.
+  try {
+    return FromJson(j, path);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ": a field has the wrong JSON type (", e.what(),
+        "); expected the layout Hugging Face tokenizers writes"));
+  }
+}
+
+absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromJson(const nlohmann::json& j,
+                                                                   const std::string& path) {
   auto tok = std::unique_ptr<HfTokenizer>(new HfTokenizer());
   const nlohmann::json null_json;
   const auto field = [&](const char* key) -> const nlohmann::json& {
@@ -89,14 +141,20 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromFile(const std::st
       return absl::InvalidArgumentError(absl::StrCat(
           path, ": added_tokens[", i, "] needs an integer \"id\" and a non-empty \"content\""));
     }
+    if (a["id"].get<int64_t>() < 0 ||
+        a["id"].get<uint64_t>() > static_cast<uint64_t>(tokenizer::kMaxTokenId)) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": added_tokens[", i, "].id = ",
+                                                     a["id"].dump(), "; expected an id from 0 to ",
+                                                     tokenizer::kMaxTokenId));
+    }
     AddedToken t;
     t.content = a["content"].get<std::string>();
     t.id = a["id"].get<int64_t>();
-    t.special = a.value("special", false);
-    t.lstrip = a.value("lstrip", false);
-    t.rstrip = a.value("rstrip", false);
-    t.single_word = a.value("single_word", false);
-    t.normalized = a.value("normalized", !t.special);
+    ASSIGN_OR_RETURN(t.special, AddedTokenFlag(a, "special", false, i, path));
+    ASSIGN_OR_RETURN(t.lstrip, AddedTokenFlag(a, "lstrip", false, i, path));
+    ASSIGN_OR_RETURN(t.rstrip, AddedTokenFlag(a, "rstrip", false, i, path));
+    ASSIGN_OR_RETURN(t.single_word, AddedTokenFlag(a, "single_word", false, i, path));
+    ASSIGN_OR_RETURN(t.normalized, AddedTokenFlag(a, "normalized", !t.special, i, path));
     tok->added_by_content_[t.content] = t.id;
     tok->added_by_id_[t.id] = static_cast<int>(tok->added_.size());
     if (t.special) tok->special_ids_.insert(t.id);
@@ -120,7 +178,8 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromFile(const std::st
       });
     }
   }
-  ReadTemplate(field("post_processor"), &tok->special_);
+  RETURN_IF_ERROR(
+      ReadTemplate(field("post_processor"), "post_processor", tok->vocab_size_, path, &tok->special_));
   return tok;
 }
 

@@ -59,6 +59,11 @@ class HfTokenizer : public Tokenizer {
   };
 
  private:
+  // FromFile after parsing; may throw nlohmann::json::exception on a value of
+  // an unexpected type deep in the file, which FromFile turns into an error.
+  static absl::StatusOr<std::unique_ptr<HfTokenizer>> FromJson(const nlohmann::json& j,
+                                                               const std::string& path);
+
   // A cut of text: an added token (id >= 0) or plain text (id < 0).
   struct Segment {
     std::string text;

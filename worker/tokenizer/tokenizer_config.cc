@@ -98,8 +98,9 @@ absl::Status ApplyTokenizerConfig(const std::string& model_dir, Tokenizer* token
       chat_template = ct->get<std::string>();
     } else if (ct->is_array()) {
       for (const auto& entry : *ct) {
-        if (entry.is_object() && entry.value("name", "") == "default" &&
-            entry.contains("template") && entry["template"].is_string()) {
+        if (entry.is_object() && entry.contains("name") && entry["name"].is_string() &&
+            entry["name"].get<std::string>() == "default" && entry.contains("template") &&
+            entry["template"].is_string()) {
           chat_template = entry["template"].get<std::string>();
         }
       }

@@ -85,7 +85,8 @@ absl::Status WriteOptimizerState(const AdamW& optimizer, Precision precision,
 absl::Status WriteShardFile(Trainer& trainer, const std::string& path) {
   try {
     return WriteOptimizerState(trainer.optimizer(), trainer.precision(), path,
-                               {{"rank", absl::StrCat(trainer.rank())},
+                               {{"global_step", absl::StrCat(trainer.step())},
+                                {"rank", absl::StrCat(trainer.rank())},
                                 {"world_size", absl::StrCat(trainer.world_size())},
                                 {"shard_layout", trainer.ShardLayout()}});
   } catch (const std::exception& e) {
@@ -114,7 +115,8 @@ absl::Status WriteTrainingCheckpointInto(Trainer& trainer, const TrainerState& s
   } else {
     try {
       RETURN_IF_ERROR(WriteOptimizerState(trainer.optimizer(), trainer.precision(),
-                                          JoinPath(tmp, kOptimizerStateFile)));
+                                          JoinPath(tmp, kOptimizerStateFile),
+                                          {{"global_step", absl::StrCat(trainer.step())}}));
     } catch (const std::exception& e) {
       return TorchErrorToStatus(e, absl::StrCat("saving the optimizer state to ", tmp));
     }
@@ -176,7 +178,16 @@ absl::StatusOr<std::string> WriteTrainingCheckpoint(Trainer& trainer, TrainerSta
   if (written.ok()) written = CommitCheckpointDir(tmp, dir);
   if (!written.ok()) {
     RemoveTree(tmp).IgnoreError();
-    return written;
+    // Say what is still there to resume from: nothing was replaced.
+    absl::StatusOr<std::optional<CheckpointEntry>> newest = FindLatestCheckpoint(output_dir);
+    const std::string kept =
+        newest.ok() && newest->has_value()
+            ? absl::StrCat("the newest complete checkpoint, ", (*newest)->path, ", is intact")
+            : std::string("there is no earlier checkpoint to resume from");
+    return absl::Status(written.code(),
+                        absl::StrCat("saving ", CheckpointDirName(state.global_step), " in ",
+                                     output_dir, " failed and its partial folder was removed; ",
+                                     kept, ": ", written.message()));
   }
   RETURN_IF_ERROR(RotateCheckpoints(output_dir, options.save_total_limit, dir).status());
   return dir;
@@ -228,14 +239,25 @@ absl::Status RestoreTrainingState(Trainer& trainer, const std::string& dir,
           "with the settings that wrote it"));
     }
   }
+  // step_count counts the optimizer's updates; a step skipped for a NaN
+  // (on_nonfinite = "skip") counts as a step but not as an update, so the
+  // file's own global_step is what must match (files from before it was
+  // written have updates = steps).
   auto meta = file->metadata().find("step_count");
+  auto step_meta = file->metadata().find("global_step");
   int64_t step_count = -1;
+  int64_t file_step = -1;
+  const bool has_step = step_meta != file->metadata().end() &&
+                        absl::SimpleAtoi(step_meta->second, &file_step);
   if (meta == file->metadata().end() || !absl::SimpleAtoi(meta->second, &step_count) ||
-      step_count != state.global_step) {
+      step_count < 0 || (has_step ? (file_step != state.global_step || step_count > file_step)
+                                  : step_count != state.global_step)) {
     return absl::InvalidArgumentError(absl::StrCat(
         path, ": metadata step_count is ",
         meta == file->metadata().end() ? std::string("missing") : meta->second,
-        " but trainer_state.json says global_step ", state.global_step));
+        has_step ? absl::StrCat(" and global_step ", file_step) : std::string(),
+        " but trainer_state.json says global_step ", state.global_step,
+        "; the optimizer state belongs to another checkpoint"));
   }
   try {
     std::map<std::string, torch::Tensor> tensors;

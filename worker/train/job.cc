@@ -175,6 +175,15 @@ absl::Status ParseHyperparameters(ObjectReader& r, Hyperparameters* h) {
   RETURN_IF_ERROR(r.Int("ddp_timeout", 1, &h->ddp_timeout));
   RETURN_IF_ERROR(r.Int("ddp_bucket_cap_mb", 1, &h->ddp_bucket_cap_mb));
   RETURN_IF_ERROR(r.Int("zero_stage", 0, &h->zero_stage));
+  if (const Json* v = r.Get("on_nonfinite"); v != nullptr) {
+    if (!v->is_string() || (v->get<std::string>() != "fail" && v->get<std::string>() != "skip")) {
+      return r.BadValue("on_nonfinite",
+                        "\"fail\" (end the job at a NaN or infinite loss or gradient) or "
+                        "\"skip\" (drop that step's update and go on)");
+    }
+    h->skip_nonfinite_steps = v->get<std::string>() == "skip";
+  }
+  RETURN_IF_ERROR(r.Int("max_consecutive_skips", 1, &h->max_consecutive_skips));
   if (h->zero_stage > 1) {
     return r.BadValue("zero_stage",
                       "0 (no sharding) or 1 (optimizer state sharded across ranks)");
@@ -448,7 +457,9 @@ absl::StatusOr<JobConfig> ParseJobConfig(const std::string& json_text, const std
   }
   // The coordinator's fields (scheduling and bookkeeping; foakd validates
   // them, server/domain/job_spec.h): known here, so one document serves both.
-  for (const char* key : {"resources", "priority", "max_restarts", "labels"}) r.Get(key);
+  for (const char* key : {"resources", "priority", "max_restarts", "labels", "stall_timeout_s"}) {
+    r.Get(key);
+  }
   RETURN_IF_ERROR(r.CheckNoUnknownKeys());
   return job;
 }

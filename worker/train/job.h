@@ -89,6 +89,15 @@ struct Hyperparameters {
   // updated parameters are all-gathered. The same numbers either way.
   // Checkpoints of a sharded run resume with the same ranks.
   int64_t zero_stage = 0;                // 0 | 1
+  // A step whose loss or gradient norm is NaN or infinite. false ("fail"):
+  // the job ends before the weights change, its error naming the step (exit
+  // code 3: foakd does not retry it, it would recur). true ("skip"): the
+  // step's gradients are dropped, the step counts (its batch and learning
+  // rate are used up) and training goes on; more than
+  // max_consecutive_skips such steps in a row end the job as "fail" does.
+  // Neither is part of a run's fingerprint.
+  bool skip_nonfinite_steps = false;     // JSON on_nonfinite: "fail" | "skip"
+  int64_t max_consecutive_skips = 10;    // >= 1
 };
 
 // dataset: the training data and how lines become examples (worker/data).

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <limits>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -27,6 +28,7 @@
 #include "worker/train/memory_stats.h"
 #include "worker/train/activation_checkpointing.h"
 #include "worker/train/metrics_writer.h"
+#include "worker/train/nonfinite.h"
 #include "worker/train/precision.h"
 #include "worker/train/resume.h"
 #include "worker/train/evaluate.h"
@@ -186,6 +188,7 @@ TrainerOptions MakeTrainerOptions(const JobConfig& job, int64_t max_steps) {
   options.adam_beta2 = h.adam_beta2;
   options.adam_epsilon = h.adam_epsilon;
   options.max_grad_norm = h.max_grad_norm;
+  options.skip_nonfinite = h.skip_nonfinite_steps;
   options.grad_sync.bucket_bytes = h.ddp_bucket_cap_mb << 20;
   options.zero_stage = static_cast<int>(h.zero_stage);
   return options;
@@ -318,7 +321,11 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
   // Rank 0 owns the output folder; the others write nothing there.
   std::unique_ptr<MetricsWriter> metrics;
   if (main_rank) {
-    RETURN_IF_ERROR(MakeDirs(job.output_dir));
+    if (absl::Status made = MakeDirs(job.output_dir); !made.ok()) {
+      return absl::Status(made.code(),
+                          absl::StrCat("output_dir '", job.output_dir, "' cannot be created: ",
+                                       made.message(), "; choose a folder this worker can write"));
+    }
     const std::string metrics_path = JoinPath(job.output_dir, "metrics.jsonl");
     if (resume.has_value()) {
       // Steps after the checkpoint were logged by the interrupted run and are redone.
@@ -337,6 +344,7 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
   const double elapsed_before = state.elapsed_s;
   Clock::time_point window_start = start;
   LogWindow& window = state.log_window;
+  int64_t skipped_in_a_row = 0;  // on_nonfinite = "skip"
   if (observer != nullptr) observer->OnStart(max_steps, trainer->step(), device.str());
   for (int64_t step = trainer->step() + 1; step <= max_steps; ++step) {
     std::vector<Batch> micro_batches;
@@ -347,17 +355,33 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
     state.micro_batches_consumed += h.gradient_accumulation_steps * world;  // the job's
     state.examples_consumed = data->examples_consumed();
     ASSIGN_OR_RETURN(StepResult result, trainer->Step(micro_batches));
-    state.last_loss = result.loss;
+    if (result.skipped) {
+      ++skipped_in_a_row;
+      const std::string what = absl::StrCat("step ", result.step, ": the loss is ", result.loss,
+                                            " and the gradient norm ", result.grad_norm);
+      if (skipped_in_a_row > h.max_consecutive_skips) {
+        return NonFiniteStepError(absl::StrCat(
+            what, "; that makes ", skipped_in_a_row, " non-finite steps in a row, more than "
+            "hyperparameters.max_consecutive_skips = ", h.max_consecutive_skips, ": training "
+            "has diverged; lower hyperparameters.learning_rate or check the data"));
+      }
+      Info(info, absl::StrCat(what, "; its update was skipped (on_nonfinite = \"skip\", ",
+                              skipped_in_a_row, " in a row)"));
+    } else {
+      skipped_in_a_row = 0;
+      state.last_loss = result.loss;
+      window.loss_sum += result.loss;
+      ++window.steps;  // the logged loss is the mean over the steps that updated
+    }
     state.last_learning_rate = result.learning_rate;
-    window.loss_sum += result.loss;
     window.tokens += result.input_tokens;
-    ++window.steps;
     if (step % h.logging_steps == 0 || step == max_steps) {
       const Clock::time_point now = Clock::now();
       const double window_s = Seconds(window_start, now);
       StepMetrics m;
       m.step = result.step;
-      m.loss = window.loss_sum / static_cast<double>(window.steps);
+      m.loss = window.steps > 0 ? window.loss_sum / static_cast<double>(window.steps)
+                                : std::numeric_limits<double>::quiet_NaN();  // all skipped
       m.learning_rate = result.learning_rate;
       m.grad_norm = result.grad_norm;
       m.tokens = window.tokens;

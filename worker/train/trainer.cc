@@ -4,6 +4,7 @@
 #include <c10/util/Exception.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -11,6 +12,7 @@
 #include "common/status_macros.h"
 #include "worker/torch_compat.h"
 #include "worker/train/grad_clip.h"
+#include "worker/train/nonfinite.h"
 
 namespace foak {
 namespace {
@@ -225,6 +227,11 @@ absl::StatusOr<StepResult> Trainer::StepUnchecked(const std::vector<Batch>& micr
     if (!synced.ok()) return absl::Status(synced.code(), absl::StrCat(where, ": ", synced.message()));
   }
   result.learning_rate = schedule_.LearningRate(step_);
+  // The job's loss before the update: with the gradient norm it decides
+  // whether there is an update at all. (The norm's .item() syncs anyway.)
+  std::vector<double> loss = {loss_sum.item<double>()};
+  RETURN_IF_ERROR(AllReduceSum(loss));
+  result.loss = loss[0] / total;
   if (zero_) {
     // Each rank holds the sums of, and updates, only its slices; the norm
     // adds every rank's squared slice norms.
@@ -234,21 +241,30 @@ absl::StatusOr<StepResult> Trainer::StepUnchecked(const std::vector<Batch>& micr
     }
     std::vector<torch::Tensor> slices = optimizer_->PrepareGrads();
     ASSIGN_OR_RETURN(result.grad_norm, ClipShardedGradNorm(slices));
-    optimizer_->Step(result.learning_rate);
-    RETURN_IF_ERROR(grad_sync_->AllGatherParams());
   } else {
     std::vector<torch::Tensor> grads = optimizer_->PrepareGrads();
     result.grad_norm = ClipGradNorm(grads, options_.max_grad_norm);
+  }
+  // Every rank sees the same loss and norm (both are reduced over the
+  // ranks), so every rank decides the same.
+  const bool finite = std::isfinite(result.loss) && std::isfinite(result.grad_norm);
+  if (finite) {
     optimizer_->Step(result.learning_rate);
+    if (zero_) RETURN_IF_ERROR(grad_sync_->AllGatherParams());
   }
   optimizer_->ZeroGrad();
   if (grad_sync_ != nullptr) grad_sync_->ResetGrads();
   gathered_masters_.clear();
+  if (!finite && !options_.skip_nonfinite) {
+    return NonFiniteStepError(absl::StrCat(
+        where, ": the loss is ", result.loss, " and the gradient norm ", result.grad_norm,
+        "; training stopped before this step changed the weights (the newest checkpoint is "
+        "intact). Lower hyperparameters.learning_rate, check the data around this step, or set "
+        "hyperparameters.on_nonfinite = \"skip\" to drop such steps"));
+  }
+  result.skipped = !finite;
   ++step_;
   result.step = step_;
-  std::vector<double> loss = {loss_sum.item<double>()};
-  RETURN_IF_ERROR(AllReduceSum(loss));
-  result.loss = loss[0] / total;
   return result;
 }
 

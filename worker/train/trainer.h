@@ -70,6 +70,11 @@ struct TrainerOptions {
   // Data parallel: 1 shards the optimizer state (moments, fp32 masters)
   // across ranks (ZeRO stage 1, grad_sync.h); 0 keeps all of it on every rank.
   int zero_stage = 0;
+  // A NaN or infinite loss or gradient norm: false = the step fails
+  // (NonFiniteStepError, worker/train/nonfinite.h) before the weights
+  // change; true = its gradients are dropped, the step still counts, and
+  // StepResult.skipped says so.
+  bool skip_nonfinite = false;
 };
 
 // Sums of one evaluation batch: the summed token loss and the target count.
@@ -85,6 +90,9 @@ struct StepResult {
   double grad_norm = 0;       // global norm before clipping
   int64_t input_tokens = 0;   // non-padding input tokens
   int64_t target_tokens = 0;  // tokens that contributed to the loss
+  // The loss or gradient norm was not finite and the update was dropped
+  // (TrainerOptions.skip_nonfinite).
+  bool skipped = false;
 };
 
 class Trainer {
