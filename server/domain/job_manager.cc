@@ -225,7 +225,7 @@ void JobManager::BeginShutdown() {
     shutting_down_ = true;
     for (auto& [id, waiters] : waiters_) waiters.cv.SignalAll();
   }
-  events_cv_.SignalAll();
+  shutdown_cv_.SignalAll();
 }
 
 void JobManager::Shutdown() {

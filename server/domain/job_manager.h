@@ -238,7 +238,7 @@ class JobManager {
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, int64_t> generation_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, JobProgressInfo> progress_ ABSL_GUARDED_BY(mu_);
-  absl::CondVar events_cv_;
+  absl::CondVar shutdown_cv_;  // wakes the stall thread at BeginShutdown
   // Each watched job's own condition variable (WaitForChange): an event wakes
   // that job's watchers only. One shared by all woke every open WatchJob
   // stream on every event -- 1,000 threads per new job in issue 9's load
@@ -261,9 +261,8 @@ class JobManager {
     bool armed = true;
   };
   struct Stall {
-    int64_t attempt = 0;
+    Liveness liveness;  // its attempt; put back if the launcher could not stop it
     std::string message;
-    Liveness liveness;  // put back if the launcher could not stop it
   };
   void TrackLaunch(const std::string& id, int64_t attempt, int64_t spec_stall_timeout_s);
   void ForgetLaunch(const std::string& id);

@@ -86,13 +86,12 @@ std::vector<std::string> JobManager::CheckStalls() {
         continue;
       }
       stalled_[it->first] = Stall{
-          l.attempt,
+          l,
           absl::StrCat("attempt ", l.attempt, " sent no report for ", (now - l.last_ms) / 1000,
                        " s (last heard: ", l.last_heard, "); the stall timeout is ",
                        l.timeout_ms / 1000,
                        " s (the spec's stall_timeout_s, else foakd's --stall_timeout_s), so its "
-                       "workers were stopped"),
-          l};
+                       "workers were stopped")};
       stalled.push_back(it->first);
       it = liveness_.erase(it);
     }
@@ -120,7 +119,7 @@ LaunchOutcome JobManager::TakeStall(const LaunchOutcome& outcome) {
   liveness_.erase(outcome.job_id);
   auto it = stalled_.find(outcome.job_id);
   if (it == stalled_.end()) return seen;
-  if (outcome.state == JobState::kCancelled && outcome.attempt == it->second.attempt) {
+  if (outcome.state == JobState::kCancelled && outcome.attempt == it->second.liveness.attempt) {
     seen.state = JobState::kFailed;
     seen.reason = kReasonStalled;
     seen.retryable = true;
@@ -137,7 +136,7 @@ void JobManager::StallLoop() {
       const absl::Time until =
           absl::Now() + absl::Milliseconds(options_.stall_check_interval_ms);
       while (!shutting_down_ && absl::Now() < until) {
-        events_cv_.WaitWithDeadline(&mu_, until);
+        shutdown_cv_.WaitWithDeadline(&mu_, until);
       }
       if (shutting_down_) return;
     }
