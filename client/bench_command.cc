@@ -39,7 +39,8 @@ using foak::v1::JobSpec;
 // Flags bench shares with submit, declared in two groups for the help's order.
 const std::vector<std::string>& ModelFlags() {
   static const std::vector<std::string> names = {
-      "model", "method", "lora-r", "lora-alpha", "lora-dropout", "lora-target-modules"};
+      "model", "method", "lora-r", "lora-alpha", "lora-dropout", "lora-target-modules",
+      "double-quant"};
   return names;
 }
 const std::vector<std::string>& JobFlags() {

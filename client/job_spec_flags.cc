@@ -31,12 +31,15 @@ constexpr SpecFlag kSpecFlags[] = {
     {"train", "PATH|FILE_ID", "training data: a JSONL path or an uploaded file id", false},
     {"validation", "PATH|FILE_ID", "validation data (JSONL path or file id)", false},
     {"format", "FORMAT", "dataset format: auto|text|alpaca|prompt_completion|chat", false},
-    {"method", "full|lora", "fine-tuning method", false},
+    {"method", "full|lora|qlora", "fine-tuning method (qlora: LoRA on an NF4 4-bit base)", false},
     {"lora-r", "N", "LoRA rank (implies --method lora when unset)", false},
     {"lora-alpha", "X", "LoRA alpha (implies --method lora when unset)", false},
     {"lora-dropout", "X", "LoRA dropout (implies --method lora when unset)", false},
     {"lora-target-modules", "all-linear|A,B",
      "projections LoRA adapts, e.g. q_proj,v_proj (implies --method lora when unset)", false},
+    {"double-quant", "true|false",
+     "qlora: quantise the NF4 block scales too (default true; implies --method qlora when "
+     "unset)", false},
     {"learning-rate", "X", "peak learning rate", false},
     {"max-steps", "N", "optimizer steps (0 = from --epochs)", false},
     {"epochs", "X", "passes over the training data", false},
@@ -61,6 +64,10 @@ constexpr SpecFlag kSpecFlags[] = {
     {"stall-timeout", "SECONDS",
      "stop (then restart or fail) the job after this long without progress; -1 = never "
      "(default: foakd's --stall_timeout_s)", false},
+    {"start-timeout", "SECONDS",
+     "stop (then restart or fail) the job when its workers have not reported this long after "
+     "a launch (pods that never start); -1 = never (default: foakd's --start_timeout_s)",
+     false},
     {"on-nonfinite", "fail|skip",
      "a NaN or infinite loss or gradient fails the job (default) or skips that step", false},
     {"output-dir", "DIR", "where checkpoints and the final model go", false},
@@ -144,9 +151,9 @@ absl::Status ApplyJobSpecFlags(const FlagSet& flags, const std::vector<std::stri
   if (given("format")) spec->mutable_dataset()->set_format(flags.Get("format"));
   if (given("method")) {
     const std::string method = absl::AsciiStrToLower(flags.Get("method"));
-    if (method != "full" && method != "lora") {
+    if (method != "full" && method != "lora" && method != "qlora") {
       return UsageError(absl::StrCat("--method: '", flags.Get("method"),
-                                     "' is not a method; use full or lora"));
+                                     "' is not a method; use full, lora or qlora"));
     }
     spec->set_method(method);
   }
@@ -165,12 +172,25 @@ absl::Status ApplyJobSpecFlags(const FlagSet& flags, const std::vector<std::stri
   if (given("lora-target-modules")) {
     RETURN_IF_ERROR(SetTargetModules(flags.Get("lora-target-modules"), spec->mutable_lora()));
   }
+  if (given("double-quant")) {
+    const std::string value = absl::AsciiStrToLower(flags.Get("double-quant"));
+    if (value != "true" && value != "false") {
+      return UsageError(absl::StrCat("--double-quant: '", flags.Get("double-quant"),
+                                     "'; use true or false"));
+    }
+    if (spec->method().empty()) spec->set_method("qlora");
+    if (spec->method() != "qlora") {
+      return UsageError(absl::StrCat("--double-quant: NF4 settings need --method qlora; the "
+                                     "job's method is ", spec->method()));
+    }
+    spec->mutable_quantization()->set_double_quant(value == "true");
+  }
   for (const char* lora_flag : kLoraFlags) {
     if (!given(lora_flag)) continue;
     if (spec->method().empty()) spec->set_method("lora");
-    if (spec->method() != "lora") {
-      return UsageError(absl::StrCat("--", lora_flag, ": LoRA settings need --method lora; the "
-                                     "job's method is ", spec->method()));
+    if (spec->method() != "lora" && spec->method() != "qlora") {
+      return UsageError(absl::StrCat("--", lora_flag, ": LoRA settings need --method lora or "
+                                     "qlora; the job's method is ", spec->method()));
     }
   }
   const bool had_hyperparameters = spec->has_hyperparameters();
@@ -282,6 +302,10 @@ absl::Status ApplyJobSpecFlags(const FlagSet& flags, const std::vector<std::stri
   if (given("stall-timeout")) {
     ASSIGN_OR_RETURN(const int64_t v, flags.GetInt("stall-timeout", -1));
     spec->set_stall_timeout_s(v);
+  }
+  if (given("start-timeout")) {
+    ASSIGN_OR_RETURN(const int64_t v, flags.GetInt("start-timeout", -1));
+    spec->set_start_timeout_s(v);
   }
   if (given("output-dir")) spec->set_output_dir(flags.Get("output-dir"));
   if (given("label")) {

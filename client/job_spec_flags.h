@@ -33,9 +33,10 @@ void AddJobSpecFlags(FlagSet* flags, const std::vector<std::string>& names);
 bool AnyJobSpecFlagSet(const FlagSet& flags);
 
 // Sets the fields named by the given flags. A malformed value (not a number,
-// --method other than full|lora, --precision other than bf16-mixed|bf16|fp32,
-// --label without '=') is a usage error, and so is a LoRA flag with method
-// full (one with no method implies lora).
+// --method other than full|lora|qlora, --precision other than
+// bf16-mixed|bf16|fp32, --label without '=') is a usage error, and so is a
+// LoRA flag with method full (one with no method implies lora) or
+// --double-quant with a method other than qlora (it implies qlora).
 absl::Status ApplyJobSpecFlags(const FlagSet& flags, foak::v1::JobSpec* spec);
 // The same for the flags in `names` only, whoever declared them (bench
 // declares --precision and --gpus itself, for its own defaults in the help).

@@ -62,6 +62,12 @@ std::string MethodText(const foak::v1::JobSpec& spec) {
     }
     if (!parts.empty()) absl::StrAppend(&method, " (", absl::StrJoin(parts, ", "), ")");
   }
+  if (spec.method() == "qlora") {
+    const foak::v1::QuantizationSpec& q = spec.quantization();
+    const bool double_quant = !q.has_double_quant() || q.double_quant();
+    absl::StrAppend(&method, ", base ", q.type().empty() ? "nf4" : q.type(),
+                    double_quant ? " double-quantised" : "");
+  }
   return method;
 }
 

@@ -210,6 +210,9 @@ def job_seeds():
                             "precision": "bf16", "gradient_checkpointing": True},
     }
     write(t, "lora_uploaded_file", json.dumps(lora, indent=2))
+    qlora = dict(lora, name="fuzz-qlora", method="qlora",
+                 quantization={"type": "nf4", "double_quant": False})
+    write(t, "qlora_uploaded_file", json.dumps(qlora, indent=2))
     custom = {
         "model": model, "output_dir": "/tmp/foak-fuzz-job/out",
         "dataset": {"train": train, "format": "alpaca", "instructions_as_chat": True,

@@ -14,6 +14,8 @@ const std::vector<KernelInfo>& RegisteredKernels() {
        &KernelSet::cross_entropy},
       {"fused_linear_cross_entropy", "lm_head matmul and loss without materialising the logits",
        &KernelSet::fused_linear_cross_entropy},
+      {"fused_lora", "LoRA projections and the LoRA MLP as one op each (LoRA and QLoRA jobs)",
+       &KernelSet::fused_lora},
   };
   return kKernels;
 }
@@ -60,8 +62,20 @@ std::string KernelSetLabel(const KernelSet& set) {
   KernelSet foak;
   foak.rms_norm = foak.rope = foak.swiglu = foak.cross_entropy = true;
   if (set == foak) return "foak";
-  foak.fused_linear_cross_entropy = true;
-  if (set == foak) return "all";
+  KernelSet all = foak;
+  all.fused_linear_cross_entropy = true;
+  all.fused_lora = true;
+  if (set == all) return "all";
+  if (set.rms_norm && set.rope && set.swiglu && set.cross_entropy) {
+    // "foak" and the rest: "foak+fused_linear_cross_entropy".
+    std::vector<std::string> names = {"foak"};
+    for (const std::string& name : set.Names()) {
+      if (name != "rms_norm" && name != "rope" && name != "swiglu" && name != "cross_entropy") {
+        names.push_back(name);
+      }
+    }
+    return absl::StrJoin(names, "+");
+  }
   return absl::StrJoin(set.Names(), "+");
 }
 

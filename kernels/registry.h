@@ -3,7 +3,9 @@
 // LibTorch. The model reads a KernelSet when it is built and calls the chosen
 // ops (kernels/<op>/<op>_op.h); an empty set means plain LibTorch.
 //
-//   rms_norm, rope, swiglu, cross_entropy, fused_linear_cross_entropy
+//   rms_norm, rope, swiglu, cross_entropy, fused_linear_cross_entropy,
+//   fused_lora (LoRA and QLoRA jobs only: base and adapter in one op; a full
+//   fine-tuning job has no adapter, so the flag changes nothing there)
 //   foak = rms_norm + rope + swiglu + cross_entropy
 //   all  = every op
 // When both cross_entropy and fused_linear_cross_entropy are on, the fused
@@ -24,9 +26,11 @@ struct KernelSet {
   bool swiglu = false;
   bool cross_entropy = false;
   bool fused_linear_cross_entropy = false;
+  bool fused_lora = false;
 
   bool empty() const {
-    return !rms_norm && !rope && !swiglu && !cross_entropy && !fused_linear_cross_entropy;
+    return !rms_norm && !rope && !swiglu && !cross_entropy && !fused_linear_cross_entropy &&
+           !fused_lora;
   }
   // Canonical op names, in registry order ("[]" when empty).
   std::vector<std::string> Names() const;
@@ -49,8 +53,9 @@ absl::StatusOr<KernelSet> ParseKernelSet(const std::vector<std::string>& names);
 // "rms_norm, rope, ..." or "none".
 std::string KernelSetString(const KernelSet& set);
 
-// A short label for tables: "none", "foak", "all", or the op names joined by
-// '+' ("rms_norm+rope").
+// A short label for tables: "none", "foak", "all", "foak+" and the other ops
+// ("foak+fused_linear_cross_entropy"), or the op names joined by '+'
+// ("rms_norm+rope").
 std::string KernelSetLabel(const KernelSet& set);
 
 }  // namespace foak

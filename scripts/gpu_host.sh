@@ -32,7 +32,8 @@
 # (Llama-3.2-1B shape, bf16: 4x2048 and 16x512; --bench-8b adds the
 # Llama-3-8B shape at 2x2048). --skip takes a comma-separated list of
 # ctest_gpu, hf_load, peft_load, train_gpu, ctest_cpu, kernel_bench, bench,
-# foakd_gpu, dp_gpu, bench_e2e (e.g. on a rerun after a fix). dp_gpu needs 2
+# foakd_gpu, dp_gpu, qlora_bench, bench_e2e (e.g. on a rerun after a fix).
+# qlora_bench (scripts/bench_qlora.sh) measures LoRA against QLoRA. dp_gpu needs 2
 # GPUs (scripts/dp_gpu_check.sh). bench_e2e (scripts/bench_e2e.sh)
 # compares foak through foakd with transformers on the same card.
 # The bundle is unpacked again only when it changed (a stamp in the prefix),
@@ -402,12 +403,14 @@ if ! wanted kernel_bench; then
   :
 elif ls "$BUILD"/bench/foak_*_bench >/dev/null 2>&1; then
   : > "$OUTDIR/kernel_bench.jsonl"
-  for op in rms_norm rope swiglu cross_entropy fused_linear_cross_entropy; do
+  # KBENCH_OPS="fused_lora nf4" runs a subset (device time is scarce).
+  KBENCH_OPS="${KBENCH_OPS:-rms_norm rope swiglu cross_entropy fused_linear_cross_entropy fused_lora nf4}"
+  for op in $KBENCH_OPS; do
     bin="$BUILD/bench/foak_${op}_bench"
     [ -x "$bin" ] || { log "kernel_bench: no $bin"; continue; }
     run_step "kbench_$op" 120 "$bin" --json "$OUTDIR/kernel_bench.jsonl"
   done
-  { for op in rms_norm rope swiglu cross_entropy fused_linear_cross_entropy; do
+  { for op in $KBENCH_OPS; do
       [ -f "$LOGS/kbench_$op.log" ] && { echo "## $op"; grep -E "^\||^#" "$LOGS/kbench_$op.log"; echo; }
     done; } > "$OUTDIR/kernel_bench.md"
 else
@@ -491,6 +494,18 @@ elif [ -x "$WORKER_BIN" ]; then
   run_step dp_gpu 560 env DP_LOGS="$LOGS/dp_gpu" bash "$REPO/scripts/dp_gpu_check.sh" "$OUTDIR" "$BUILD"
 else
   skip_step dp_gpu "no $WORKER_BIN (build failed?)"
+fi
+
+# -------------------------------------------------------- qlora_bench -----
+# Issue 10 (scripts/bench_qlora.sh): Llama-3-8B-shaped LoRA against QLoRA on
+# one GPU with and without fused_lora, and a Llama-3-70B-shaped QLoRA step on
+# one GPU and, with two, on two. OUTDIR gets qlora_bench.md and .jsonl.
+if ! wanted qlora_bench; then
+  :
+elif [ -x "$WORKER_BIN" ]; then
+  run_step qlora_bench 560 env QLORA_LOGS="$LOGS/qlora" bash "$REPO/scripts/bench_qlora.sh" "$OUTDIR" "$BUILD"
+else
+  skip_step qlora_bench "no $WORKER_BIN (build failed?)"
 fi
 
 # ---------------------------------------------------------- bench_e2e -----

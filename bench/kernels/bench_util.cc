@@ -118,6 +118,24 @@ double PeakExtraGiB(const BenchOptions& o, const std::function<void()>& fn) {
   return -1;
 }
 
+double HeldGiB(const BenchOptions& o, const std::function<void()>& fn) {
+#ifdef FOAK_WITH_CUDA
+  if (o.device.is_cuda()) {
+    Sync(o);
+    const int dev = o.device.index() < 0 ? 0 : o.device.index();
+    const int64_t base =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(dev).allocated_bytes[0].current;
+    fn();
+    Sync(o);
+    const int64_t now =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(dev).allocated_bytes[0].current;
+    return static_cast<double>(now - base) / kGiB;
+  }
+#endif
+  fn();
+  return -1;
+}
+
 const Ceilings& MeasuredCeilings(const BenchOptions& o) {
   static Ceilings c = [&o] {
     Ceilings r;

@@ -37,6 +37,11 @@ double MedianMs(const BenchOptions& o, const std::function<void()>& fn);
 // it, in GiB (CUDA caching allocator); -1 on the CPU.
 double PeakExtraGiB(const BenchOptions& o, const std::function<void()>& fn);
 
+// Memory still allocated when fn() returns above what was allocated before
+// it, in GiB: for a forward pass whose outputs fn keeps alive, the tensors
+// autograd holds for backward plus the outputs. -1 on the CPU.
+double HeldGiB(const BenchOptions& o, const std::function<void()>& fn);
+
 // Measured ceilings of the device, computed once: device-to-device copy
 // bandwidth in GB/s (bytes read + written) and bf16 GEMM TFLOP/s (8192^3).
 struct Ceilings {

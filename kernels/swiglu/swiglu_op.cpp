@@ -103,6 +103,24 @@ class SwiGluFunction : public torch::autograd::Function<SwiGluFunction> {
 
 }  // namespace
 
+at::Tensor SwiGluForward(const at::Tensor& gate, const at::Tensor& up) {
+  TORCH_CHECK(gate.is_contiguous() && up.is_contiguous() && gate.sizes() == up.sizes(),
+              "SwiGluForward: gate and up must be contiguous and of one shape, got ",
+              gate.sizes(), " and ", up.sizes());
+  c10::DeviceGuard device_guard(gate.device());
+  return Forward(gate, up);
+}
+
+std::pair<at::Tensor, at::Tensor> SwiGluBackward(const at::Tensor& gate, const at::Tensor& up,
+                                                 const at::Tensor& dy) {
+  TORCH_CHECK(gate.is_contiguous() && up.is_contiguous() && dy.is_contiguous() &&
+                  gate.sizes() == up.sizes() && dy.sizes() == gate.sizes(),
+              "SwiGluBackward: gate, up and dy must be contiguous and of one shape, got ",
+              gate.sizes(), ", ", up.sizes(), " and ", dy.sizes());
+  c10::DeviceGuard device_guard(gate.device());
+  return Backward(gate, up, dy, /*gate_grad=*/true, /*up_grad=*/true);
+}
+
 at::Tensor SwiGlu(const at::Tensor& gate, const at::Tensor& up) {
   TORCH_CHECK(gate.defined(), "swiglu gate is undefined");
   TORCH_CHECK(gate.dim() >= 1,

@@ -8,12 +8,21 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <utility>
+
 namespace foak {
 namespace ops {
 
 // gate (..., I), up (..., I) of one shape and dtype (fp32, bf16 or fp16)
 // -> silu(gate) * up (..., I).
 at::Tensor SwiGlu(const at::Tensor& gate, const at::Tensor& up);
+
+// The op's two halves without autograd, for other ops that fuse around them
+// (kernels/fused_lora/): gate, up, dy contiguous, of one shape and dtype.
+// SwiGluBackward returns {dg, du}.
+at::Tensor SwiGluForward(const at::Tensor& gate, const at::Tensor& up);
+std::pair<at::Tensor, at::Tensor> SwiGluBackward(const at::Tensor& gate, const at::Tensor& up,
+                                                 const at::Tensor& dy);
 
 }  // namespace ops
 }  // namespace foak

@@ -156,7 +156,13 @@ absl::StatusOr<size_t> ApiTokens::Reload() {
   ASSIGN_OR_RETURN(std::vector<ApiTokenEntry> entries, ParseApiTokens(text, path_));
   absl::MutexLock lock(&mu_);
   entries_ = std::move(entries);
+  ++generation_;
   return entries_.size();
+}
+
+int64_t ApiTokens::generation() const {
+  absl::MutexLock lock(&mu_);
+  return generation_;
 }
 
 absl::Status CheckJobTenant(const std::string& job_id, const std::string& owner,

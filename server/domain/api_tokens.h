@@ -23,6 +23,7 @@
 #ifndef FOAK_SERVER_DOMAIN_API_TOKENS_H_
 #define FOAK_SERVER_DOMAIN_API_TOKENS_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,6 +63,10 @@ class ApiTokens {
 
   size_t size() const;
   const std::string& path() const { return path_; }
+  // Counts successful Reload()s: a long call (WatchJob) that authenticated
+  // under an older generation checks its token again, so a revoked token
+  // does not keep a stream open.
+  int64_t generation() const;
 
  private:
   ApiTokens(std::string path, std::vector<ApiTokenEntry> entries)
@@ -70,6 +75,7 @@ class ApiTokens {
   const std::string path_;
   mutable absl::Mutex mu_;
   std::vector<ApiTokenEntry> entries_ ABSL_GUARDED_BY(mu_);
+  int64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // OK when `tenant` is empty (no tokens) or owns the job; else NOT_FOUND, word

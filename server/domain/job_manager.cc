@@ -134,6 +134,15 @@ JobSpecContext JobManager::SpecContext() const {
   return context;
 }
 
+absl::StatusOr<JobSpecContext> JobManager::TenantSpecContext(const std::string& tenant) const {
+  JobSpecContext context = SpecContext();
+  ASSIGN_OR_RETURN(context.policy, PolicyForTenant(options_.spec_policy, tenant));
+  if (files_ != nullptr && !tenant.empty()) {
+    context.resolve_file = [this, tenant](const std::string& id) { return files_->PathOf(id, tenant); };
+  }
+  return context;
+}
+
 std::string JobManager::OutputDir(const JobRecord& job) const {
   try {
     Json spec = Json::parse(job.spec_json);
@@ -243,11 +252,9 @@ absl::StatusOr<JobView> JobManager::CreateJob(const std::string& spec_json,
                                               const std::string& request_id, bool validate_only,
                                               const std::string& tenant) {
   if (shutting_down()) return absl::UnavailableError("foakd is shutting down; retry shortly");
-  JobSpecContext context = SpecContext();
-  if (files_ != nullptr && !tenant.empty()) {
-    context.resolve_file = [this, tenant](const std::string& id) { return files_->PathOf(id, tenant); };
-  }
-  ASSIGN_OR_RETURN(PreparedJobSpec prepared, PrepareJobSpec(spec_json, context));
+  absl::StatusOr<JobSpecContext> context = TenantSpecContext(tenant);
+  if (!context.ok()) return absl::InvalidArgumentError(absl::StrCat("spec: ", context.status().message()));
+  ASSIGN_OR_RETURN(PreparedJobSpec prepared, PrepareJobSpec(spec_json, *context));
   JobRecord job;
   job.request_id = request_id;
   job.tenant = tenant;
@@ -255,12 +262,30 @@ absl::StatusOr<JobView> JobManager::CreateJob(const std::string& spec_json,
   job.priority = prepared.priority;
   job.gpus = prepared.gpus;
   job.max_restarts = prepared.max_restarts;
+  // An empty output_dir is foakd's own jobs/<id>/output: new, so free.
+  const std::string output_dir = prepared.resolved_output_dir.empty()
+                                     ? ResolveOrGiven(prepared.output_dir)
+                                     : prepared.resolved_output_dir;
+  JobRecord created;
+  {
+    absl::MutexLock outputs_lock(&outputs_mu_);
+    if (!output_dir.empty()) {
+      RETURN_IF_ERROR(LoadOutputDirsLocked());
+      RETURN_IF_ERROR(CheckOutputDirFree(prepared.output_dir, output_dir, tenant, request_id));
+    }
+    if (!validate_only) {
+      ASSIGN_OR_RETURN(created, store_->CreateJob(job));
+      if (outputs_loaded_) {
+        outputs_[created.id] = {output_dir.empty() ? ResolveOrGiven(OutputDir(created)) : output_dir,
+                                tenant, request_id};
+      }
+    }
+  }
   if (validate_only) {
     job.reason = "ValidateOnly";
     job.message = "the spec is valid; nothing was created";
     return View(std::move(job));
   }
-  ASSIGN_OR_RETURN(JobRecord created, store_->CreateJob(job));
   Notify(created.id);
   Schedule();
   ASSIGN_OR_RETURN(JobRecord now, store_->GetJob(created.id));
@@ -354,6 +379,7 @@ absl::StatusOr<JobRecord> JobManager::Transition(const std::string& id, JobState
                                                  const std::string& message, bool count_restart) {
   ASSIGN_OR_RETURN(JobRecord job, store_->UpdateState(id, to, reason, message, count_restart));
   Notify(id);  // the store appended the "state" event
+  if (IsFinal(to)) ReleaseOutputDir(id);
   if (IsFinal(to) && metrics_ != nullptr) metrics_->OnJobFinished(id, JobStateName(to));
   return job;
 }
@@ -429,7 +455,9 @@ void JobManager::LaunchLocked(const JobRecord& job, const Placement& placement) 
   settings.output_dir = output_dir;
   settings.device = gpu ? "cuda" : "cpu";
   settings.restart = job.restarts > 0 || attempt > 0;
-  absl::StatusOr<std::string> worker_json = WorkerJobJson(job.spec_json, settings, SpecContext());
+  absl::StatusOr<JobSpecContext> context = TenantSpecContext(job.tenant);
+  if (!context.ok()) return fail("InvalidJob", context.status());
+  absl::StatusOr<std::string> worker_json = WorkerJobJson(job.spec_json, settings, *context);
   if (!worker_json.ok()) return fail("InvalidJob", worker_json.status());
   const std::string job_file = JoinPath(dir, absl::StrCat("job-", attempt, ".json"));
   absl::Status written = MakeDirs(JoinPath(dir, "logs"));
@@ -481,7 +509,7 @@ void JobManager::LaunchLocked(const JobRecord& job, const Placement& placement) 
   }
   // Tracked before it starts: a worker that exits at once then finds its
   // entry there to remove.
-  TrackLaunch(job.id, attempt, fields->stall_timeout_s);
+  TrackLaunch(job.id, attempt, fields->stall_timeout_s, fields->start_timeout_s);
   absl::Status launched = launcher_->Launch(request);
   if (!launched.ok()) {
     ForgetLaunch(job.id);

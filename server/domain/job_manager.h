@@ -74,6 +74,13 @@ struct JobManagerOptions {
   // last report is stopped: it restarts per max_restarts, else fails with
   // reason "Stalled". A spec's stall_timeout_s overrides it. 0 = never.
   int64_t stall_timeout_ms = 30 * 60 * 1000;
+  // An attempt whose workers send no report at all for this long after its
+  // launch (pods unschedulable or waiting in a Kueue queue, an image that
+  // never pulls, a local worker that hangs before it starts) is stopped: it
+  // restarts per max_restarts, else fails with reason "StartTimeout". A
+  // spec's start_timeout_s overrides it. 0 = never. Long by default, as a
+  // Kueue queue may hold a job for hours.
+  int64_t start_timeout_ms = 24 * 3600 * 1000;
   // How often a thread looks for stalls; 0 = no thread (tests call CheckStalls).
   int64_t stall_check_interval_ms = 1000;
   // Path roots (resolved, ResolveJobSpecPolicy) and job size limits, checked
@@ -194,8 +201,10 @@ class JobManager {
   std::string JobDir(const std::string& id) const;
 
   // Stops every attempt that has been silent for longer than its stall
-  // timeout (see JobManagerOptions.stall_timeout_ms); returns their job ids.
-  // A thread calls it every stall_check_interval_ms.
+  // timeout, or not heard from at all for longer than its start timeout
+  // since its launch (see JobManagerOptions.stall_timeout_ms and
+  // start_timeout_ms); returns their job ids. A thread calls it every
+  // stall_check_interval_ms.
   std::vector<std::string> CheckStalls();
 
  private:
@@ -203,6 +212,24 @@ class JobManager {
              ServerMetrics* metrics, SchedulerOptions scheduler);
 
   JobSpecContext SpecContext() const;
+  // SpecContext with the path roots of `tenant`'s jobs (PolicyForTenant) and,
+  // with tenants, only that tenant's uploaded files.
+  absl::StatusOr<JobSpecContext> TenantSpecContext(const std::string& tenant) const;
+  // Output folders in use (job_manager_outputs.cc): two unfinished jobs may
+  // not write one folder, nor one inside the other's -- the second would
+  // resume the first's newest checkpoint, and save_total_limit would delete
+  // the first's checkpoints. OK, or FAILED_PRECONDITION naming the other job
+  // when it is the same tenant's (else only "in use").
+  // A retry of the same tenant's request_id is not a conflict (the store
+  // answers it with the job it created).
+  absl::Status CheckOutputDirFree(const std::string& given, const std::string& resolved,
+                                  const std::string& tenant, const std::string& request_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(outputs_mu_);
+  // `dir`'s real path (ResolvePath, may not exist yet), or `dir` as given
+  // when it cannot be resolved; empty stays empty.
+  static std::string ResolveOrGiven(const std::string& dir);
+  absl::Status LoadOutputDirsLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(outputs_mu_);
+  void ReleaseOutputDir(const std::string& id);
   std::string OutputDir(const JobRecord& job) const;
   absl::StatusOr<JobView> View(JobRecord record);
   void Schedule();
@@ -234,6 +261,21 @@ class JobManager {
   // Ranks of the job's current launch; a report from a rank outside is refused.
   std::map<std::string, int64_t> world_size_ ABSL_GUARDED_BY(schedule_mu_);
 
+  // Held from CreateJob's output-folder check until the job is stored, so
+  // two submissions cannot both claim one folder. Never held while taking
+  // another of the manager's mutexes.
+  absl::Mutex outputs_mu_;
+  struct OutputDirUse {
+    std::string dir;  // resolved
+    std::string tenant;
+    std::string request_id;
+  };
+  // Every unfinished job's output folder by job id, read from the store at
+  // the first CreateJob, then kept: added at CreateJob, removed when the job
+  // reaches a final state (Transition).
+  bool outputs_loaded_ ABSL_GUARDED_BY(outputs_mu_) = false;
+  std::map<std::string, OutputDirUse> outputs_ ABSL_GUARDED_BY(outputs_mu_);
+
   mutable absl::Mutex mu_;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, int64_t> generation_ ABSL_GUARDED_BY(mu_);
@@ -250,25 +292,40 @@ class JobManager {
   std::map<std::string, JobWaiters> waiters_ ABSL_GUARDED_BY(mu_);
 
   // Stall detection (job_manager_stalls.cc): per running attempt, when it
-  // was last heard from; per stopped one, why, until its exit arrives.
+  // was launched and last heard from; per stopped one, why, until its exit
+  // arrives.
   struct Liveness {
     int64_t attempt = 0;
-    int64_t timeout_ms = 0;
+    int64_t timeout_ms = 0;  // the stall timeout; 0 = none
     int64_t last_ms = 0;
     std::string last_heard;  // "the launch", "step 12", ...
-    // Cluster mode: the clock starts at the attempt's first report, as pods
-    // may wait for capacity or in Kueue's queue for as long as it takes.
+    // Cluster mode: the stall clock starts at the attempt's first report, as
+    // pods may wait for capacity or in Kueue's queue; the start timeout
+    // bounds that wait instead.
     bool armed = true;
+    int64_t start_timeout_ms = 0;  // 0 = none
+    int64_t launched_ms = 0;
+    bool reported = false;  // a report came: the start timeout no longer applies
+    // Until the first report, for the StartTimeout message: the launcher's
+    // newest word on each pod and on the Job ("kubernetes: " lines: pending,
+    // unschedulable, image pull backoff, waiting for Kueue), by subject
+    // ("pod foak-...", "job foak-..."), and the workers' newest output line.
+    std::map<std::string, std::string> launcher_notes;
+    std::string last_output;
   };
   struct Stall {
     Liveness liveness;  // its attempt; put back if the launcher could not stop it
+    std::string reason;  // "Stalled" or "StartTimeout"
     std::string message;
   };
-  void TrackLaunch(const std::string& id, int64_t attempt, int64_t spec_stall_timeout_s);
+  void TrackLaunch(const std::string& id, int64_t attempt, int64_t spec_stall_timeout_s,
+                   int64_t spec_start_timeout_s);
   void ForgetLaunch(const std::string& id);
   void NoteProgress(const WorkerReportInput& report);
+  // A log line of an attempt that has not reported yet (Liveness).
+  void NoteLog(const LogLine& line);
   // The outcome as the job should see it: a stopped stalled attempt's
-  // "Cancelled" becomes a retryable "Stalled" failure.
+  // "Cancelled" becomes a retryable "Stalled" (or "StartTimeout") failure.
   LaunchOutcome TakeStall(const LaunchOutcome& outcome);
   void StallLoop();
   std::map<std::string, Liveness> liveness_ ABSL_GUARDED_BY(mu_);

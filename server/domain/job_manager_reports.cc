@@ -262,6 +262,7 @@ absl::Status JobManager::OnWorkerReport(const WorkerReportInput& r) {
 }
 
 void JobManager::OnLog(const LogLine& line) {
+  NoteLog(line);  // what a StartTimeout message says was heard last
   Json l = {{"rank", line.rank}, {"attempt", line.attempt}, {"text", line.text}};
   (void)Append(line.job_id, "log", SafeDump(l));
 }

@@ -87,82 +87,6 @@ absl::Status CheckAbsoluteFile(const std::string& path, const std::string& field
   return absl::OkStatus();
 }
 
-// A confined path may still not point into foakd's own folders (its
-// database, token key, job files, uploads), even when a root holds them.
-absl::Status OutsideOwnDirs(const std::string& field, const std::string& given,
-                            const std::string& real, const JobSpecPolicy& policy) {
-  for (const std::string& own : policy.own_dirs) {
-    if (PathWithin(real, own)) {
-      return FieldError(field, absl::StrCat(
-          "= '", given, "' resolves to '", real, "', inside foakd's own folder '", own,
-          "' (its database, job files and uploads), which a spec may not name; upload a dataset "
-          "(foakctl upload) and give its file id, or leave output_dir empty for foakd's own "
-          "output folder"));
-    }
-  }
-  return absl::OkStatus();
-}
-
-// With `roots` set, the absolute path `*value` at `field` must resolve inside
-// one of them and outside foakd's own folders, and the worker gets the
-// resolved path (no symlink left to swap); `resolved` receives it. Without
-// roots nothing changes.
-absl::Status ConfineSpecPath(Json* value, const std::string& field, bool may_not_exist,
-                             const std::vector<std::string>& roots, const std::string& roots_flag,
-                             const JobSpecPolicy& policy, std::string* resolved = nullptr) {
-  if (roots.empty()) return absl::OkStatus();
-  const std::string given = value->get<std::string>();
-  absl::StatusOr<std::string> real = ConfinePath(given, may_not_exist, roots, roots_flag);
-  if (!real.ok()) return FieldError(field, absl::StrCat("= '", given, "' ", real.status().message()));
-  RETURN_IF_ERROR(OutsideOwnDirs(field, given, *real, policy));
-  *value = *real;
-  if (resolved != nullptr) *resolved = *real;
-  return absl::OkStatus();
-}
-
-// resume_from_checkpoint as a path (not true/false/"latest"): with
-// output_roots set it must be absolute and inside them or foakd's jobs folder
-// (a checkpoint of an earlier job).
-absl::Status ConfineResumePath(Json& root, const JobSpecContext& context) {
-  auto it = root.find("resume_from_checkpoint");
-  if (context.policy.output_roots.empty() || it == root.end() || !it->is_string()) {
-    return absl::OkStatus();
-  }
-  const std::string value = it->get<std::string>();
-  if (value.empty() || value == "latest" || value == "true" || value == "false" || value == "none") {
-    return absl::OkStatus();
-  }
-  if (value[0] != '/') {
-    return FieldError("resume_from_checkpoint", absl::StrCat(
-        "= '", value, "' is not an absolute path; give the absolute path of a checkpoint-<step> "
-        "folder, or \"latest\""));
-  }
-  std::vector<std::string> roots = context.policy.output_roots;
-  std::string jobs;
-  if (!context.jobs_dir.empty() && !context.policy.tenants) {
-    absl::StatusOr<std::string> real = ResolvePath(context.jobs_dir, /*may_not_exist=*/false);
-    if (real.ok()) roots.push_back(jobs = *real);
-  }
-  absl::StatusOr<std::string> real =
-      ConfinePath(value, /*may_not_exist=*/true, roots, "--output_roots, and foakd's jobs folder");
-  if (!real.ok()) {
-    return FieldError("resume_from_checkpoint", absl::StrCat("= '", value, "' ", real.status().message()));
-  }
-  // foakd's jobs folder is its own, but its checkpoints may be resumed.
-  if (jobs.empty() || !PathWithin(*real, jobs)) {
-    RETURN_IF_ERROR(OutsideOwnDirs("resume_from_checkpoint", value, *real, context.policy));
-  }
-  // The worker reads the checkpoint's files as it reads a model's.
-  if (PathExists(*real)) {
-    absl::Status entries = ConfineFolderEntries(*real, roots, "--output_roots, and foakd's jobs folder");
-    if (!entries.ok()) {
-      return FieldError("resume_from_checkpoint", absl::StrCat("= '", value, "' ", entries.message()));
-    }
-  }
-  *it = *real;
-  return absl::OkStatus();
-}
-
 // Replaces an uploaded file's id by its path (or checks a path) at `key` of
 // the dataset object.
 absl::Status ResolveDatasetFile(Json& dataset, const std::string& key, bool required,
@@ -394,6 +318,16 @@ absl::Status TakeCoordinatorFields(Json& root, const JobSpecContext& context,
     }
     root.erase(it);
   }
+  if (auto it = root.find("start_timeout_s"); it != root.end()) {
+    if (!it->is_null()) {
+      ASSIGN_OR_RETURN(out->start_timeout_s,
+                       IntField(*it, "start_timeout_s", -1, kMaxStartTimeoutS,
+                                absl::StrCat("seconds from 1 to ", kMaxStartTimeoutS,
+                                             " (a week), 0 (foakd's --start_timeout_s) or -1 "
+                                             "(never)")));
+    }
+    root.erase(it);
+  }
   if (auto it = root.find("labels"); it != root.end()) {
     if (!it->is_null()) {
       if (!it->is_object()) return BadValue("labels", *it, "an object of string values");
@@ -489,7 +423,7 @@ absl::StatusOr<Json> WorkerView(const std::string& spec_json, const JobSpecConte
       prepared->resolved_output_dir = real;
     }
   }
-  RETURN_IF_ERROR(ConfineResumePath(root, context));
+  RETURN_IF_ERROR(ConfineResumePath(root, context.policy, context.jobs_dir));
   return root;
 }
 

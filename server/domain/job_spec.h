@@ -51,6 +51,7 @@ inline constexpr size_t kMaxLabels = 32;
 inline constexpr int64_t kMaxProcesses = 64;      // resources.processes in [1, 64]
 inline constexpr int64_t kMaxNodes = 1024;        // resources.nodes in [1, 1024]
 inline constexpr int64_t kMaxStallTimeoutS = 7 * 24 * 3600;  // stall_timeout_s: a week
+inline constexpr int64_t kMaxStartTimeoutS = 7 * 24 * 3600;  // start_timeout_s: a week
 
 struct JobSpecContext {
   int64_t total_gpus = 0;  // GPUs this foakd schedules (its own host's)
@@ -82,6 +83,9 @@ struct PreparedJobSpec {
   // Seconds without a worker report before foakd stops the attempt
   // (JobManager): 0 = foakd's default, -1 = never.
   int64_t stall_timeout_s = 0;
+  // Seconds from an attempt's launch to its first worker report before foakd
+  // stops it (JobManager): 0 = foakd's default, -1 = never.
+  int64_t start_timeout_s = 0;
   std::map<std::string, std::string> labels;
   std::string output_dir;             // as given (absolute), or empty: foakd picks one
   std::string resolved_output_dir;    // output_dir's real path where output_roots confine it

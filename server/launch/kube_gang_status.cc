@@ -148,7 +148,8 @@ bool KubePodFailed(const KubePodView& pod) {
 std::optional<size_t> KubeDecidingFailure(const KubeGangView& gang) {
   std::optional<size_t> best;
   auto rank = [](const KubePodView& p) {
-    const int kind = Killed(p) ? 0 : (p.exit_code == 2 || p.exit_code == 3) ? 1 : 2;
+    WorkerExitMeaning meaning;
+    const int kind = Killed(p) ? 0 : MeaningOfWorkerExit(p.exit_code, &meaning) ? 1 : 2;
     const bool consequence = p.deleting && p.disruption_reason.empty();
     // An empty finishedAt (a pod failed without running) sorts last.
     return std::make_tuple(consequence ? 1 : 0, kind, p.finished_at.empty() ? 1 : 0, p.finished_at,
@@ -274,14 +275,10 @@ LaunchOutcome KubeFailureOutcome(const KubeGangShape& shape, const KubePodView& 
     what = absl::StrCat("failed before its worker ended: pod ", pod.name, " is ", pod.phase,
                         pod.pod_reason.empty() ? "" : ": ", pod.pod_reason,
                         pod.pod_message.empty() ? "" : ": ", pod.pod_message);
-  } else if (pod.exit_code == 2) {
-    outcome.reason = kReasonInvalidJob;
-    outcome.retryable = false;
-    what = "exited with code 2 (usage error or invalid job file)";
-  } else if (pod.exit_code == 3) {
-    outcome.reason = kReasonNonFinite;
-    outcome.retryable = false;
-    what = "exited with code 3 (a NaN or infinite loss or gradient; not retried)";
+  } else if (WorkerExitMeaning meaning; MeaningOfWorkerExit(pod.exit_code, &meaning)) {
+    outcome.reason = meaning.reason;
+    outcome.retryable = meaning.retryable;
+    what = meaning.what;
   } else {
     outcome.reason =
         shape.nodes * shape.ranks_per_node > 1 ? kReasonGangMemberFailed : kReasonWorkerError;

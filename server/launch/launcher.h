@@ -87,7 +87,7 @@ struct RankExit {
 // Reasons of a LaunchOutcome (also the reasons the JobManager records).
 inline constexpr char kReasonCompleted[] = "Completed";
 inline constexpr char kReasonCancelled[] = "Cancelled";
-inline constexpr char kReasonWorkerError[] = "WorkerError";  // exit code != 0, 2
+inline constexpr char kReasonWorkerError[] = "WorkerError";  // exit code != 0, 2, 3
 inline constexpr char kReasonInvalidJob[] = "InvalidJob";    // exit code 2: usage / bad job file
 // Exit code 3: a step's loss or gradient was NaN or infinite (the worker's
 // on_nonfinite = "fail"); not retried, it would recur from the checkpoint.
@@ -95,6 +95,29 @@ inline constexpr char kReasonNonFinite[] = "NonFinite";
 inline constexpr char kReasonKilled[] = "Killed";  // a signal the launcher did not send
 inline constexpr char kReasonGangMemberFailed[] = "GangMemberFailed";
 inline constexpr char kReasonLaunchFailed[] = "LaunchFailed";
+
+// What a worker's own exit code means when it says more than "failed": the
+// worker's exit codes -- 2 usage error or invalid job file
+// (InvalidJob), 3 a NaN or infinite loss or gradient (NonFinite); neither is
+// retried, as a relaunch would fail the same way. Both launchers ask this one
+// function; false for any other code (the launcher's own reason applies).
+struct WorkerExitMeaning {
+  const char* reason = nullptr;  // kReasonInvalidJob or kReasonNonFinite
+  bool retryable = false;
+  const char* what = nullptr;  // "exited with code 2 (...)"
+};
+inline bool MeaningOfWorkerExit(int exit_code, WorkerExitMeaning* out) {
+  if (exit_code == 2) {
+    *out = {kReasonInvalidJob, false, "exited with code 2 (usage error or invalid job file)"};
+    return true;
+  }
+  if (exit_code == 3) {
+    *out = {kReasonNonFinite, false,
+            "exited with code 3 (a NaN or infinite loss or gradient; not retried)"};
+    return true;
+  }
+  return false;
+}
 
 struct LaunchOutcome {
   std::string job_id;

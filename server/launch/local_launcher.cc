@@ -454,14 +454,10 @@ LaunchOutcome LocalLauncher::BuildOutcome(const Job& job) const {
                            sig == SIGFPE)
                             ? " (the worker crashed)"
                             : " (not sent by foakd)");
-  } else if (failed.exit.exit_code == 2) {
-    outcome.reason = kReasonInvalidJob;
-    outcome.retryable = false;
-    what = "exited with code 2 (usage error or invalid job file)";
-  } else if (failed.exit.exit_code == 3) {
-    outcome.reason = kReasonNonFinite;
-    outcome.retryable = false;
-    what = "exited with code 3 (a NaN or infinite loss or gradient; not retried)";
+  } else if (WorkerExitMeaning meaning; MeaningOfWorkerExit(failed.exit.exit_code, &meaning)) {
+    outcome.reason = meaning.reason;
+    outcome.retryable = meaning.retryable;
+    what = meaning.what;
   } else {
     outcome.reason = job.ranks.size() > 1 ? kReasonGangMemberFailed : kReasonWorkerError;
     outcome.retryable = true;

@@ -6,6 +6,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -14,9 +15,11 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 
 namespace foak {
 namespace {
@@ -103,6 +106,40 @@ void SendResponse(mg_connection* conn, int status, const char* reason, const cha
 
 }  // namespace
 
+absl::StatusOr<std::string> ReadBearerTokenFile(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--metrics_bearer_token_file = '", path, "' cannot be read: ", text.status().message()));
+  }
+  const std::string token(absl::StripAsciiWhitespace(*text));
+  const bool spaces = std::any_of(token.begin(), token.end(),
+                                  [](char c) { return absl::ascii_isspace(static_cast<unsigned char>(c)); });
+  if (token.size() < 16 || spaces) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--metrics_bearer_token_file = '", path, "' holds ",
+        token.empty() ? "no token" : spaces ? "more than one word" : "a token shorter than 16 characters",
+        "; expected one token of at least 16 characters without spaces (e.g. openssl rand -hex 32)"));
+  }
+  return token;
+}
+
+bool BearerTokenMatches(const char* authorization, const std::string& expected) {
+  static constexpr char kPrefix[] = "Bearer ";
+  const std::string presented = authorization != nullptr ? authorization : "";
+  const bool prefixed = presented.size() > sizeof(kPrefix) - 1 &&
+                        absl::EqualsIgnoreCase(presented.substr(0, sizeof(kPrefix) - 1), kPrefix);
+  const std::string token = prefixed ? presented.substr(sizeof(kPrefix) - 1) : "";
+  // Every byte of `expected` is compared, against the presented token's
+  // byte at the same index (or a zero past its end): no early exit.
+  unsigned char diff = token.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const unsigned char got = i < token.size() ? static_cast<unsigned char>(token[i]) : 0;
+    diff |= got ^ static_cast<unsigned char>(expected[i]);
+  }
+  return prefixed && diff == 0;
+}
+
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Create(
     const MetricsHttpServerOptions& options, std::function<std::string()> render) {
   if (!render) return absl::InvalidArgumentError("MetricsHttpServer needs a render callback");
@@ -119,7 +156,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Create(
   }
   InitCivetwebOnce();
 
-  std::unique_ptr<MetricsHttpServer> server(new MetricsHttpServer(std::move(render)));
+  std::unique_ptr<MetricsHttpServer> server(
+      new MetricsHttpServer(std::move(render), options.bearer_token));
   const std::string ports = CivetwebPorts(options.listen_address);
   const std::string threads = std::to_string(options.num_threads);
   const std::string timeout = std::to_string(options.request_timeout_ms);
@@ -169,7 +207,8 @@ absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Create(
   return server;
 }
 
-MetricsHttpServer::MetricsHttpServer(std::function<std::string()> render) : render_(std::move(render)) {}
+MetricsHttpServer::MetricsHttpServer(std::function<std::string()> render, std::string bearer_token)
+    : render_(std::move(render)), bearer_token_(std::move(bearer_token)) {}
 
 MetricsHttpServer::~MetricsHttpServer() {
   if (context_ == nullptr) return;
@@ -228,6 +267,14 @@ int MetricsHttpServer::Handle(mg_connection* conn) {
   if (path == "/healthz") {
     SendResponse(conn, 200, "OK", "text/plain; charset=utf-8", "ok", "", !head);
     return 200;
+  }
+  if (!bearer_token_.empty() &&
+      !BearerTokenMatches(mg_get_header(conn, "Authorization"), bearer_token_)) {
+    SendResponse(conn, 401, "Unauthorized", "text/plain; charset=utf-8",
+                 "/metrics needs 'Authorization: Bearer <token>' with the token of foakd's "
+                 "--metrics_bearer_token_file (Prometheus: authorization.credentials_file)\n",
+                 "WWW-Authenticate: Bearer realm=\"foakd metrics\"\r\n", !head);
+    return 401;
   }
   SendResponse(conn, 200, "OK", kMetricsContentType, render_(), "", !head);
   return 200;

@@ -11,6 +11,12 @@
 // connection every scrape interval costs nothing. Nothing is served from
 // disk: there is no document root.
 //
+// With a bearer token set, /metrics answers only requests carrying
+// "Authorization: Bearer <token>" (401 with WWW-Authenticate otherwise; the
+// comparison takes the same time whatever the presented token holds), so a
+// metrics port reachable from the network does not hand out job ids and
+// names. /healthz stays open for probes.
+//
 // The render callback runs on civetweb's threads, possibly concurrently; it
 // must be thread-safe and must outlive the server.
 #ifndef FOAK_SERVER_METRICS_METRICS_HTTP_SERVER_H_
@@ -39,7 +45,19 @@ struct MetricsHttpServerOptions {
   int num_threads = 2;
   // A client that sends nothing for this long is disconnected.
   int request_timeout_ms = 10000;
+  // Non-empty: /metrics needs "Authorization: Bearer <bearer_token>".
+  std::string bearer_token;
 };
+
+// The token of a --metrics_bearer_token_file: the file's text without
+// surrounding whitespace. INVALID_ARGUMENT naming the file when it cannot be
+// read, is empty, or the token holds whitespace or is shorter than 16
+// characters; the message never repeats the token.
+absl::StatusOr<std::string> ReadBearerTokenFile(const std::string& path);
+
+// True when `authorization` (an Authorization header, or null) is
+// "Bearer <expected>". Time depends on expected's length only.
+bool BearerTokenMatches(const char* authorization, const std::string& expected);
 
 class MetricsHttpServer {
  public:
@@ -59,7 +77,7 @@ class MetricsHttpServer {
   int port() const { return port_; }
 
  private:
-  explicit MetricsHttpServer(std::function<std::string()> render);
+  MetricsHttpServer(std::function<std::string()> render, std::string bearer_token);
 
   // civetweb's request handler; `self` is the MetricsHttpServer.
   static int HandleRequest(mg_connection* conn, void* self);
@@ -70,6 +88,7 @@ class MetricsHttpServer {
   std::string TakeLog();
 
   const std::function<std::string()> render_;
+  const std::string bearer_token_;  // empty = /metrics is open
   mg_context* context_ = nullptr;
   int port_ = 0;
   std::string local_host_;  // how this process reaches the listener (for the stop)

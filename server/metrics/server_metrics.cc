@@ -93,6 +93,7 @@ ServerMetrics::ServerMetrics(ServerMetricsOptions options) : options_(WithDefaul
 }
 
 void ServerMetrics::OnJobProgress(const std::string& job_id, const JobProgressSample& sample) {
+  if (!options_.per_job_series) return;
   const std::vector<std::string> labels = {job_id};
   // Under mu_ so that a concurrent prune drops all of a sample or none of it.
   absl::MutexLock lock(&mu_);
@@ -116,6 +117,7 @@ void ServerMetrics::OnJobProgress(const std::string& job_id, const JobProgressSa
 
 void ServerMetrics::OnRankPeakMemory(const std::string& job_id, int64_t rank,
                                      int64_t peak_memory_bytes) {
+  if (!options_.per_job_series) return;
   absl::MutexLock lock(&mu_);
   Ignore(job_peak_memory_bytes_->Set({job_id, std::to_string(rank)},
                                      static_cast<double>(peak_memory_bytes)));

@@ -89,6 +89,12 @@ struct ServerMetricsOptions {
   // ..., 4096 (1 s to ~1.1 h). Given bounds are sorted and deduplicated, and
   // non-finite ones dropped, so a bad option cannot disable the histogram.
   std::vector<double> queue_wait_buckets_s;
+  // False: no series labelled by job_id at all (OnJobProgress and
+  // OnRankPeakMemory record nothing), for operators who do not want job ids
+  // on /metrics or whose job churn would swell Prometheus's series count.
+  // The aggregate series (jobs by state, finished jobs, queue wait, requests)
+  // stay. foakd --metrics_per_job_series.
+  bool per_job_series = true;
 };
 
 class ServerMetrics {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdio>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -97,6 +98,18 @@ absl::StatusOr<std::vector<int>> ParseGpuList(const std::string& value) {
   return ids;
 }
 
+std::string PlaintextTokensWarning(const FoakdOptions& options) {
+  if (options.auth_tokens_file.empty() || options.tls.enabled()) return "";
+  std::string host = options.listen_address.substr(0, options.listen_address.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0) return "";
+  return absl::StrCat(
+      "--auth_tokens_file is set but gRPC is plaintext (no --tls_cert) on ", options.listen_address,
+      ", which is not a loopback address: every API token crosses the network unencrypted and can "
+      "be read and replayed by anyone on the path. Set --tls_cert and --tls_key, or listen on "
+      "127.0.0.1 behind a TLS-terminating proxy");
+}
+
 absl::StatusOr<std::unique_ptr<Foakd>> Foakd::Start(FoakdOptions options) {
   auto parts = std::make_unique<Parts>();
   options.data_dir = AbsolutePath(options.data_dir);
@@ -129,9 +142,14 @@ absl::StatusOr<std::unique_ptr<Foakd>> Foakd::Start(FoakdOptions options) {
     }
     parts->api_tokens = *std::move(api_tokens);
   }
+  if (const std::string warning = PlaintextTokensWarning(options); !warning.empty()) {
+    std::fprintf(stderr, "foakd: WARNING: %s\n", warning.c_str());
+  }
   RETURN_IF_ERROR(MakeDirs(options.data_dir));
   RETURN_IF_ERROR(MakeDirs(options.shared_dir));
   options.spec_policy.own_dirs = {options.data_dir, options.shared_dir};
+  // Tokens bind callers to tenants, and tenants' paths are split per tenant.
+  options.spec_policy.tenants = !options.auth_tokens_file.empty();
   ASSIGN_OR_RETURN(options.spec_policy, ResolveJobSpecPolicy(std::move(options.spec_policy)));
   parts->options = options;
 
@@ -146,11 +164,15 @@ absl::StatusOr<std::unique_ptr<Foakd>> Foakd::Start(FoakdOptions options) {
 
   ServerMetricsOptions metrics_options;
   metrics_options.finished_job_retention_ms = options.finished_job_retention_ms;
+  metrics_options.per_job_series = options.metrics_per_job_series;
   parts->metrics = std::make_unique<ServerMetrics>(metrics_options);
   parts->metrics->SetBuildInfo(FOAK_VERSION);
   if (!options.metrics_address.empty()) {
     MetricsHttpServerOptions http_options;
     http_options.listen_address = options.metrics_address;
+    if (!options.metrics_bearer_token_file.empty()) {
+      ASSIGN_OR_RETURN(http_options.bearer_token, ReadBearerTokenFile(options.metrics_bearer_token_file));
+    }
     ServerMetrics* metrics = parts->metrics.get();
     ASSIGN_OR_RETURN(parts->http,
                      MetricsHttpServer::Create(http_options, [metrics] { return metrics->Render(); }));
@@ -162,6 +184,7 @@ absl::StatusOr<std::unique_ptr<Foakd>> Foakd::Start(FoakdOptions options) {
   manager_options.data_dir = options.shared_dir;
   manager_options.worker_path = options.worker_path;
   manager_options.stall_timeout_ms = options.stall_timeout_ms;
+  manager_options.start_timeout_ms = options.start_timeout_ms;
   manager_options.worker_env = worker_tls_env;
   manager_options.spec_policy = options.spec_policy;
   SchedulerOptions scheduler_options;

@@ -29,6 +29,11 @@ namespace foak {
 struct FoakdOptions {
   std::string listen_address = "127.0.0.1:7070";   // gRPC; port 0 = any free port
   std::string metrics_address = "127.0.0.1:9464";  // /metrics; empty = off; port 0 = any
+  // A file holding one token: /metrics then needs "Authorization: Bearer
+  // <token>" (metrics_http_server.h). Empty = open.
+  std::string metrics_bearer_token_file;
+  // False: no per-job (job_id-labelled) series on /metrics (ServerMetricsOptions).
+  bool metrics_per_job_series = true;
   std::string data_dir = "foakd-data";             // made absolute
   std::string db_path;                             // default <data_dir>/foakd.db
   // Where job files, uploaded files and default job outputs go: a folder the
@@ -51,6 +56,9 @@ struct FoakdOptions {
   int64_t grace_period_ms = 10000;                 // SIGTERM -> SIGKILL
   // A running attempt silent this long is stopped (JobManagerOptions); 0 = never.
   int64_t stall_timeout_ms = 30 * 60 * 1000;
+  // An attempt with no report this long after its launch (pods that never
+  // start) is stopped (JobManagerOptions); 0 = never.
+  int64_t start_timeout_ms = 24 * 3600 * 1000;
   int64_t max_upload_bytes = 1ll << 30;
   int64_t finished_job_retention_ms = 10 * 60 * 1000;  // metrics series of finished jobs
   int64_t shutdown_timeout_ms = 5000;              // in-flight RPCs at shutdown
@@ -89,6 +97,13 @@ class Foakd {
   explicit Foakd(std::unique_ptr<Parts> parts);
   std::unique_ptr<Parts> parts_;
 };
+
+// Non-empty when API tokens would cross the network in plaintext:
+// auth_tokens_file set, no TLS, and listen_address not a loopback host
+// (127.0.0.0/8, localhost, ::1). Foakd::Start prints it to stderr as a
+// warning; foakd still starts (a TLS-terminating proxy on the same host is a
+// valid setup).
+std::string PlaintextTokensWarning(const FoakdOptions& options);
 
 // "auto": the NVIDIA devices of this host (/dev/nvidia0, /dev/nvidia1, ...);
 // "none" or "": no GPU; "0,2": those CUDA indices. INVALID_ARGUMENT otherwise.

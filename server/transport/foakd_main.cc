@@ -71,6 +71,11 @@ ABSL_FLAG(double, stall_timeout_s, 1800,
           "seconds a running job may go without a worker report (start, logged step, "
           "evaluation, checkpoint) before its workers are stopped and it restarts or fails as "
           "\"Stalled\"; a spec's stall_timeout_s overrides it; 0 = never");
+ABSL_FLAG(double, start_timeout_s, 86400,
+          "seconds from a job attempt's launch to its workers' first report (pods waiting for "
+          "capacity or in a Kueue queue, images pulling, the model loading) before its workers "
+          "are stopped and it restarts or fails as \"StartTimeout\"; a spec's start_timeout_s "
+          "overrides it; -1 (or 0) = never");
 ABSL_FLAG(int64_t, max_upload_bytes, int64_t{1} << 30, "largest file FileService accepts");
 ABSL_FLAG(double, finished_job_retention_s, 600,
           "seconds a finished job's metrics series stay on /metrics");
@@ -88,10 +93,20 @@ ABSL_FLAG(std::string, worker_tls_cert, "",
           "with --tls_client_ca: the PEM client certificate workers present (FOAK_COORDINATOR_TLS_CERT)");
 ABSL_FLAG(std::string, worker_tls_key, "",
           "with --tls_client_ca: the PEM key of --worker_tls_cert (FOAK_COORDINATOR_TLS_KEY)");
+ABSL_FLAG(std::string, worker_tls_server_name, "",
+          "with TLS: the name workers check foakd's certificate against instead of the host "
+          "they dial (FOAK_COORDINATOR_TLS_SERVER_NAME), when they reach foakd by an IP or a "
+          "Service name the certificate does not carry; it must carry this one");
 ABSL_FLAG(std::string, auth_tokens_file, "",
           "API tokens, one 'TENANT sha256:HEX' (or 'TENANT TOKEN') a line; set = every JobService "
           "and FileService call needs 'authorization: Bearer TOKEN' and a tenant sees only its own "
           "jobs and files; re-read on SIGHUP");
+ABSL_FLAG(std::string, metrics_bearer_token_file, "",
+          "a file holding one token (at least 16 characters); set = /metrics answers only "
+          "'Authorization: Bearer TOKEN' (401 otherwise; /healthz stays open)");
+ABSL_FLAG(bool, metrics_per_job_series, true,
+          "export the series labelled by job_id (step, loss, tokens, memory per job); false = only "
+          "aggregates (jobs by state, finished jobs, queue wait, requests)");
 ABSL_FLAG(std::string, port_file, "",
           "once listening, write 'grpc=PORT' and 'metrics=PORT' lines here (for scripts and tests "
           "that listen on port 0)");
@@ -104,6 +119,10 @@ ABSL_FLAG(std::string, data_roots, "",
 ABSL_FLAG(std::string, output_roots, "",
           "comma-separated folders a spec's output_dir and resume_from_checkpoint must lie in (an "
           "empty output_dir, foakd's own jobs/<id>/output, is always allowed); empty = anywhere");
+ABSL_FLAG(std::string, shared_model_roots, "",
+          "comma-separated folders of models every tenant may use (with --auth_tokens_file the "
+          "other roots are split per tenant: a tenant's paths must lie in <root>/<tenant>/); may "
+          "not overlap --output_roots; empty = none");
 ABSL_FLAG(int64_t, max_gpus_per_job, 0,
           "most GPUs one job may ask for (resources.gpus x resources.nodes); 0 = no limit");
 ABSL_FLAG(int64_t, max_nodes_per_job, 0, "most resources.nodes one job may ask for; 0 = no limit");
@@ -182,6 +201,8 @@ int main(int argc, char** argv) {
   foak::FoakdOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_listen);
+  options.metrics_bearer_token_file = absl::GetFlag(FLAGS_metrics_bearer_token_file);
+  options.metrics_per_job_series = absl::GetFlag(FLAGS_metrics_per_job_series);
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.db_path = absl::GetFlag(FLAGS_db);
   options.shared_dir = absl::GetFlag(FLAGS_shared_dir);
@@ -225,6 +246,17 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.stall_timeout_ms = static_cast<int64_t>(absl::GetFlag(FLAGS_stall_timeout_s) * 1000);
+  const double start_timeout_s = absl::GetFlag(FLAGS_start_timeout_s);
+  if (!(start_timeout_s == -1 || (start_timeout_s >= 0 &&
+                                  start_timeout_s <= static_cast<double>(foak::kMaxStartTimeoutS)))) {
+    std::fprintf(stderr,
+                 "foakd: --start_timeout_s = %g; expected seconds up to %lld (a week), or -1 or 0 "
+                 "(never)\n",
+                 start_timeout_s, static_cast<long long>(foak::kMaxStartTimeoutS));
+    return 2;
+  }
+  options.start_timeout_ms =
+      start_timeout_s < 0 ? 0 : static_cast<int64_t>(start_timeout_s * 1000);
   if (absl::GetFlag(FLAGS_cpu_slots) < 1 || absl::GetFlag(FLAGS_grace_period_s) < 0 ||
       absl::GetFlag(FLAGS_max_upload_bytes) < 1 || absl::GetFlag(FLAGS_finished_job_retention_s) < 0) {
     std::fprintf(stderr,
@@ -247,6 +279,7 @@ int main(int argc, char** argv) {
   policy.model_roots = folders(absl::GetFlag(FLAGS_model_roots));
   policy.data_roots = folders(absl::GetFlag(FLAGS_data_roots));
   policy.output_roots = folders(absl::GetFlag(FLAGS_output_roots));
+  policy.shared_model_roots = folders(absl::GetFlag(FLAGS_shared_model_roots));
   policy.max_gpus_per_job = absl::GetFlag(FLAGS_max_gpus_per_job);
   policy.max_nodes_per_job = absl::GetFlag(FLAGS_max_nodes_per_job);
   policy.max_seq_len = absl::GetFlag(FLAGS_max_seq_len);
@@ -259,15 +292,17 @@ int main(int argc, char** argv) {
   options.tls.worker_ca_file = absl::GetFlag(FLAGS_worker_tls_ca);
   options.tls.worker_cert_file = absl::GetFlag(FLAGS_worker_tls_cert);
   options.tls.worker_key_file = absl::GetFlag(FLAGS_worker_tls_key);
+  options.tls.worker_server_name = absl::GetFlag(FLAGS_worker_tls_server_name);
   options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
   if (!options.auth_tokens_file.empty() &&
-      (policy.model_roots.empty() || policy.data_roots.empty() || policy.output_roots.empty())) {
+      ((policy.model_roots.empty() && policy.shared_model_roots.empty()) ||
+       policy.data_roots.empty() || policy.output_roots.empty())) {
     // Without roots a spec may name any file foakd can read: another
     // tenant's uploads or outputs, or the key worker tokens are made with.
     std::fprintf(stderr,
                  "foakd: --auth_tokens_file makes foakd serve several tenants, so every path a "
-                 "spec names must be confined: set --model_roots, --data_roots and "
-                 "--output_roots too (got '%s', '%s', '%s')\n",
+                 "spec names must be confined: set --model_roots (or --shared_model_roots), "
+                 "--data_roots and --output_roots too (got '%s', '%s', '%s')\n",
                  absl::GetFlag(FLAGS_model_roots).c_str(), absl::GetFlag(FLAGS_data_roots).c_str(),
                  absl::GetFlag(FLAGS_output_roots).c_str());
     return 2;

@@ -3,6 +3,9 @@
 // notification (re-reading the store each time, so nothing is lost or
 // repeated), and ends OK after the event that made the job final. When foakd
 // shuts down, open watches end with UNAVAILABLE naming the seq to resume after.
+// With API tokens, a watch checks its token again after every re-read of the
+// tokens file (SIGHUP; it wakes at least once a second), and ends with
+// UNAUTHENTICATED once the token is no longer valid or names another tenant.
 #include "server/transport/job_service.h"
 
 #include <set>
@@ -147,7 +150,18 @@ grpc::Status JobServiceImpl::WatchJob(grpc::ServerContext* context,
     return ToGrpcStatus(state.status());
   }
   int64_t after = request->after_seq();
+  int64_t tokens_generation = tokens_ != nullptr ? tokens_->generation() : 0;
   while (true) {
+    if (tokens_ != nullptr && tokens_->generation() != tokens_generation) {
+      tokens_generation = tokens_->generation();
+      std::string now;
+      if (!CallerTenant(*context, tokens_, &now).ok() || now != tenant) {
+        return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                            absl::StrCat("this watch's token is no longer valid (foakd re-read "
+                                         "--auth_tokens_file); watch again with a valid token and "
+                                         "after_seq = ", after));
+      }
+    }
     // Shutting down first: a call the server itself cancels while stopping
     // must still tell the client to come back, not that it went away.
     if (manager_->shutting_down()) {

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
@@ -85,6 +86,34 @@ absl::Status CheckKeyPair(const std::string& cert_flag, const std::string& cert_
   return absl::OkStatus();
 }
 
+// --worker_tls_server_name: a host name or an IP address, as a certificate
+// names it (letters, digits, '.', '-', ':' for IPv6; '*' is a certificate's
+// wildcard, never a name one dials).
+absl::Status CheckServerName(const std::string& name) {
+  const bool ok = !name.empty() && name.size() <= 253 &&
+                  name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                         "0123456789.-:") == std::string::npos;
+  if (ok) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--worker_tls_server_name = '", name,
+      "': expected a host name or an IP address as foakd's certificate names it (letters, "
+      "digits, '.', '-', ':'), e.g. foakd.foak.svc"));
+}
+
+// Whether the first certificate of `cert_pem` is valid for `name` (a DNS
+// name or an IP address), as a TLS client checks it.
+bool CertificateNames(const std::string& cert_pem, const std::string& name) {
+  BIO* bio = BIO_new_mem_buf(cert_pem.data(), static_cast<int>(cert_pem.size()));
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  const bool named = cert != nullptr && (X509_check_ip_asc(cert, name.c_str(), 0) == 1 ||
+                                         X509_check_host(cert, name.data(), name.size(), 0,
+                                                         nullptr) == 1);
+  X509_free(cert);
+  ERR_clear_error();
+  return named;
+}
+
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
@@ -117,10 +146,10 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> WorkerTlsEnv(
   std::vector<std::pair<std::string, std::string>> env;
   if (!tls.enabled()) {
     if (!tls.worker_ca_file.empty() || !tls.worker_cert_file.empty() ||
-        !tls.worker_key_file.empty()) {
+        !tls.worker_key_file.empty() || !tls.worker_server_name.empty()) {
       return absl::InvalidArgumentError(
-          "--worker_tls_ca, --worker_tls_cert and --worker_tls_key apply only with --tls_cert "
-          "and --tls_key (workers report over plaintext otherwise)");
+          "--worker_tls_ca, --worker_tls_cert, --worker_tls_key and --worker_tls_server_name "
+          "apply only with --tls_cert and --tls_key (workers report over plaintext otherwise)");
     }
     return env;
   }
@@ -130,6 +159,18 @@ absl::StatusOr<std::vector<std::pair<std::string, std::string>>> WorkerTlsEnv(
                            "workers verify it with"));
   RETURN_IF_ERROR(CheckCertificates("--worker_tls_ca", tls.worker_ca_file, ca));
   env.emplace_back("FOAK_COORDINATOR_TLS_CA", Absolute(tls.worker_ca_file));
+  if (!tls.worker_server_name.empty()) {
+    RETURN_IF_ERROR(CheckServerName(tls.worker_server_name));
+    ASSIGN_OR_RETURN(std::string cert, ReadPem("--tls_cert", tls.cert_file, ""));
+    if (!CertificateNames(cert, tls.worker_server_name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--worker_tls_server_name = '", tls.worker_server_name,
+          "': the certificate of --tls_cert = '", tls.cert_file,
+          "' does not name it (neither a subjectAltName DNS or IP entry nor, without those, its "
+          "CN), so every worker's handshake would fail; give a name the certificate carries"));
+    }
+    env.emplace_back("FOAK_COORDINATOR_TLS_SERVER_NAME", tls.worker_server_name);
+  }
   if (tls.client_ca_file.empty()) {
     if (!tls.worker_cert_file.empty() || !tls.worker_key_file.empty()) {
       return absl::InvalidArgumentError(

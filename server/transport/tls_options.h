@@ -33,6 +33,11 @@ struct FoakdTlsOptions {
   std::string worker_ca_file;    // --worker_tls_ca
   std::string worker_cert_file;  // --worker_tls_cert
   std::string worker_key_file;   // --worker_tls_key
+  // --worker_tls_server_name: the name workers check foakd's certificate
+  // against instead of the host they dial (FOAK_COORDINATOR_TLS_SERVER_NAME),
+  // for workers that reach foakd by an IP or a Service name its certificate
+  // does not carry. Empty = the dialled host, as usual.
+  std::string worker_server_name;
 
   bool enabled() const { return !cert_file.empty() || !key_file.empty(); }
 };
@@ -44,8 +49,10 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
 
 // The workers' extra environment: nothing without TLS; else
 // FOAK_COORDINATOR_TLS_CA and, with a client CA, FOAK_COORDINATOR_TLS_CERT
-// and FOAK_COORDINATOR_TLS_KEY (absolute paths). Checks the files as
-// MakeServerCredentials does.
+// and FOAK_COORDINATOR_TLS_KEY (absolute paths), and with a server-name
+// override FOAK_COORDINATOR_TLS_SERVER_NAME. Checks the files as
+// MakeServerCredentials does, and that --tls_cert carries the override's name
+// (else every worker's handshake would fail).
 absl::StatusOr<std::vector<std::pair<std::string, std::string>>> WorkerTlsEnv(
     const FoakdTlsOptions& tls);
 

@@ -156,7 +156,8 @@ TEST_F(FoakdPolicyE2E, ARootThatDoesNotExistStopsFoakdNamingTheFlag) {
   EXPECT_EQ(open.exit_code, 2) << open.err;
   EXPECT_NE(open.err.find("--auth_tokens_file makes foakd serve several tenants"), std::string::npos)
       << open.err;
-  EXPECT_NE(open.err.find("set --model_roots, --data_roots and --output_roots too"),
+  EXPECT_NE(open.err.find("set --model_roots (or --shared_model_roots), --data_roots and "
+                          "--output_roots too"),
             std::string::npos)
       << open.err;
   // And a bad --stall_timeout_s.

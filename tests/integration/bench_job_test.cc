@@ -1,7 +1,8 @@
 // Benchmark jobs through foak-worker on the debug model (CPU): every row of
 // the plan is measured and written to bench.jsonl in order, the first kernel
 // set is the baseline of its shape, LoRA and activation checkpointing are
-// honoured, and the max-batch search times the largest batch it finds (on the
+// honoured (qlora on an NF4 base made as random init draws it), and the
+// max-batch search times the largest batch it finds (on the
 // CPU nothing runs out of memory, so it reaches max_batch_limit). A bench job
 // with a dataset is refused with a message naming it.
 #include <cmath>
@@ -128,6 +129,35 @@ TEST(BenchJob, LoraWithCheckpointingAndTheLargestBatch) {
   EXPECT_EQ(max["batch"], 5);  // 2 and 4 fit, then the limit 5 fits
   EXPECT_GT(max["tokens_per_second"].get<double>(), 0);
   EXPECT_NE(run.err.find("foak 4x16: fits"), std::string::npos) << run.err;
+}
+
+// qlora: the projections go into NF4 as random init draws them. The same
+// seed and tokens as a lora row, so the first loss differs only by what NF4
+// does to the random base (at the debug model's init scale, little).
+TEST(BenchJob, QloraRowsTrainOnAnNf4Base) {
+  TempDir dir("bench_job_test");
+  const Json bench = {{"kernel_sets", {"none"}}, {"batch_sizes", {2}}, {"seq_lens", {16}},
+                      {"warmup_steps", 1},       {"steps", 2}};
+  Json lora = BenchJob(dir.path() + "/lora", bench);
+  lora["method"] = "lora";
+  lora["lora"] = {{"r", 4}, {"alpha", 8}};
+  Json qlora = lora;
+  qlora["output_dir"] = dir.path() + "/qlora";
+  qlora["method"] = "qlora";
+  qlora["quantization"] = {{"type", "nf4"}, {"double_quant", true}};
+  const JobRun a = RunJob(dir, lora, "lora");
+  const JobRun b = RunJob(dir, qlora, "qlora");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  ASSERT_EQ(b.rows.size(), 1u) << b.out;
+  const Json& r = b.rows[0];
+  EXPECT_EQ(r["method"], "qlora");
+  EXPECT_EQ(r["status"], "ok") << r.dump();
+  EXPECT_GT(r["tokens_per_second"].get<double>(), 0);
+  const double first = a.rows.at(0)["loss_first"].get<double>();
+  EXPECT_NEAR(r["loss_first"].get<double>(), first, 1e-3 * first);
+  EXPECT_NE(r["loss_first"].get<double>(), first) << "the base must really be NF4";
+  EXPECT_NE(b.out.find("debug_model qlora none 2x16: "), std::string::npos) << b.out;
 }
 
 TEST(BenchJob, ADatasetIsRefused) {

@@ -17,7 +17,8 @@
 //   - the same exact resume for a LoRA run (bf16-mixed, adapter dropout on, so
 //     the RNG state matters) with validation data: every step's metrics AND
 //     every eval_loss match the uninterrupted run, and the adapter and
-//     optimizer state end byte-identical.
+//     optimizer state end byte-identical; and for a QLoRA run (NF4 base
+//     re-made on resume), which also refuses other quantization settings.
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -217,6 +218,63 @@ TEST_F(ResumeTest, LoraWithValidationStoppedAndResumedMatchesUninterruptedRun) {
   EXPECT_EQ(evals_a, evals_c) << "eval_loss must not depend on the interruption";
   // Training changed the validation loss, so the comparison above has teeth.
   EXPECT_NE(evals_a.at(4), evals_a.at(12));
+  for (const char* file : {"final/adapter_model.safetensors", "checkpoint-12/adapter_model.safetensors",
+                           "checkpoint-12/optimizer.safetensors"}) {
+    auto x = ReadFileToString(full.path() + "/out/" + file);
+    auto y = ReadFileToString(stopped.path() + "/out/" + file);
+    ASSERT_TRUE(x.ok() && y.ok()) << file;
+    EXPECT_TRUE(*x == *y) << file << " differs";
+  }
+}
+
+// QLoRA resumes exactly too: the checkpoint holds the adapter only, and the
+// resumed run re-quantises the base to the same NF4 codes. Resuming with
+// other quantization settings is refused naming the field.
+TEST_F(ResumeTest, QloraStoppedAndResumedMatchesUninterruptedRun) {
+  testing::TempDir full("resume_test"), stopped("resume_test");
+  auto qlora = [](bool double_quant) {
+    return std::string(R"(, "method": "qlora",
+        "quantization": {"type": "nf4", "double_quant": )") +
+           (double_quant ? "true" : "false") + R"(},
+        "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj", "down_proj"]})";
+  };
+  const std::string hp = R"(, "learning_rate": 0.01)";
+  const RunResult a = Worker("train --job " + WriteJob(full.path(), "bf16-mixed", 12, 4, hp,
+                                                         qlora(false)));
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  const std::string job = WriteJob(stopped.path(), "bf16-mixed", 12, 4, hp, qlora(false));
+  const RunResult b = Worker("train --job " + job, "FOAK_TEST_EXIT_AFTER_CHECKPOINT=8 ");
+  ASSERT_EQ(b.exit_code, 137) << b.err;
+  const std::string ckpt = stopped.path() + "/out/checkpoint-8";
+  EXPECT_TRUE(PathExists(ckpt + "/adapter_model.safetensors"));
+  EXPECT_FALSE(PathExists(ckpt + "/model.safetensors")) << "a QLoRA checkpoint holds no base";
+  const auto state = nlohmann::json::parse(*ReadFileToString(ckpt + "/trainer_state.json"));
+  EXPECT_EQ(state["fingerprint"]["method"], "qlora");
+  EXPECT_EQ(state["fingerprint"]["quantization"],
+            nlohmann::json({{"type", "nf4"}, {"double_quant", false}}));
+
+  // Other quantization settings are another run.
+  const RunResult other = Worker(
+      "train --job " + WriteJob(stopped.path(), "bf16-mixed", 12, 4, hp, qlora(true)) +
+      " --resume latest");
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_NE(other.err.find("quantization.double_quant: false -> true"), std::string::npos)
+      << other.err;
+
+  const RunResult c = Worker(
+      "train --job " + WriteJob(stopped.path(), "bf16-mixed", 12, 4, hp, qlora(false)) +
+      " --resume latest");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_NE(c.err.find("resuming from " + ckpt + " (step 8"), std::string::npos) << c.err;
+  int lines_a = 0, lines_c = 0;
+  const auto ma = DeterministicMetrics(full.path() + "/out/metrics.jsonl", &lines_a);
+  const auto mc = DeterministicMetrics(stopped.path() + "/out/metrics.jsonl", &lines_c);
+  EXPECT_EQ(lines_a, 12);
+  EXPECT_EQ(lines_c, 12);
+  for (int64_t step = 1; step <= 12; ++step) {
+    ASSERT_TRUE(ma.count(step) && mc.count(step)) << "step " << step;
+    EXPECT_EQ(ma.at(step), mc.at(step)) << "step " << step << " (loss grad_norm lr tokens)";
+  }
   for (const char* file : {"final/adapter_model.safetensors", "checkpoint-12/adapter_model.safetensors",
                            "checkpoint-12/optimizer.safetensors"}) {
     auto x = ReadFileToString(full.path() + "/out/" + file);

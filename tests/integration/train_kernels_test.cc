@@ -1,5 +1,5 @@
 // Training with the FOAK kernels end to end through foak-worker on the debug
-// model (CPU: the kernels' references run): full fine-tuning and LoRA, with
+// model (CPU: the kernels' references run): full fine-tuning, LoRA and QLoRA, with
 // gradient accumulation and prompt-masked chat data (so the fused linear
 // cross-entropy compacts ignored rows and normalises across micro-batches),
 // give the per-step losses and eval losses of the same job without kernels,
@@ -63,7 +63,7 @@ void ExpectClose(const std::vector<double>& got, const std::vector<double>& want
   }
 }
 
-TEST(TrainKernels, FullAndLoraTrainingMatchPlainLibTorch) {
+TEST(TrainKernels, FullLoraAndQloraTrainingMatchPlainLibTorch) {
   TempDir dir("train_kernels_test");
   const std::string model = dir.path() + "/model";
   std::string err;
@@ -72,9 +72,12 @@ TEST(TrainKernels, FullAndLoraTrainingMatchPlainLibTorch) {
                                &err),
             0)
       << err;
-  for (const std::string example : {"examples/demo_job.json", "examples/lora_job.json"}) {
+  for (const std::string example :
+       {"examples/demo_job.json", "examples/lora_job.json", "examples/qlora_job.json"}) {
     SCOPED_TRACE(example);
-    const std::string tag = example.find("lora") != std::string::npos ? "lora" : "full";
+    const std::string tag = example.find("qlora") != std::string::npos  ? "qlora"
+                            : example.find("lora") != std::string::npos ? "lora"
+                                                                        : "full";
     const auto plain = Losses(dir, Job(example, model, dir.path() + "/" + tag + "-none", Json::array()), tag + "-none");
     const auto all = Losses(dir, Job(example, model, dir.path() + "/" + tag + "-all", Json::array({"all"})), tag + "-all");
     ExpectClose(all, plain);

@@ -121,14 +121,16 @@ inline absl::StatusOr<HttpResponse> ParseResponse(const std::string& raw, bool e
 
 }  // namespace http_internal
 
-// Sends `method path` to host:port with `body` (if any) and returns the
+// Sends `method path` to host:port with `body` (if any) and `extra_headers`
+// (whole lines, each ending in "\r\n") and returns the
 // response. UNAVAILABLE when the connection fails or times out (per socket
 // operation, `timeout_ms`), DATA_LOSS when the answer is not HTTP.
 inline absl::StatusOr<HttpResponse> HttpRequest(const std::string& method, const std::string& host,
                                                 int port, const std::string& path,
                                                 const std::string& body = "",
                                                 const std::string& content_type = "",
-                                                int timeout_ms = 10000) {
+                                                int timeout_ms = 10000,
+                                                const std::string& extra_headers = "") {
   const std::string where = absl::StrCat(host, ":", port);
   addrinfo hints;
   std::memset(&hints, 0, sizeof(hints));
@@ -161,7 +163,8 @@ inline absl::StatusOr<HttpResponse> HttpRequest(const std::string& method, const
   if (fd < 0) return last;
 
   std::string request = absl::StrCat(method, " ", path, " HTTP/1.1\r\nHost: ", where,
-                                     "\r\nUser-Agent: foak-test\r\nAccept: */*\r\nConnection: close\r\n");
+                                     "\r\nUser-Agent: foak-test\r\nAccept: */*\r\nConnection: close\r\n",
+                                     extra_headers);
   if (!body.empty() || (method != "GET" && method != "HEAD")) {
     absl::StrAppend(&request, "Content-Length: ", body.size(), "\r\n");
     if (!content_type.empty()) absl::StrAppend(&request, "Content-Type: ", content_type, "\r\n");

@@ -72,6 +72,9 @@ struct PrometheusHarnessOptions {
   // Rule files to load (absolute paths), evaluated every scrape_interval_s;
   // Get("/api/v1/rules") shows their health.
   std::vector<std::string> rule_files;
+  // A file holding the bearer token Prometheus sends on every scrape
+  // (scrape_config authorization.credentials_file); empty = none.
+  std::string credentials_file;
 };
 
 // One sample of an instant vector: its labels (with __name__) and value.
@@ -282,8 +285,12 @@ class PrometheusHarness {
     return absl::StrCat("global:\n  scrape_interval: ", interval, "\n  scrape_timeout: ", interval,
                         "\n  evaluation_interval: ", interval, "\n", rules,
                         "scrape_configs:\n  - job_name: '", options_.job_name, "'\n    metrics_path: '",
-                        options_.metrics_path, "'\n    static_configs:\n      - targets: [",
-                        absl::StrJoin(quoted, ", "), "]\n");
+                        options_.metrics_path, "'\n",
+                        options_.credentials_file.empty()
+                            ? std::string()
+                            : absl::StrCat("    authorization:\n      type: Bearer\n      credentials_file: '",
+                                           options_.credentials_file, "'\n"),
+                        "    static_configs:\n      - targets: [", absl::StrJoin(quoted, ", "), "]\n");
   }
 
   // One attempt: a fresh port, config and TSDB; fork+exec; wait for /-/ready.

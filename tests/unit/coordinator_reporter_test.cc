@@ -5,7 +5,7 @@
 // drops step metrics and never WorkerStarted, checkpoints or benchmark rows,
 // that a benchmark row arrives field for field, that a refused
 // token stops the retries at once, and that Close is bounded by its timeout
-// when nothing listens.
+// when nothing listens and says why (logged once).
 #include "worker/report/coordinator_reporter.h"
 
 #include <grpcpp/grpcpp.h>
@@ -362,6 +362,33 @@ TEST(CoordinatorReporter, CloseReturnsWithinItsTimeoutWhenNothingListens) {
   EXPECT_GE(took, absl::Milliseconds(450));
   EXPECT_LT(took, absl::Milliseconds(1500));
   EXPECT_EQ((*reporter)->stats().sent, 0);
+  // Why: gRPC's own words for the refused connection.
+  EXPECT_NE(closed.message().find("; last error: UNAVAILABLE: "), std::string::npos) << closed;
+  EXPECT_EQ((*reporter)->stats().last_error.rfind("UNAVAILABLE: ", 0), 0u)
+      << (*reporter)->stats().last_error;
+}
+
+// One line says why foakd cannot be reached, once, not at every retry.
+TEST(CoordinatorReporter, AnUnreachableFoakdIsLoggedOnce) {
+  std::FILE* log = std::tmpfile();
+  ASSERT_NE(log, nullptr);
+  CoordinatorReporter::Options options = TestOptions("127.0.0.1:" + std::to_string(FreePort()));
+  options.log = log;
+  auto reporter = CoordinatorReporter::Create(options);
+  ASSERT_TRUE(reporter.ok()) << reporter.status();
+  (*reporter)->OnStart(10, 0, "cpu");
+  EXPECT_FALSE((*reporter)->Close(absl::Milliseconds(500)).ok());
+  EXPECT_GE((*reporter)->stats().broken, 2) << "retried meanwhile";
+  std::rewind(log);
+  std::string text;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, log) != nullptr) text += buf;
+  std::fclose(log);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1) << text;
+  EXPECT_NE(text.find("foak-worker: cannot report to foakd at " + options.address +
+                      " for job job-00112233aabbccdd (UNAVAILABLE: "),
+            std::string::npos)
+      << text;
 }
 
 TEST(CoordinatorReporter, DestructorDoesNotHangOnAnUnreachableFoakd) {
@@ -395,7 +422,8 @@ class ReporterEnvironment : public ::testing::Test {
   static void Clear() {
     for (const char* name :
          {"FOAK_COORDINATOR", "FOAK_JOB_ID", "FOAK_JOB_TOKEN", "FOAK_JOB_ATTEMPT", "RANK",
-          "FOAK_COORDINATOR_TLS_CA", "FOAK_COORDINATOR_TLS_CERT", "FOAK_COORDINATOR_TLS_KEY"}) {
+          "FOAK_COORDINATOR_TLS_CA", "FOAK_COORDINATOR_TLS_CERT", "FOAK_COORDINATOR_TLS_KEY",
+          "FOAK_COORDINATOR_TLS_SERVER_NAME"}) {
       unsetenv(name);
     }
   }
@@ -478,6 +506,18 @@ TEST_F(ReporterEnvironment, TlsFilesMustBeReadablePemAndComeInPairs) {
   unsetenv("FOAK_COORDINATOR_TLS_CERT");
   reporter = CoordinatorReporter::FromEnvironment();  // TLS, no client certificate
   EXPECT_TRUE(reporter.ok()) << reporter.status();
+
+  // A server-name override (foakd --worker_tls_server_name) means TLS.
+  setenv("FOAK_COORDINATOR_TLS_SERVER_NAME", "foakd.foak.svc", 1);
+  reporter = CoordinatorReporter::FromEnvironment();
+  EXPECT_TRUE(reporter.ok()) << reporter.status();
+  unsetenv("FOAK_COORDINATOR_TLS_CA");
+  reporter = CoordinatorReporter::FromEnvironment();
+  EXPECT_EQ(reporter.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(reporter.status().message().find(
+                "FOAK_COORDINATOR_TLS_SERVER_NAME applies only with FOAK_COORDINATOR_TLS_CA"),
+            std::string::npos)
+      << reporter.status();
   RemoveTree(dir).IgnoreError();
 }
 

@@ -185,6 +185,16 @@ TEST_F(BenchTest, DefaultsArePureBf16OnOneGpuAndTheWorkersOwn) {
   }
   ASSERT_EQ(Run({"bench", "--model", "/m", "--lora-r", "8"}).code, 0);
   EXPECT_EQ(OnlySpec().method(), "lora");
+  // --double-quant implies qlora (an NF4 base made as random init draws it).
+  {
+    std::lock_guard<std::mutex> lock(server_.jobs.mu);
+    server_.jobs.create_requests.clear();
+    server_.jobs.events.push_back(
+        StateEvent("job-0000000000000003", 1, Job::SUCCEEDED, "Completed", ""));
+  }
+  ASSERT_EQ(Run({"bench", "--model", "/m", "--double-quant", "false"}).code, 0);
+  EXPECT_EQ(OnlySpec().method(), "qlora");
+  EXPECT_FALSE(OnlySpec().quantization().double_quant());
 }
 
 TEST_F(BenchTest, AJobFileIsTheStartAndFlagsOverrideIt) {
@@ -346,7 +356,9 @@ TEST_F(BenchTest, UsageErrorsNameTheFlagAndSendNothing) {
       {{"bench", "--model", "/m", "--max-batch-limit", "8"},
        "--max-batch-limit: only with --find-max-batch"},
       {{"bench", "--model", "/m", "--precision", "fp16"}, "--precision: 'fp16'"},
-      {{"bench", "--model", "/m", "--method", "qlora"}, "--method"},
+      {{"bench", "--model", "/m", "--method", "dora"}, "--method: 'dora' is not a method; use full, lora or qlora"},
+      {{"bench", "--model", "/m", "--method", "lora", "--double-quant", "true"},
+       "--double-quant: NF4 settings need --method qlora"},
       {{"bench", "--model", "/m", "-o", "yaml"}, "use table, json or markdown"},
       {{"bench", "--model", "/m", "extra"}, "bench takes no arguments"},
       {{"bench", "--model", "/m", "--train", "/d.jsonl"}, "unknown flag --train"},

@@ -182,6 +182,41 @@ TEST(FoakctlFlags, SharedSpecFlagsForLoraAndPrecision) {
       << s;
 }
 
+TEST(FoakctlFlags, QloraMethodAndDoubleQuant) {
+  // --double-quant implies qlora; LoRA flags are welcome with qlora.
+  FlagSet flags("t", "");
+  AddJobSpecFlags(&flags);
+  ASSERT_TRUE(flags.Parse({"--double-quant", "TRUE", "--lora-r", "4"}).ok());
+  foak::v1::JobSpec spec;
+  ASSERT_TRUE(ApplyJobSpecFlags(flags, &spec).ok());
+  EXPECT_EQ(spec.method(), "qlora") << "implied";
+  EXPECT_TRUE(spec.quantization().double_quant());
+  EXPECT_EQ(spec.lora().r(), 4);
+  EXPECT_NE(flags.Help().find("--method full|lora|qlora"), std::string::npos);
+  EXPECT_NE(flags.Help().find("--double-quant true|false"), std::string::npos);
+
+  // With another method, or a value that is not a boolean, a usage error.
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
+           {"--method", "lora", "--double-quant", "false"},
+           {"--method", "full", "--double-quant", "true"},
+           {"--double-quant", "yes"}}) {
+    FlagSet f("t", "");
+    AddJobSpecFlags(&f);
+    ASSERT_TRUE(f.Parse(args).ok());
+    foak::v1::JobSpec s;
+    const absl::Status st = ApplyJobSpecFlags(f, &s);
+    EXPECT_EQ(ExitCodeFor(st), kExitUsage) << args[1];
+    EXPECT_NE(st.message().find("--double-quant: "), absl::string_view::npos) << st;
+  }
+  FlagSet method("t", "");
+  AddJobSpecFlags(&method);
+  ASSERT_TRUE(method.Parse({"--method", "QLoRA"}).ok());
+  foak::v1::JobSpec q;
+  ASSERT_TRUE(ApplyJobSpecFlags(method, &q).ok());
+  EXPECT_EQ(q.method(), "qlora");
+  EXPECT_FALSE(q.has_quantization()) << "the worker's defaults apply";
+}
+
 TEST(FoakctlFlags, ASubsetOfSpecFlags) {
   FlagSet flags("t", "");
   AddJobSpecFlags(&flags, {"model", "gpus"});

@@ -151,6 +151,7 @@ labels:
   EXPECT_EQ(spec.priority(), -3);
   EXPECT_EQ(spec.output_dir(), "/home/user/project/out");
   EXPECT_EQ(spec.labels().at("team"), "7");
+  EXPECT_FALSE(spec.has_start_timeout_s()) << "unset: foakd's --start_timeout_s";
 }
 
 TEST_F(FoakctlTest, SubmitFromFlagsOnly) {
@@ -160,7 +161,8 @@ TEST_F(FoakctlTest, SubmitFromFlagsOnly) {
                         "--batch-size", "4", "--max-seq-len", "256", "--kernels", "rms_norm, swiglu",
                         "--gpus", "2", "--priority", "5", "--max-restarts", "1", "--output-dir",
                         "runs/a", "--label", "a=1", "--label", "b=x=y", "--request-id", "req-1",
-                        "--stall-timeout", "900", "--on-nonfinite", "skip"});
+                        "--stall-timeout", "900", "--start-timeout", "7200", "--on-nonfinite",
+                        "skip"});
   ASSERT_EQ(r.code, 0) << r.err;
   const foak::v1::CreateJobRequest req = OnlyCreateRequest();
   const foak::v1::JobSpec& spec = req.spec();
@@ -185,6 +187,7 @@ TEST_F(FoakctlTest, SubmitFromFlagsOnly) {
   EXPECT_EQ(spec.priority(), 5);
   EXPECT_EQ(spec.max_restarts(), 1);
   EXPECT_EQ(spec.stall_timeout_s(), 900);
+  EXPECT_EQ(spec.start_timeout_s(), 7200);
   EXPECT_EQ(spec.hyperparameters().on_nonfinite(), "skip");
   EXPECT_EQ(spec.output_dir(), "/home/user/project/runs/a");
   EXPECT_EQ(spec.labels().at("a"), "1");
@@ -355,6 +358,29 @@ TEST_F(FoakctlTest, GetPrintsProtoJsonOrAReadableView) {
   EXPECT_THAT(view.out, HasSubstr("1/2"));
 }
 
+TEST_F(FoakctlTest, QloraSubmitsItsQuantizationAndShowsIt) {
+  const FoakctlResult r = Run({"submit", "--model", "/m", "--train", "/t.jsonl", "--method",
+                               "qlora", "--lora-r", "16", "--double-quant", "false"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const foak::v1::JobSpec spec = OnlyCreateRequest().spec();
+  EXPECT_EQ(spec.method(), "qlora");
+  EXPECT_EQ(spec.lora().r(), 16);
+  ASSERT_TRUE(spec.quantization().has_double_quant());
+  EXPECT_FALSE(spec.quantization().double_quant());
+
+  std::string id;
+  {
+    Job job;
+    job.set_state(Job::RUNNING);
+    *job.mutable_spec() = spec;
+    std::lock_guard<std::mutex> lock(server_.jobs.mu);
+    id = server_.jobs.AddJob(job);
+  }
+  const FoakctlResult view = Run({"get", id});
+  ASSERT_EQ(view.code, 0) << view.err;
+  EXPECT_THAT(view.out, HasSubstr("qlora (r=16), base nf4\n"));
+}
+
 TEST_F(FoakctlTest, NotFoundExits3) {
   const FoakctlResult r = Run({"get", "job-00000000000000ff"});
   EXPECT_EQ(r.code, 3);
@@ -471,7 +497,9 @@ TEST_F(FoakctlTest, UsageErrorsExit2) {
            {"list", "-o", "yaml"},
            {"list", "--timeout", "0"},
            {"submit"},
-           {"submit", "--model", "/m", "--method", "qlora"},
+           {"submit", "--model", "/m", "--method", "dora"},
+           {"submit", "--model", "/m", "--method", "lora", "--double-quant", "true"},
+           {"submit", "--model", "/m", "--double-quant", "maybe"},
            {"submit", "--model", "/m", "--label", "novalue"},
            {"submit", "-f", "/nonexistent/job.yaml"},
            {"watch", "job-1", "--after-seq"},

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
@@ -480,6 +481,94 @@ TEST_F(FoakdSecurity, WorkersGetTheirTlsFilesAndReportOverMutualTls) {
   EXPECT_EQ(State(), foak::v1::Job::RUNNING);
 }
 
+// foakd's certificate names only foakd.example, as when workers dial foakd by
+// an IP or a Service name the certificate does not carry: without
+// --worker_tls_server_name a worker's handshake fails, and its reporter says
+// why; with it, FOAK_COORDINATOR_TLS_SERVER_NAME reaches the worker and its
+// reports arrive.
+TEST_F(FoakdSecurity, WorkersCheckFoakdsCertificateAgainstTheServerNameOverride) {
+  absl::StatusOr<TestPki> named = MakeTestPki("foak named CA", "foakd.example");
+  ASSERT_TRUE(named.ok()) << named.status();
+  Write("named-ca.pem", named->ca_cert_pem);
+  Write("named.pem", named->server_cert_pem);
+  Write("named.key", named->server_key_pem);
+  FoakdOptions o = Options();
+  o.tls.cert_file = Path("named.pem");
+  o.tls.key_file = Path("named.key");
+  o.tls.worker_ca_file = Path("named-ca.pem");
+  o.tls.worker_server_name = "foakd.example";
+  Start(o);
+  // This test's own client needs the override too: it dials 127.0.0.1.
+  grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("foakd.example");
+  auto jobs = foak::v1::JobService::NewStub(
+      grpc::CreateCustomChannel(address_, Tls(named->ca_cert_pem), args));
+  foak::v1::Job job;
+  ASSERT_TRUE(Create(jobs.get(), "", &job).ok());
+  const std::string env_file = JoinPath(JoinPath(JoinPath(Path("data"), "jobs"), job.id()),
+                                        "worker-env.txt");
+  std::string env;
+  for (int i = 0; i < 100 && env.find("FOAK_COORDINATOR_TLS_SERVER_NAME") == std::string::npos;
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+    env = ReadFileToString(env_file).value_or("");
+  }
+  EXPECT_NE(env.find("FOAK_COORDINATOR_TLS_SERVER_NAME=foakd.example\n"), std::string::npos)
+      << env;
+  auto State = [&] {
+    foak::v1::GetJobRequest get;
+    get.set_id(job.id());
+    foak::v1::Job now;
+    EXPECT_TRUE(jobs->GetJob(Context("").get(), get, &now).ok());
+    return now.state();
+  };
+
+  CoordinatorReporter::Options options;
+  options.address = address_;
+  options.job_id = job.id();
+  options.token = WorkerToken(job.id());
+  options.tls_ca_pem = named->ca_cert_pem;
+  options.initial_backoff = absl::Milliseconds(50);
+  options.max_backoff = absl::Milliseconds(100);
+  {
+    // No override: the certificate does not name 127.0.0.1, the handshake
+    // fails, nothing arrives, and the reporter says what to set.
+    std::FILE* log = std::tmpfile();
+    ASSERT_NE(log, nullptr);
+    options.log = log;
+    auto reporter = CoordinatorReporter::Create(options);
+    ASSERT_TRUE(reporter.ok()) << reporter.status();
+    (*reporter)->OnStart(2, 0, "cpu");
+    const absl::Status closed = (*reporter)->Close(absl::Milliseconds(700));
+    EXPECT_EQ(closed.code(), absl::StatusCode::kDeadlineExceeded) << closed;
+    EXPECT_NE(closed.message().find("last error: UNAVAILABLE: "), std::string::npos) << closed;
+    EXPECT_NE(closed.message().find("set foakd --worker_tls_server_name "
+                                    "(FOAK_COORDINATOR_TLS_SERVER_NAME)"),
+              std::string::npos)
+        << closed;
+    EXPECT_EQ((*reporter)->stats().sent, 0);
+    std::rewind(log);
+    char line[4096] = {};
+    EXPECT_NE(std::fgets(line, sizeof line, log), nullptr);
+    std::fclose(log);
+    EXPECT_NE(std::string(line).find("foak-worker: cannot report to foakd at " + address_),
+              std::string::npos)
+        << line;
+    EXPECT_NE(std::string(line).find("--worker_tls_server_name"), std::string::npos) << line;
+    EXPECT_EQ(State(), foak::v1::Job::STARTING);
+  }
+  // The worker's own way in: the environment foakd gave it.
+  options.log = nullptr;
+  options.tls_server_name = "foakd.example";
+  auto reporter = CoordinatorReporter::Create(options);
+  ASSERT_TRUE(reporter.ok()) << reporter.status();
+  (*reporter)->OnStart(2, 0, "cpu");
+  const absl::Status closed = (*reporter)->Close(absl::Seconds(10));
+  EXPECT_TRUE(closed.ok()) << closed;
+  EXPECT_EQ((*reporter)->stats().sent, 1);
+  EXPECT_EQ(State(), foak::v1::Job::RUNNING);
+}
+
 TEST_F(FoakdSecurity, StartupErrorsNameTheFlag) {
   struct Case {
     std::function<void(FoakdOptions*)> change;
@@ -502,10 +591,25 @@ TEST_F(FoakdSecurity, StartupErrorsNameTheFlag) {
          o->tls.client_ca_file = Path("ca.pem");
        },
        "--tls_client_ca needs --tls_cert"},
+      {[&](FoakdOptions* o) { o->tls.worker_server_name = "foakd.example"; },
+       "--worker_tls_server_name = 'foakd.example': the certificate of --tls_cert = '" +
+           Path("server.pem") + "' does not name it"},
+      {[&](FoakdOptions* o) { o->tls.worker_server_name = "foakd example"; },
+       "--worker_tls_server_name = 'foakd example': expected a host name or an IP address"},
+      {[&](FoakdOptions* o) {
+         o->tls = FoakdTlsOptions();
+         o->tls.worker_server_name = "127.0.0.1";
+       },
+       "--worker_tls_server_name apply only with --tls_cert"},
       {[&](FoakdOptions* o) { o->auth_tokens_file = Path("absent.tokens"); },
        "--auth_tokens_file: "},
       {[&](FoakdOptions* o) { o->auth_tokens_file = Path("ca.pem"); },
        "--auth_tokens_file: " + Path("ca.pem") + ":1:"},
+      {[&](FoakdOptions* o) {
+         o->metrics_address = "127.0.0.1:0";
+         o->metrics_bearer_token_file = Path("absent.token");
+       },
+       "--metrics_bearer_token_file = '" + Path("absent.token") + "' cannot be read"},
   };
   for (const Case& c : cases) {
     FoakdOptions o = TlsOptions(/*mutual=*/false);
@@ -515,6 +619,80 @@ TEST_F(FoakdSecurity, StartupErrorsNameTheFlag) {
     EXPECT_NE(foakd.status().message().find(c.expected), std::string::npos)
         << "expected: " << c.expected << "\ngot: " << foakd.status().message();
   }
+}
+
+TEST_F(FoakdSecurity, TokensOverPlaintextOffLoopbackAreWarnedAboutAtStart) {
+  FoakdOptions o = Options();
+  o.auth_tokens_file = Path("tokens");
+  for (const char* loopback : {"127.0.0.1:0", "localhost:7070", "[::1]:7070", "127.0.1.1:0"}) {
+    o.listen_address = loopback;
+    EXPECT_EQ(PlaintextTokensWarning(o), "") << loopback;
+  }
+  for (const char* open : {"0.0.0.0:7070", ":7070", "[::]:7070", "10.0.0.5:7070", "foakd:7070"}) {
+    o.listen_address = open;
+    EXPECT_NE(PlaintextTokensWarning(o).find(std::string("plaintext (no --tls_cert) on ") + open),
+              std::string::npos)
+        << open;
+  }
+  FoakdOptions tls = TlsOptions(/*mutual=*/false);
+  tls.auth_tokens_file = Path("tokens");
+  tls.listen_address = "0.0.0.0:7070";
+  EXPECT_EQ(PlaintextTokensWarning(tls), "");  // encrypted
+  o.auth_tokens_file = "";
+  EXPECT_EQ(PlaintextTokensWarning(o), "");  // no tokens to leak
+
+  // foakd itself says so on stderr, and starts.
+  o = Options();
+  o.auth_tokens_file = Path("tokens");
+  o.listen_address = "0.0.0.0:0";
+  ::testing::internal::CaptureStderr();
+  Start(o);
+  const std::string warned = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(warned.find("foakd: WARNING: --auth_tokens_file is set but gRPC is plaintext"),
+            std::string::npos)
+      << warned;
+  foakd_->Shutdown();
+  foakd_.reset();
+  o.listen_address = "127.0.0.1:0";
+  ::testing::internal::CaptureStderr();
+  Start(o);
+  EXPECT_EQ(::testing::internal::GetCapturedStderr().find("WARNING"), std::string::npos);
+}
+
+TEST_F(FoakdSecurity, AWatchEndsUnauthenticatedOnceItsTokenIsRevoked) {
+  FoakdOptions o = Options();
+  o.auth_tokens_file = Path("tokens");
+  Start(o);
+  auto jobs = Jobs();
+  foak::v1::Job alice_job, bob_job;
+  ASSERT_TRUE(Create(jobs.get(), kAliceToken, &alice_job).ok());
+  ASSERT_TRUE(Create(jobs.get(), kBobToken, &bob_job).ok());
+  // Both watch their running job (the worker sleeps), reading its history.
+  foak::v1::WatchJobRequest watch;
+  watch.set_id(alice_job.id());
+  auto alice_context = Context(kAliceToken);
+  auto alice = jobs->WatchJob(alice_context.get(), watch);
+  foak::v1::JobEvent event;
+  ASSERT_TRUE(alice->Read(&event));
+  watch.set_id(bob_job.id());
+  auto bob_context = Context(kBobToken);
+  bob_context->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(4));
+  auto bob = jobs->WatchJob(bob_context.get(), watch);
+  ASSERT_TRUE(bob->Read(&event));
+
+  // Alice's token leaves the file; bob's stays.
+  Write("tokens", absl::StrCat("bob sha256:", Sha256Hex(kBobToken), "\n"));
+  absl::StatusOr<size_t> reloaded = foakd_->ReloadAuthTokens();
+  ASSERT_TRUE(reloaded.ok()) << reloaded.status();
+  const auto revoked = std::chrono::steady_clock::now();
+  while (alice->Read(&event)) {
+  }
+  ExpectCode(alice->Finish(), grpc::StatusCode::UNAUTHENTICATED, "no longer valid");
+  EXPECT_LT(std::chrono::steady_clock::now() - revoked, std::chrono::seconds(3));
+  // Bob's watch went on until its own deadline.
+  while (bob->Read(&event)) {
+  }
+  EXPECT_EQ(bob->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
 }
 
 }  // namespace

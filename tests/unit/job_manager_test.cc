@@ -8,7 +8,10 @@
 // environment, rank 0 driving the job while other ranks report only memory.
 #include "server/domain/job_manager.h"
 
+#include <algorithm>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -51,6 +54,7 @@ class JobManagerTest : public ::testing::Test {
     o.data_dir = JoinPath(dir_.path(), "data");
     o.worker_path = worker_;
     o.stall_check_interval_ms = 0;  // the tests call CheckStalls themselves
+    o.worker_env = worker_env_;
     if (fake_now_ms_ > 0) o.now_ms = [this] { return fake_now_ms_; };
     SchedulerOptions s;
     s.gpu_ids = std::move(gpus);
@@ -127,6 +131,7 @@ class JobManagerTest : public ::testing::Test {
   }
 
   int64_t fake_now_ms_ = 0;  // > 0: the manager's clock (set before Open)
+  std::vector<std::pair<std::string, std::string>> worker_env_;  // foakd's TLS variables
   testing::TempDir dir_{"job_manager"};
   std::string model_, train_, worker_;
   std::unique_ptr<JobStore> store_;
@@ -159,6 +164,35 @@ TEST_F(JobManagerTest, LaunchGetsJobFileEnvironmentAndToken) {
   EXPECT_TRUE(manager_->AuthorizeWorker(id, Env(r, "FOAK_JOB_TOKEN")).ok());
   EXPECT_NE(Env(r, "MASTER_PORT"), "0");
   EXPECT_EQ(manager_->GetJob(id).value().output_dir, JoinPath(manager_->JobDir(id), "output"));
+}
+
+// foakd's worker environment (with TLS: FOAK_COORDINATOR_TLS_CA, ...,
+// FOAK_COORDINATOR_TLS_SERVER_NAME) reaches every rank of a local launch and
+// a Kubernetes gang's pod environment alike.
+TEST_F(JobManagerTest, FoakdsWorkerEnvironmentReachesEveryLaunch) {
+  worker_env_ = {{"FOAK_COORDINATOR_TLS_CA", "/shared/tls/ca.pem"},
+                 {"FOAK_COORDINATOR_TLS_SERVER_NAME", "foakd.example"}};
+  Open({0, 1});
+  const std::string local = CreateId(Spec("local", 0, /*gpus=*/2));
+  ASSERT_EQ(launcher_->launches().size(), 1u);
+  const LaunchRequest r = launcher_->launches()[0];
+  ASSERT_EQ(r.ranks.size(), 2u);
+  for (const RankSpec& rank : r.ranks) {
+    EXPECT_EQ(Env(rank, "FOAK_COORDINATOR_TLS_CA"), "/shared/tls/ca.pem");
+    EXPECT_EQ(Env(rank, "FOAK_COORDINATOR_TLS_SERVER_NAME"), "foakd.example");
+  }
+  ASSERT_TRUE(launcher_->Succeed(local).ok());
+
+  Open({}, /*cluster=*/true);
+  CreateId(Spec("pods", 0, /*gpus=*/1));
+  ASSERT_EQ(launcher_->launches().size(), 1u);
+  const GangSpec gang = launcher_->launches()[0].gang;
+  auto has = [&](const std::string& key, const std::string& value) {
+    return std::find(gang.env.begin(), gang.env.end(), std::make_pair(key, value)) !=
+           gang.env.end();
+  };
+  EXPECT_TRUE(has("FOAK_COORDINATOR_TLS_CA", "/shared/tls/ca.pem"));
+  EXPECT_TRUE(has("FOAK_COORDINATOR_TLS_SERVER_NAME", "foakd.example"));
 }
 
 TEST_F(JobManagerTest, ReportsDriveStateProgressAndCheckpoints) {
@@ -434,6 +468,8 @@ TEST_F(JobManagerTest, StallTimeoutsComeFromTheSpecOrFoakdAndACancelWins) {
   EXPECT_EQ(State(plain), JobState::kCancelled);
 
   const std::string quiet = CreateId(never.dump());
+  // Started (else the start timeout, 24 h, would stop it), then silent.
+  ASSERT_TRUE(manager_->OnWorkerReport(Report(quiet, WorkerReportInput::Kind::kStarted)).ok());
   fake_now_ms_ += 7 * 24 * 3600 * 1000ll;
   EXPECT_TRUE(manager_->CheckStalls().empty()) << "stall_timeout_s = -1: never";
   ASSERT_TRUE(launcher_->Succeed(quiet).ok());
@@ -453,6 +489,157 @@ TEST_F(JobManagerTest, OnAClusterTheStallClockStartsAtTheFirstReport) {
   EXPECT_TRUE(manager_->CheckStalls().empty());
   fake_now_ms_ += 60 * 1000;
   EXPECT_EQ(manager_->CheckStalls(), std::vector<std::string>{id});
+}
+
+// The restart message of a job's "Restarting" state event ("" when none).
+std::string RestartMessage(JobManager* manager, const std::string& id) {
+  const std::vector<JobEvent> events = manager->ListEvents(id, 0, 1000).value();
+  for (const JobEvent& e : events) {
+    if (e.kind != "state") continue;
+    const Json p = Json::parse(e.payload_json);
+    if (p.value("reason", "") == "Restarting") return p.value("message", "");
+  }
+  return "";
+}
+
+// On Kubernetes an attempt whose pods never start (unschedulable, held by
+// Kueue) is stopped after start_timeout_s: restarted, then failed as
+// "StartTimeout", saying how long it waited and what Kubernetes said last.
+TEST_F(JobManagerTest, OnAClusterPodsThatNeverStartTimeOutThenRestartThenFail) {
+  fake_now_ms_ = 1000000;
+  Open({}, /*cluster=*/true);
+  Json spec = Json::parse(Spec("unplaceable", 0, /*gpus=*/1, /*max_restarts=*/1));
+  spec["start_timeout_s"] = 3600;
+  const std::string id = CreateId(spec.dump());
+  ASSERT_EQ(launcher_->launches().size(), 1u);
+  // What the Kubernetes launcher tells through on_log (kube_gang_status.cc,
+  // KubeNotes): the pod's newer note replaces its older one.
+  ASSERT_TRUE(launcher_->EmitLog(id, 0, "kubernetes: job foak-u-0 admitted by Kueue queue q").ok());
+  ASSERT_TRUE(launcher_->EmitLog(id, 0, "kubernetes: pod foak-u-0-0-abcde Pending: "
+                                        "Unschedulable: 0/3 nodes are available").ok());
+  ASSERT_TRUE(launcher_->EmitLog(id, 0, "kubernetes: pod foak-u-0-0-abcde Pending: "
+                                        "Unschedulable: 0/4 nodes are available: 4 Insufficient "
+                                        "nvidia.com/gpu").ok());
+  fake_now_ms_ += 3599 * 1000;
+  EXPECT_TRUE(manager_->CheckStalls().empty()) << "59 min 59 s after the launch";
+  fake_now_ms_ += 2000;
+  EXPECT_EQ(manager_->CheckStalls(), std::vector<std::string>{id});
+  EXPECT_EQ(launcher_->cancels(), std::vector<std::string>{id}) << "stopped through the launcher";
+  EXPECT_TRUE(manager_->CheckStalls().empty()) << "stopped once";
+  EXPECT_EQ(State(id), JobState::kStarting) << "until its pods are gone";
+  ASSERT_TRUE(launcher_->Finish(id, FakeLauncher::MakeOutcome(JobState::kCancelled, kReasonCancelled,
+                                                              false, "Job deleted"))
+                  .ok());
+  ASSERT_EQ(launcher_->launches().size(), 2u) << "restarted (max_restarts = 1)";
+  EXPECT_EQ(State(id), JobState::kStarting);
+  const std::string restart = RestartMessage(manager_.get(), id);
+  EXPECT_NE(restart.find("after StartTimeout: attempt 0 sent no report in the 3601 s since its "
+                         "launch; the start timeout is 3600 s (the spec's start_timeout_s, else "
+                         "foakd's --start_timeout_s), so its workers were stopped; last status: "
+                         "kubernetes: job foak-u-0 admitted by Kueue queue q; kubernetes: pod "
+                         "foak-u-0-0-abcde Pending: Unschedulable: 0/4 nodes are available: 4 "
+                         "Insufficient nvidia.com/gpu"),
+            std::string::npos)
+      << restart;
+  EXPECT_EQ(restart.find("0/3 nodes"), std::string::npos) << restart;
+
+  // The next attempt's clock starts at its own launch, and it hears nothing.
+  fake_now_ms_ += 3600 * 1000;
+  EXPECT_EQ(manager_->CheckStalls(), std::vector<std::string>{id});
+  ASSERT_TRUE(launcher_->Finish(id, FakeLauncher::MakeOutcome(JobState::kCancelled, kReasonCancelled,
+                                                              false, "Job deleted"))
+                  .ok());
+  const JobRecord r = manager_->GetJob(id).value().record;
+  EXPECT_EQ(r.state, JobState::kFailed);
+  EXPECT_EQ(r.reason, "StartTimeout");
+  EXPECT_NE(r.message.find("attempt 1 sent no report in the 3600 s since its launch; the start "
+                           "timeout is 3600 s"),
+            std::string::npos)
+      << r.message;
+  EXPECT_NE(r.message.find("nothing was heard from the launcher or the workers"),
+            std::string::npos)
+      << r.message;
+  EXPECT_NE(r.message.find("max_restarts = 1"), std::string::npos) << r.message;
+  EXPECT_EQ(launcher_->launches().size(), 2u);
+}
+
+// foakd's --start_timeout_s (24 h) for a spec without one; any report of the
+// attempt stops the start clock (the stall clock takes over); -1 = never.
+TEST_F(JobManagerTest, StartTimeoutsComeFromTheSpecOrFoakdAndAReportStopsTheClock) {
+  fake_now_ms_ = 1000000;
+  Open({}, /*cluster=*/true);
+  const std::string queued = CreateId(Spec("queued", 0, /*gpus=*/2));
+  fake_now_ms_ += (24 * 3600 - 1) * 1000;
+  EXPECT_TRUE(manager_->CheckStalls().empty()) << "a day less a second in Kueue's queue";
+  // Its rank 1 reports first: a report from any rank is a start.
+  WorkerReportInput first = Report(queued, WorkerReportInput::Kind::kMetrics);
+  first.rank = 1;
+  first.step = 1;
+  ASSERT_TRUE(manager_->OnWorkerReport(first).ok());
+  fake_now_ms_ += 29 * 60 * 1000;
+  EXPECT_TRUE(manager_->CheckStalls().empty()) << "started: only the stall clock runs";
+  fake_now_ms_ += 60 * 1000;
+  EXPECT_EQ(manager_->CheckStalls(), std::vector<std::string>{queued});
+  ASSERT_TRUE(launcher_->Finish(queued, FakeLauncher::MakeOutcome(JobState::kCancelled,
+                                                                  kReasonCancelled, false, "gone"))
+                  .ok());
+  EXPECT_EQ(manager_->GetJob(queued).value().record.reason, "Stalled");
+
+  const std::string plain = CreateId(Spec("plain", 0, /*gpus=*/1));
+  fake_now_ms_ += 24 * 3600 * 1000;
+  EXPECT_EQ(manager_->CheckStalls(), std::vector<std::string>{plain}) << "foakd's default, 24 h";
+  ASSERT_TRUE(launcher_->Finish(plain, FakeLauncher::MakeOutcome(JobState::kCancelled,
+                                                                 kReasonCancelled, false, "gone"))
+                  .ok());
+  EXPECT_EQ(manager_->GetJob(plain).value().record.reason, "StartTimeout");
+
+  Json never = Json::parse(Spec("patient", 0, /*gpus=*/1));
+  never["start_timeout_s"] = -1;
+  const std::string patient = CreateId(never.dump());
+  fake_now_ms_ += 7 * 24 * 3600 * 1000ll;
+  EXPECT_TRUE(manager_->CheckStalls().empty()) << "start_timeout_s = -1: never";
+  EXPECT_EQ(State(patient), JobState::kStarting);
+  ASSERT_TRUE(launcher_->Succeed(patient).ok());
+}
+
+// Locally the same start clock applies to a worker that never reports, and
+// the message gives its last output line; the stall clock, which locally also
+// runs from the launch, wins when it is the shorter.
+TEST_F(JobManagerTest, LocallyAWorkerThatNeverReportsTimesOutAtTheShorterClock) {
+  fake_now_ms_ = 1000000;
+  Open({});
+  Json spec = Json::parse(Spec("hangs"));
+  spec["start_timeout_s"] = 60;
+  const std::string id = CreateId(spec.dump());
+  ASSERT_TRUE(launcher_->EmitLog(id, 0, "foak-worker: loading /models/tiny").ok());
+  ASSERT_TRUE(launcher_->EmitLog(id, 0, "foak-worker: reading the dataset").ok());
+  fake_now_ms_ += 61 * 1000;
+  EXPECT_EQ(manager_->CheckStalls(), std::vector<std::string>{id});
+  ASSERT_TRUE(launcher_->Finish(id, FakeLauncher::MakeOutcome(JobState::kCancelled,
+                                                              kReasonCancelled, false, "stopped"))
+                  .ok());
+  JobRecord r = manager_->GetJob(id).value().record;
+  EXPECT_EQ(r.state, JobState::kFailed);
+  EXPECT_EQ(r.reason, "StartTimeout");
+  EXPECT_NE(r.message.find("attempt 0 sent no report in the 61 s since its launch; the start "
+                           "timeout is 60 s"),
+            std::string::npos)
+      << r.message;
+  EXPECT_NE(r.message.find("; last output: foak-worker: reading the dataset"), std::string::npos)
+      << r.message;
+
+  spec["stall_timeout_s"] = 30;
+  const std::string stalls = CreateId(spec.dump());
+  fake_now_ms_ += 31 * 1000;
+  EXPECT_EQ(manager_->CheckStalls(), std::vector<std::string>{stalls});
+  ASSERT_TRUE(launcher_->Finish(stalls, FakeLauncher::MakeOutcome(JobState::kCancelled,
+                                                                  kReasonCancelled, false, "stopped"))
+                  .ok());
+  r = manager_->GetJob(stalls).value().record;
+  EXPECT_EQ(r.reason, "Stalled");
+  EXPECT_NE(r.message.find("(last heard: the launch); the stall timeout is 30 s"),
+            std::string::npos)
+      << r.message;
 }
 
 // A gang: one rank failing fails the launch (the launcher stops the others),

@@ -55,7 +55,29 @@ TEST_F(JobSpecTest, MinimalSpecGetsDefaultsAndKeepsUserValues) {
   EXPECT_EQ(p->max_restarts, 3);
   EXPECT_EQ(p->labels.at("exp/name"), "a-1");
   EXPECT_TRUE(p->output_dir.empty());
+  EXPECT_EQ(p->start_timeout_s, 0) << "unset: foakd's --start_timeout_s";
   EXPECT_EQ(Json::parse(p->spec_json), spec);  // stored as given
+}
+
+// start_timeout_s: seconds up to a week, 0 = foakd's default, -1 = never; the
+// worker's file leaves it out, and the worker's own parser accepts it.
+TEST_F(JobSpecTest, StartTimeoutIsACoordinatorField) {
+  for (int64_t seconds : {int64_t{-1}, int64_t{0}, int64_t{1}, int64_t{86400}, kMaxStartTimeoutS}) {
+    Json spec = Minimal();
+    spec["start_timeout_s"] = seconds;
+    absl::StatusOr<PreparedJobSpec> p = PrepareJobSpec(spec.dump(), context_);
+    ASSERT_TRUE(p.ok()) << seconds << ": " << p.status();
+    EXPECT_EQ(p->start_timeout_s, seconds);
+    EXPECT_EQ(CoordinatorFields(p->spec_json, context_).value().start_timeout_s, seconds);
+    WorkerLaunchSettings settings;
+    settings.output_dir = JoinPath(dir_.path(), "out");
+    settings.device = "cpu";
+    const Json worker = Json::parse(WorkerJobJson(p->spec_json, settings, context_).value());
+    EXPECT_FALSE(worker.contains("start_timeout_s"));
+  }
+  Json spec = Minimal();
+  spec["start_timeout_s"] = "3600";  // protobuf's JSON mapping of an int64
+  EXPECT_EQ(PrepareJobSpec(spec.dump(), context_).value().start_timeout_s, 3600);
 }
 
 TEST_F(JobSpecTest, ErrorsNameTheFieldAndWhatIsAllowed) {
@@ -72,7 +94,11 @@ TEST_F(JobSpecTest, ErrorsNameTheFieldAndWhatIsAllowed) {
       {Json::parse(R"({"dataset": {"train": null}})"), absl::StatusCode::kInvalidArgument, "dataset.train is required"},
       {{{"hyperparameters", {{"lr", 0.1}}}}, absl::StatusCode::kInvalidArgument, "unknown key 'hyperparameters.lr'"},
       {{{"hyperparameters", {{"lr_scheduler", "cosin"}}}}, absl::StatusCode::kInvalidArgument, "cosine"},
-      {{{"method", "qlora"}}, absl::StatusCode::kInvalidArgument, "method"},
+      {{{"method", "dora"}}, absl::StatusCode::kInvalidArgument, "method = \"dora\"; expected \"full\", \"lora\" or \"qlora\""},
+      {{{"method", "lora"}, {"quantization", {{"type", "nf4"}}}}, absl::StatusCode::kInvalidArgument, "quantization is given but method is \"lora\""},
+      {{{"method", "qlora"}, {"quantization", {{"type", "fp4"}}}}, absl::StatusCode::kInvalidArgument, "quantization.type = \"fp4\"; expected \"nf4\""},
+      {{{"method", "qlora"}, {"quantization", {{"double_quant", 1}}}}, absl::StatusCode::kInvalidArgument, "quantization.double_quant = 1; expected true or false"},
+      {{{"method", "qlora"}, {"lora", {{"alpha", 0}}}}, absl::StatusCode::kInvalidArgument, "lora.alpha = 0; expected a number > 0"},
       {{{"kernels", {"rmsnorm"}}}, absl::StatusCode::kInvalidArgument, "rms_norm"},
       {{{"device", "cuda"}}, absl::StatusCode::kInvalidArgument, "foakd picks the device"},
       {{{"resources", {{"gpus", 3}}}}, absl::StatusCode::kResourceExhausted, "has 2 GPU(s) in all"},
@@ -93,6 +119,9 @@ TEST_F(JobSpecTest, ErrorsNameTheFieldAndWhatIsAllowed) {
       // 2^64 - 1 used to wrap to -1, inside [-1000, 1000].
       {{{"priority", UINT64_MAX}}, absl::StatusCode::kInvalidArgument, "priority = 18446744073709551615; expected an integer from -1000 to 1000"},
       {{{"max_restarts", 1.5}}, absl::StatusCode::kInvalidArgument, "max_restarts"},
+      {{{"start_timeout_s", -2}}, absl::StatusCode::kInvalidArgument, "start_timeout_s = -2; expected seconds from 1 to 604800 (a week), 0 (foakd's --start_timeout_s) or -1 (never)"},
+      {{{"start_timeout_s", 604801}}, absl::StatusCode::kInvalidArgument, "start_timeout_s = 604801; expected seconds from 1 to 604800"},
+      {{{"start_timeout_s", "a day"}}, absl::StatusCode::kInvalidArgument, "start_timeout_s = \"a day\"; expected seconds"},
       {{{"labels", {{"Bad Key", "v"}}}}, absl::StatusCode::kInvalidArgument, "key 'Bad Key' is invalid"},
       {{{"output_dir", "out"}}, absl::StatusCode::kInvalidArgument, "output_dir = 'out' is not absolute"},
   };
@@ -272,6 +301,30 @@ TEST_F(JobSpecTest, WorkerJobFileDropsCoordinatorFieldsAndResumesOnRestart) {
   ASSERT_TRUE(MakeDirs(JoinPath(settings.output_dir, "checkpoint-4")).ok());
   EXPECT_EQ(Json::parse(WorkerJobJson(spec.dump(), settings, context_).value())["resume_from_checkpoint"],
             "latest");
+}
+
+// Method qlora: the worker's parser accepts it with its lora and quantization
+// objects, the stored spec keeps them, and the worker's file carries them.
+TEST_F(JobSpecTest, QloraSpecReachesTheWorkerWithItsQuantization) {
+  Json spec = Minimal();
+  spec["method"] = "qlora";
+  spec["lora"] = {{"r", 16}, {"alpha", 32}};
+  spec["quantization"] = {{"type", "nf4"}, {"double_quant", false}};
+  spec["save_merged"] = true;
+  absl::StatusOr<PreparedJobSpec> p = PrepareJobSpec(spec.dump(), context_);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_EQ(Json::parse(p->spec_json), spec);
+  WorkerLaunchSettings settings;
+  settings.output_dir = JoinPath(dir_.path(), "out");
+  settings.device = "cpu";
+  const Json worker = Json::parse(WorkerJobJson(spec.dump(), settings, context_).value());
+  EXPECT_EQ(worker["method"], "qlora");
+  EXPECT_EQ(worker["quantization"], spec["quantization"]);
+  EXPECT_EQ(worker["lora"], spec["lora"]);
+  // Only method and quantization: the defaults (nf4, double quantisation).
+  Json bare = Minimal();
+  bare["method"] = "qlora";
+  EXPECT_TRUE(Prepare(bare).ok()) << Prepare(bare);
 }
 
 // A benchmark job: a model folder (config.json only) and a bench object.

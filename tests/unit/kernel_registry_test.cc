@@ -38,5 +38,14 @@ TEST(KernelRegistry, UnknownNameListsValidOnes) {
   EXPECT_NE(msg.find("'all'"), std::string::npos) << msg;
 }
 
+TEST(KernelRegistry, LabelsNameTheSetsShortly) {
+  EXPECT_EQ(KernelSetLabel(*ParseKernelSet({})), "none");
+  EXPECT_EQ(KernelSetLabel(*ParseKernelSet({"foak"})), "foak");
+  EXPECT_EQ(KernelSetLabel(*ParseKernelSet({"all"})), "all");
+  EXPECT_TRUE(ParseKernelSet({"all"})->fused_lora);
+  EXPECT_EQ(KernelSetLabel(*ParseKernelSet({"foak", "fused_lora"})), "foak+fused_lora");
+  EXPECT_EQ(KernelSetLabel(*ParseKernelSet({"rope", "rms_norm"})), "rms_norm+rope");
+}
+
 }  // namespace
 }  // namespace foak

@@ -10,7 +10,9 @@
 #include "gtest/gtest.h"
 #include "server/metrics/metrics_http_server.h"
 #include "server/metrics/server_metrics.h"
+#include "common/file_util.h"
 #include "tests/testing/http_get.h"
+#include "tests/testing/worker_run.h"
 
 namespace foak {
 namespace {
@@ -155,6 +157,96 @@ TEST(MetricsHttpServer, StopsCleanlyAndFreesThePort) {
       StartOrDie([] { return std::string("a 2\n"); }, "127.0.0.1:" + std::to_string(port));
   ASSERT_NE(again, nullptr);
   EXPECT_EQ(again->port(), port);
+}
+
+}  // namespace
+}  // namespace foak
+
+namespace foak {
+namespace {
+
+TEST(MetricsHttpServer, ABearerTokenGuardsMetricsButNotHealthz) {
+  const std::string token = "0123456789abcdef-metrics";
+  MetricsHttpServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  options.bearer_token = token;
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> server =
+      MetricsHttpServer::Create(options, [] { return std::string("foak_up 1\n"); });
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->port();
+  auto get = [port](const std::string& headers) {
+    return HttpRequest("GET", "127.0.0.1", port, "/metrics", "", "", 10000, headers);
+  };
+  absl::StatusOr<HttpResponse> ok = get("Authorization: Bearer " + token + "\r\n");
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->status_code, 200);
+  EXPECT_EQ(ok->body, "foak_up 1\n");
+  // Missing, wrong, a prefix of it, longer, another scheme: 401, no metrics.
+  for (const std::string& headers :
+       std::vector<std::string>{std::string(), "Authorization: Bearer wrong-token-0123456\r\n",
+        "Authorization: Bearer " + token.substr(0, token.size() - 1) + "\r\n",
+        "Authorization: Bearer " + token + "x\r\n", "Authorization: Basic " + token + "\r\n",
+        std::string("Authorization: Bearer \r\n")}) {
+    SCOPED_TRACE(headers);
+    absl::StatusOr<HttpResponse> refused = get(headers);
+    ASSERT_TRUE(refused.ok()) << refused.status();
+    EXPECT_EQ(refused->status_code, 401);
+    EXPECT_EQ(refused->Header("WWW-Authenticate"), "Bearer realm=\"foakd metrics\"");
+    EXPECT_EQ(refused->body.find("foak_up"), std::string::npos);
+    EXPECT_NE(refused->body.find("--metrics_bearer_token_file"), std::string::npos);
+  }
+  absl::StatusOr<HttpResponse> health = HttpGet("127.0.0.1", port, "/healthz");
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(health->status_code, 200);
+}
+
+TEST(MetricsHttpServer, BearerTokenMatchesComparesTheWholeToken) {
+  EXPECT_TRUE(BearerTokenMatches("Bearer abc", "abc"));
+  EXPECT_TRUE(BearerTokenMatches("bearer abc", "abc"));  // the scheme is case-insensitive
+  EXPECT_FALSE(BearerTokenMatches(nullptr, "abc"));
+  EXPECT_FALSE(BearerTokenMatches("Bearer ab", "abc"));
+  EXPECT_FALSE(BearerTokenMatches("Bearer abcd", "abc"));
+  EXPECT_FALSE(BearerTokenMatches("Bearer abd", "abc"));
+  EXPECT_FALSE(BearerTokenMatches("abc", "abc"));
+  EXPECT_FALSE(BearerTokenMatches("Bearer ", ""));
+}
+
+TEST(MetricsHttpServer, TheTokenFileHoldsOneTokenAndErrorsNeverRepeatIt) {
+  testing::TempDir dir("metrics_token");
+  const std::string path = JoinPath(dir.path(), "token");
+  ASSERT_TRUE(WriteFileAtomically(path, "  0123456789abcdef0123\n").ok());
+  absl::StatusOr<std::string> token = ReadBearerTokenFile(path);
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_EQ(*token, "0123456789abcdef0123");
+  for (const std::string& text : {std::string("\n"), std::string("short-secret"),
+                                  std::string("0123456789abcdef 0123456789abcdef")}) {
+    ASSERT_TRUE(WriteFileAtomically(path, text).ok());
+    absl::StatusOr<std::string> bad = ReadBearerTokenFile(path);
+    EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument) << text;
+    EXPECT_NE(bad.status().message().find("--metrics_bearer_token_file"), std::string::npos);
+    if (text.size() > 2) EXPECT_EQ(bad.status().message().find(text), std::string::npos);
+  }
+  EXPECT_FALSE(ReadBearerTokenFile(JoinPath(dir.path(), "absent")).ok());
+}
+
+}  // namespace
+}  // namespace foak
+
+namespace foak {
+namespace {
+
+TEST(ServerMetrics, WithoutPerJobSeriesNoJobIdReachesMetrics) {
+  ServerMetricsOptions options;
+  options.per_job_series = false;
+  ServerMetrics metrics(options);
+  JobProgressSample sample;
+  sample.step = 5;
+  metrics.OnJobProgress("job-secret", sample);
+  metrics.OnRankPeakMemory("job-secret", 1, 1000);
+  metrics.OnJobFinished("job-secret", "SUCCEEDED");
+  const std::string text = metrics.Render();
+  EXPECT_EQ(text.find("job-secret"), std::string::npos) << text;
+  EXPECT_NE(text.find("foak_jobs_finished_total{state=\"SUCCEEDED\"} 1"), std::string::npos) << text;
 }
 
 }  // namespace

@@ -9,7 +9,9 @@
 #include "gtest/gtest.h"
 #include "server/metrics/metrics_http_server.h"
 #include "server/metrics/server_metrics.h"
+#include "common/file_util.h"
 #include "tests/testing/prometheus_harness.h"
+#include "tests/testing/worker_run.h"
 
 namespace foak {
 namespace {
@@ -95,6 +97,63 @@ TEST(MetricsPrometheus, RealPrometheusScrapesFoakMetrics) {
   absl::StatusOr<nlohmann::json> raw = prometheus.Query("rate(foak_job_tokens_total[1m])");
   ASSERT_TRUE(raw.ok()) << raw.status();
   EXPECT_EQ((*raw)["status"], "success");
+}
+
+}  // namespace
+}  // namespace foak
+
+namespace foak {
+namespace {
+
+// --metrics_bearer_token_file as Prometheus meets it: with the token in its
+// scrape config's authorization.credentials_file the target is up and the
+// series arrive; with another token the scrape fails with 401.
+TEST(MetricsPrometheus, RealPrometheusScrapesWithTheBearerTokenOnly) {
+  if (!PrometheusHarness::Available()) {
+    GTEST_SKIP() << "no " << ::foak::testing::kDefaultPrometheusBinary
+                 << "; on Debian: apt-get install prometheus";
+  }
+  ::foak::testing::TempDir dir("metrics_token_prometheus");
+  const std::string good = JoinPath(dir.path(), "good"), bad = JoinPath(dir.path(), "bad");
+  ASSERT_TRUE(WriteFileAtomically(good, "s3cret-metrics-token-0123\n").ok());
+  ASSERT_TRUE(WriteFileAtomically(bad, "another-token-0123456789\n").ok());
+  ServerMetrics metrics;
+  metrics.OnJobProgress("job-t", Step(7));
+  MetricsHttpServerOptions http_options;
+  http_options.listen_address = "127.0.0.1:0";
+  absl::StatusOr<std::string> token = ReadBearerTokenFile(good);
+  ASSERT_TRUE(token.ok()) << token.status();
+  http_options.bearer_token = *token;
+  absl::StatusOr<std::unique_ptr<MetricsHttpServer>> http =
+      MetricsHttpServer::Create(http_options, [&metrics] { return metrics.Render(); });
+  ASSERT_TRUE(http.ok()) << http.status();
+
+  PrometheusHarnessOptions options;
+  options.targets = {"127.0.0.1:" + std::to_string((*http)->port())};
+  options.credentials_file = good;
+  absl::StatusOr<std::unique_ptr<PrometheusHarness>> started = PrometheusHarness::Start(options);
+  ASSERT_TRUE(started.ok()) << started.status();
+  ASSERT_TRUE((*started)->WaitForTargetUp(kTimeoutMs).ok()) << (*started)->Log();
+  absl::StatusOr<double> step = (*started)->WaitForValue(
+      "foak_job_step{job_id=\"job-t\"}", [](double v) { return v == 7; }, kTimeoutMs);
+  ASSERT_TRUE(step.ok()) << step.status();
+  started->reset();
+
+  options.credentials_file = bad;
+  absl::StatusOr<std::unique_ptr<PrometheusHarness>> refused = PrometheusHarness::Start(options);
+  ASSERT_TRUE(refused.ok()) << refused.status();
+  // A failed scrape records up = 0, and the target's lastError says why.
+  absl::StatusOr<double> down = (*refused)->WaitForValue(
+      "up{job=\"foak\"}", [](double v) { return v == 0; }, kTimeoutMs);
+  ASSERT_TRUE(down.ok()) << down.status() << (*refused)->Log();
+  absl::StatusOr<nlohmann::json> targets = (*refused)->Get("/api/v1/targets");
+  ASSERT_TRUE(targets.ok()) << targets.status();
+  const std::string text = targets->dump();
+  EXPECT_NE(text.find("401"), std::string::npos) << text;
+  absl::StatusOr<std::vector<PrometheusSample>> series =
+      (*refused)->QueryVector("foak_job_step{job_id=\"job-t\"}");
+  ASSERT_TRUE(series.ok()) << series.status();
+  EXPECT_TRUE(series->empty());
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The worker's JSON job file and foak.v1.JobSpec describe jobs with the same
 // field names: every committed example job parses as a JobSpec with protobuf's
-// JSON mapping, and a misspelt field is rejected by name.
+// JSON mapping (examples/qlora_job.json with its quantization object too), and
+// a misspelt field is rejected by name.
 #include <string>
 
 #include "common/file_util.h"
@@ -56,6 +57,31 @@ TEST(ProtoJobSpec, LoraJobAndEveryJobFieldParse) {
   EXPECT_EQ(all.hyperparameters().eval_steps(), 5);
   ASSERT_EQ(all.kernels_size(), 2);
   EXPECT_EQ(all.kernels(1), "fused_linear_cross_entropy");
+}
+
+TEST(ProtoJobSpec, QloraJobParsesWithItsQuantization) {
+  auto text = ReadFileToString(std::string(FOAK_SOURCE_DIR) + "/examples/qlora_job.json");
+  ASSERT_TRUE(text.ok()) << text.status();
+  foak::v1::JobSpec spec;
+  auto st = google::protobuf::util::JsonStringToMessage(*text, &spec);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  EXPECT_EQ(spec.method(), "qlora");
+  EXPECT_TRUE(spec.has_lora());
+  EXPECT_EQ(spec.quantization().type(), "nf4");
+  ASSERT_TRUE(spec.quantization().has_double_quant());
+  EXPECT_TRUE(spec.quantization().double_quant());
+
+  // Unset double_quant stays unset (the worker's default applies); a
+  // misspelt key is refused by name.
+  foak::v1::JobSpec bare;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(
+                  R"({"method": "qlora", "quantization": {"type": "nf4"}})", &bare)
+                  .ok());
+  EXPECT_FALSE(bare.quantization().has_double_quant());
+  st = google::protobuf::util::JsonStringToMessage(
+      R"({"method": "qlora", "quantization": {"double_quantization": true}})", &bare);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.ToString().find("double_quantization"), std::string::npos) << st.ToString();
 }
 
 TEST(ProtoJobSpec, UnknownFieldIsRejectedByName) {

@@ -59,10 +59,10 @@ bool AddExtension(X509* cert, X509* issuer, int nid, const char* value) {
 }
 
 // A certificate for `key` named `cn`, signed by `issuer_key` (itself when
-// `issuer` is null: a self-signed CA); a server's, or with `client` a
-// client's.
+// `issuer` is null: a self-signed CA); a server's (subjectAltName `san`), or
+// with `client` a client's.
 X509* MakeCert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* issuer_key,
-               long serial, bool client = false) {
+               long serial, bool client = false, const std::string& san = "IP:127.0.0.1") {
   const bool ca = issuer == nullptr;
   X509* cert = X509_new();
   X509_set_version(cert, 2);
@@ -83,7 +83,7 @@ X509* MakeCert(EVP_PKEY* key, const std::string& cn, X509* issuer, EVP_PKEY* iss
   if (ok && !ca) {
     ok = AddExtension(cert, signer, NID_authority_key_identifier, "keyid") &&
          AddExtension(cert, signer, NID_ext_key_usage, client ? "clientAuth" : "serverAuth") &&
-         (client || AddExtension(cert, signer, NID_subject_alt_name, "IP:127.0.0.1"));
+         (client || AddExtension(cert, signer, NID_subject_alt_name, san.c_str()));
   }
   if (!ok || X509_sign(cert, ca ? key : issuer_key, EVP_sha256()) == 0) {
     X509_free(cert);
@@ -135,14 +135,18 @@ const char* Reason(int status) {
 
 }  // namespace
 
-absl::StatusOr<TestPki> MakeTestPki(const std::string& ca_name) {
+absl::StatusOr<TestPki> MakeTestPki(const std::string& ca_name, const std::string& server_dns) {
   EVP_PKEY* ca_key = EVP_EC_gen("P-256");
   EVP_PKEY* server_key = EVP_EC_gen("P-256");
   if (ca_key == nullptr || server_key == nullptr) {
     return absl::InternalError(OpenSslError("EVP_EC_gen"));
   }
   X509* ca = MakeCert(ca_key, ca_name, nullptr, nullptr, 1);
-  X509* server = ca == nullptr ? nullptr : MakeCert(server_key, "127.0.0.1", ca, ca_key, 2);
+  X509* server = ca == nullptr ? nullptr
+                 : server_dns.empty()
+                     ? MakeCert(server_key, "127.0.0.1", ca, ca_key, 2)
+                     : MakeCert(server_key, server_dns, ca, ca_key, 2, /*client=*/false,
+                                "DNS:" + server_dns);
   TestPki pki;
   if (server != nullptr) {
     pki.ca_cert_pem = ToPem(ca, nullptr);

@@ -21,14 +21,18 @@
 namespace foak {
 
 // A CA and a server certificate it signed, for CN "127.0.0.1" with
-// subjectAltName IP:127.0.0.1, valid from an hour ago for a day. PEM.
+// subjectAltName IP:127.0.0.1, valid from an hour ago for a day. PEM. With
+// `server_dns` the server certificate names that host instead (CN and
+// subjectAltName DNS:<server_dns>) and not 127.0.0.1: a client dialling
+// 127.0.0.1 must then override the name it checks (a server-name override).
 struct TestPki {
   std::string ca_cert_pem;
   std::string server_cert_pem;
   std::string server_key_pem;
   std::string ca_key_pem;  // to issue client certificates (MakeTestClientCert)
 };
-absl::StatusOr<TestPki> MakeTestPki(const std::string& ca_name);
+absl::StatusOr<TestPki> MakeTestPki(const std::string& ca_name,
+                                    const std::string& server_dns = "");
 
 // A client certificate (extendedKeyUsage clientAuth) for `cn`, signed by
 // `pki`'s CA, for mutual TLS. PEM.

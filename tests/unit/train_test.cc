@@ -169,6 +169,39 @@ TEST(JobConfig, DatasetAndLoraFieldsParse) {
   EXPECT_EQ(all_linear->lora.target_modules, (std::vector<std::string>{"all-linear"}));
 }
 
+TEST(JobConfig, QloraTakesTheLoraObjectAndAQuantizationObject) {
+  auto job = ParseJobConfig(R"({"model": "m", "output_dir": "o", "dataset": {"train": "t"},
+      "method": "qlora", "save_merged": true, "lora": {"r": 16, "alpha": 32},
+      "quantization": {"type": "nf4", "double_quant": false}})",
+                            "job.json");
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->method, "qlora");
+  EXPECT_TRUE(job->UsesLora());
+  EXPECT_TRUE(job->Quantized());
+  EXPECT_TRUE(job->save_merged);
+  EXPECT_EQ(job->lora.r, 16);
+  EXPECT_EQ(job->quantization.type, "nf4");
+  EXPECT_FALSE(job->quantization.double_quant);
+  EXPECT_EQ(nlohmann::json::parse(LoraToJson(*job))["r"], 16);
+  EXPECT_EQ(QuantizationToJson(*job), R"({"type":"nf4","double_quant":false})");
+
+  // Both objects are optional: PEFT's LoRA defaults, NF4 with double quantisation.
+  auto defaults = ParseJobConfig(R"({"model": "m", "output_dir": "o", "dataset": {"train": "t"},
+      "method": "qlora", "quantization": {"type": null}})", "job.json");
+  ASSERT_TRUE(defaults.ok()) << defaults.status();
+  EXPECT_EQ(defaults->lora.r, 8);
+  EXPECT_EQ(defaults->lora.target_modules, (std::vector<std::string>{"all-linear"}));
+  EXPECT_EQ(QuantizationToJson(*defaults), R"({"type":"nf4","double_quant":true})");
+
+  // Other methods have no quantization in their fingerprint; lora keeps its object.
+  auto lora = ParseJobConfig(R"({"model": "m", "output_dir": "o", "dataset": {"train": "t"},
+      "method": "lora"})", "job.json");
+  ASSERT_TRUE(lora.ok());
+  EXPECT_FALSE(lora->Quantized());
+  EXPECT_EQ(QuantizationToJson(*lora), "{}");
+  EXPECT_NE(LoraToJson(*lora), "{}");
+}
+
 TEST(JobConfig, DataShapingFieldsAreInTheFingerprintJson) {
   auto a = ParseJobConfig(R"({"model": "m", "output_dir": "o", "dataset": {"train": "t"}})", "j");
   auto b = ParseJobConfig(R"({"model": "m", "output_dir": "o",
@@ -314,7 +347,22 @@ TEST(JobConfig, ErrorsNameTheFieldAndWhatIsAllowed) {
       {R"({"model": "m", "dataset": {"train": "d", "extra": 1}, "output_dir": "o"})",
        {"unknown key 'dataset.extra'", "train"}},
       {R"({"model": "m", "dataset": {"train": "d"}})", {"output_dir is required"}},
-      {"{" + base + R"(, "method": "qlora"})", {"method = \"qlora\"", "\"full\" or \"lora\""}},
+      {"{" + base + R"(, "method": "dora"})", {"method = \"dora\"", "\"full\", \"lora\" or \"qlora\""}},
+      // qlora: the quantization object belongs to it alone, and is strict.
+      {"{" + base + R"(, "method": "lora", "quantization": {"type": "nf4"}})",
+       {"job.json: quantization is given but method is \"lora\"", "\"method\": \"qlora\""}},
+      {"{" + base + R"(, "quantization": {}})", {"quantization is given but method is \"full\""}},
+      {"{" + base + R"(, "method": "qlora", "quantization": {"type": "fp4"}})",
+       {"quantization.type = \"fp4\"; expected \"nf4\"", "fp4\" is not implemented"}},
+      {"{" + base + R"(, "method": "qlora", "quantization": {"bits": 4}})",
+       {"unknown key 'quantization.bits'", "double_quant", "type"}},
+      {"{" + base + R"(, "method": "qlora", "quantization": "nf4"})",
+       {"quantization = \"nf4\"; expected an object like"}},
+      {"{" + base + R"(, "method": "qlora", "quantization": {"double_quant": "yes"}})",
+       {"quantization.double_quant = \"yes\"; expected true or false"}},
+      {"{" + base + R"(, "method": "qlora", "lora": {"r": 0}})", {"lora.r = 0; expected an integer >= 1"}},
+      {"{" + base + R"(, "method": "qlora", "lora": {"target_modules": ["lm_head"]}})",
+       {"job.json: lora:", "lm_head"}},
       {"{" + base + R"(, "device": "gpu"})", {"device = \"gpu\"", "auto, cpu, cuda, cuda:N"}},
       {"{" + base + R"(, "device": "cuda:x"})", {"device = \"cuda:x\""}},
       {"{" + base + R"(, "hyperparameters": {"zero_stage": 2}})",
@@ -645,11 +693,13 @@ TEST(TrainerState, DataOptionsLoraAndExamplePositionRoundTripAndAreCompared) {
   s.fingerprint.hyperparameters_json = R"({"eval_steps": 5})";
   s.fingerprint.dataset_options_json = R"({"format":"chat","train_on_prompt":false})";
   s.fingerprint.lora_json = R"({"r":8})";
+  s.fingerprint.quantization_json = R"({"type":"nf4","double_quant":true})";
   auto parsed = ParseTrainerState(TrainerStateToJson(s), "trainer_state.json");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   EXPECT_EQ(parsed->examples_consumed, 1234);
   EXPECT_EQ(parsed->fingerprint.dataset_options_json, s.fingerprint.dataset_options_json);
   EXPECT_EQ(parsed->fingerprint.lora_json, s.fingerprint.lora_json);
+  EXPECT_EQ(parsed->fingerprint.quantization_json, s.fingerprint.quantization_json);
 
   RunFingerprint changed = parsed->fingerprint;
   changed.hyperparameters_json = R"({"eval_steps": 50})";  // evaluation may change freely
@@ -659,6 +709,17 @@ TEST(TrainerState, DataOptionsLoraAndExamplePositionRoundTripAndAreCompared) {
   absl::Status st = CheckResumeCompatible(parsed->fingerprint, changed, "ckpt");
   EXPECT_TRUE(Contains(st, "dataset.train_on_prompt: false -> true")) << st;
   EXPECT_TRUE(Contains(st, "lora.r: 8 -> 4")) << st;
+  changed = parsed->fingerprint;
+  changed.method = "lora";
+  changed.quantization_json = "{}";
+  st = CheckResumeCompatible(parsed->fingerprint, changed, "ckpt");
+  EXPECT_TRUE(Contains(st, "quantization.double_quant: true -> (absent)")) << st;
+  // A checkpoint from before qlora has no quantization key: "{}", as lora's.
+  nlohmann::json old_state = nlohmann::json::parse(TrainerStateToJson(s));
+  old_state["fingerprint"].erase("quantization");
+  auto old_parsed = ParseTrainerState(old_state.dump(), "trainer_state.json");
+  ASSERT_TRUE(old_parsed.ok()) << old_parsed.status();
+  EXPECT_EQ(old_parsed->fingerprint.quantization_json, "{}");
 }
 
 TEST(Trainer, Bf16MixedKeepsFp32MastersAndSavesThem) {

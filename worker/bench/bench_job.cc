@@ -25,6 +25,7 @@
 #include "worker/lora/lora.h"
 #include "worker/model/llama.h"
 #include "worker/model/model_config.h"
+#include "worker/quant/nf4_linears.h"
 #include "worker/train/activation_checkpointing.h"
 #include "worker/train/bench_result.h"
 #include "worker/train/data_parallel.h"
@@ -87,16 +88,23 @@ absl::StatusOr<std::unique_ptr<Trainer>> BuildTrainer(const JobConfig& job,
         h.precision == Precision::kBf16 ? torch::kBFloat16 : torch::kFloat);
     init.random = true;
     init.kernels = kernels;
+    if (job.Quantized()) {
+      // qlora: each decoder projection goes into NF4 as soon as it is drawn,
+      // so an 8B or 70B base is never whole in bf16 on the device.
+      Nf4Options nf4;
+      nf4.double_quant = job.quantization.double_quant;
+      init.on_decoder_linear = QuantizeOnCreateHook(nf4);
+    }
     model.emplace(config, init);
   } catch (const std::exception& e) {
     return TorchErrorToStatus(e, "building the model");
   }
-  if (job.method == "lora") {
+  if (job.UsesLora()) {
     RETURN_IF_ERROR(PrepareLoraModel(*model, job, std::nullopt).status());
   }
   if (h.gradient_checkpointing) SetActivationCheckpointing(*model, true);
   TrainerOptions options = MakeTrainerOptions(job, max_steps);
-  options.keep_trainable_fp32 = job.method == "lora";
+  options.keep_trainable_fp32 = job.UsesLora();
   options.collectives = comm;
   return Trainer::Create(*model, options, device);
 }

@@ -6,9 +6,11 @@
 // one shape sit together with the first kernel set as their baseline):
 //   1. a fresh model of `model`'s config.json with random weights (seed from
 //      hyperparameters.seed; the weights do not change the speed), the job's
-//      kernel set, LoRA adapters for method lora, activation checkpointing
-//      when asked, and a Trainer with the job's precision and AdamW (fused
-//      on CUDA);
+//      kernel set, LoRA adapters for methods lora and qlora (qlora: every
+//      decoder projection quantised to NF4 as it is drawn, so the base is
+//      never whole in bf16; worker/quant/nf4_linears.h), activation
+//      checkpointing when asked, and a Trainer with the job's precision and
+//      AdamW (fused on CUDA);
 //   2. the peak-memory counters reset, so the peak covers weights,
 //      gradients, optimizer state and activations;
 //   3. warmup_steps optimizer steps, a device synchronisation, `steps`

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "worker/lora/lora_fusion.h"
 #include "worker/lora/lora_layer.h"
 
 namespace foak {
@@ -61,6 +62,7 @@ absl::StatusOr<std::vector<torch::Tensor>> ApplyLora(LlamaForCausalLM& model,
     return absl::InternalError(absl::StrCat("ApplyLora: creating the adapters failed: ",
                                             e.what_without_backtrace()));
   }
+  if (model->kernels().fused_lora) FuseLora(model);
   return trainable;
 }
 
@@ -87,6 +89,17 @@ absl::Status MergeLora(LlamaForCausalLM& model) {
   if (CountLoraAdapters(model) == 0) {
     return absl::FailedPreconditionError("MergeLora: the model has no LoRA adapters to merge");
   }
+  // Checked for every layer first, so a refusal leaves the model unchanged.
+  for (NamedLinear& l : FindTargetLinears(model, LoraTargetModuleNames())) {
+    if (FindLoraAdapter(*l.linear) != nullptr && l.linear->weight_released()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "MergeLora: ", l.name, " holds its frozen weight in another form (a quantised base, "
+          "method qlora), which B @ A cannot be folded into; make the base dense first "
+          "(DequantizeDecoderLinears, worker/quant/nf4_linears.h), as PEFT dequantises a 4-bit "
+          "base to merge"));
+    }
+  }
+  UnfuseLora(model);
   try {
     for (NamedLinear& l : FindTargetLinears(model, LoraTargetModuleNames())) {
       DetachLoraAdapter(*l.linear, /*merge=*/true);
@@ -99,6 +112,7 @@ absl::Status MergeLora(LlamaForCausalLM& model) {
 }
 
 void RemoveLora(LlamaForCausalLM& model) {
+  UnfuseLora(model);
   for (NamedLinear& l : FindTargetLinears(model, LoraTargetModuleNames())) {
     DetachLoraAdapter(*l.linear, /*merge=*/false);
   }

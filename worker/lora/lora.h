@@ -54,7 +54,9 @@ int64_t CountLoraAdapters(LlamaForCausalLM& model);
 // Folds scale * B @ A into each adapted weight and removes the adapters, so
 // SaveModel writes a plain Hugging Face checkpoint. The base parameters stay
 // frozen (requires_grad false). FAILED_PRECONDITION when no adapter is
-// attached.
+// attached, or when an adapted layer's weight was released for another form
+// (a quantised base: make it dense first, worker/quant/nf4_linears.h); the
+// model is then unchanged.
 absl::Status MergeLora(LlamaForCausalLM& model);
 
 // Removes the adapters without merging (the base model is as it was loaded,

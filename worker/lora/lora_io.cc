@@ -145,7 +145,7 @@ absl::StatusOr<LoraConfig> LoadLoraAdapter(LlamaForCausalLM& model, const std::s
   };
   std::vector<Expected> expected;
   for (const NamedLinear& l : FindTargetLinears(model, targets)) {
-    const int64_t out = l.linear->weight.size(0), in = l.linear->weight.size(1);
+    const int64_t out = l.linear->out_features(), in = l.linear->in_features();
     expected.push_back({absl::StrCat(kPeftNamePrefix, l.name, ".lora_A.weight"), {config.r, in}});
     expected.push_back({absl::StrCat(kPeftNamePrefix, l.name, ".lora_B.weight"), {out, config.r}});
   }

@@ -27,14 +27,16 @@ torch::Dtype LoraParamDtype(torch::Dtype base) {
 }
 
 void AttachLoraAdapter(LinearImpl& linear, int64_t r, double scale, double dropout) {
-  const torch::Tensor& w = linear.weight;  // (out, in)
+  // The weight's dtype and device; its shape from the layer, since a base held
+  // in another form (worker/quant/) leaves only a zero-element placeholder.
+  const torch::Tensor& w = linear.weight;
   const auto options = w.options().dtype(LoraParamDtype(w.scalar_type())).requires_grad(false);
-  torch::Tensor a = torch::empty({r, w.size(1)}, options);
+  torch::Tensor a = torch::empty({r, linear.in_features()}, options);
   {
     torch::NoGradGuard no_grad;
     torch::nn::init::kaiming_uniform_(a, /*a=*/std::sqrt(5.0));
   }
-  torch::Tensor b = torch::zeros({w.size(0), r}, options);
+  torch::Tensor b = torch::zeros({linear.out_features(), r}, options);
   LoraAdapter adapter;
   adapter.lora_A = linear.register_module("lora_A", LoraWeight(a.requires_grad_(true)));
   adapter.lora_B = linear.register_module("lora_B", LoraWeight(b.requires_grad_(true)));
@@ -54,6 +56,9 @@ void DetachLoraAdapter(LinearImpl& linear, bool merge) {
   const LoraAdapter* adapter = FindLoraAdapter(linear);
   if (adapter == nullptr) return;
   if (merge) {
+    TORCH_CHECK(!linear.weight_released(),
+                "DetachLoraAdapter: cannot merge into a weight held in another form "
+                "(quantised); make it dense first");
     torch::NoGradGuard no_grad;
     // fp32 at least (fp64 for an fp64 base), rounded once into the weight.
     const torch::Dtype compute = torch::promote_types(linear.weight.scalar_type(), torch::kFloat);
@@ -63,6 +68,7 @@ void DetachLoraAdapter(LinearImpl& linear, bool merge) {
     linear.weight.add_(delta.to(linear.weight.scalar_type()));
   }
   linear.adapter = nullptr;  // drops the adapter's references to A and B
+  linear.fused = nullptr;    // a fused LoRA op (lora_fusion.h) read them too
   linear.unregister_module("lora_A");
   linear.unregister_module("lora_B");
 }

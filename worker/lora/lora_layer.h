@@ -12,7 +12,11 @@
 // in +-1/sqrt(in)), B as zeros, so a fresh adapter leaves the model unchanged.
 // A and B are fp32 when the base weight is bf16/fp16 (PEFT's default
 // autocast_adapter_dtype=True; tests/testdata/peft/*/reference.json records
-// it), else the base weight's dtype; they live on the base weight's device.
+// it), else the base weight's dtype; they live on the base weight's device. A
+// base whose weight was released for another form (NF4, worker/quant/) keeps
+// a zero-element placeholder with the original dtype and device, so QLoRA
+// adapters follow the same rule (fp32 over a bf16 base, as PEFT's adapters
+// over a 4-bit base).
 // The input is cast to A's dtype, the low-rank product is added to the base
 // output (promoting to fp32 for a bf16 base) and the sum cast back to the base
 // output's dtype, as PEFT's lora.Linear.forward does. Dropout applies to the
@@ -60,7 +64,9 @@ const LoraAdapter* FindLoraAdapter(const LinearImpl& linear);
 
 // Removes lora_A / lora_B and the hook, leaving `linear` a plain layer; with
 // `merge`, first folds scale * B @ A into its weight (computed in fp32, added
-// in the weight's dtype). No-op when no LoRA adapter is installed.
+// in the weight's dtype); merging into a released weight (a base held in
+// another form, LinearImpl::ReleaseWeight) throws c10::Error and changes
+// nothing. No-op when no LoRA adapter is installed.
 void DetachLoraAdapter(LinearImpl& linear, bool merge);
 
 }  // namespace foak

@@ -106,17 +106,27 @@ ModelConfig WithDerivedDefaults(ModelConfig config) {
 // ----------------------------------------------------- Linear, Embedding --
 
 LinearImpl::LinearImpl(int64_t in_features, int64_t out_features, bool has_bias, double std,
-                       const ModelInit& init) {
+                       const ModelInit& init)
+    : in_features_(in_features), out_features_(out_features) {
   torch::NoGradGuard no_grad;
   torch::Tensor w = torch::empty({out_features, in_features}, init.options);
   if (init.random) w.normal_(0.0, std);
   weight = register_parameter("weight", w);
   if (has_bias) bias = register_parameter("bias", torch::zeros({out_features}, init.options));
+  if (init.on_decoder_linear) init.on_decoder_linear(*this);
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
-  torch::Tensor out = F::linear(x, weight, bias);
+  if (fused) return fused(x);
+  torch::Tensor out = base ? base(x) : F::linear(x, weight, bias);
   return adapter ? adapter(x, out) : out;
+}
+
+void LinearImpl::ReleaseWeight() {
+  if (parameters_.contains("weight")) parameters_.erase("weight");
+  // A zero-element placeholder keeps the dtype and device the weight had, for
+  // code that builds tensors to match it (LoRA factors) after the release.
+  weight = torch::empty({0}, weight.defined() ? weight.options() : torch::TensorOptions());
 }
 
 EmbeddingImpl::EmbeddingImpl(int64_t num_embeddings, int64_t dim,
@@ -237,6 +247,7 @@ MlpImpl::MlpImpl(const ModelConfig& config, const ModelInit& init)
 }
 
 torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  if (runner) return runner(*this, x);
   if (fused_swiglu_) return down_proj(ops::SwiGlu(gate_proj(x), up_proj(x)));
   return down_proj(F::silu(gate_proj(x)) * up_proj(x));
 }
@@ -344,8 +355,10 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& raw_config, const 
   const ModelConfig& config = config_;
   model = register_module("model", LlamaBackbone(config, init));
   if (!config.tie_word_embeddings) {
-    lm_head = register_module(
-        "lm_head", Linear(config.hidden_size, config.vocab_size, false, config.initializer_range, init));
+    ModelInit head_init = init;
+    head_init.on_decoder_linear = nullptr;  // the head is never quantised
+    lm_head = register_module("lm_head", Linear(config.hidden_size, config.vocab_size, false,
+                                                config.initializer_range, head_init));
   }
 }
 

@@ -41,10 +41,16 @@ namespace foak {
 // `kernels` picks the FOAK fused ops the model is built with (kernels/
 // registry.h); empty means plain LibTorch. Each op runs its CUDA kernel on
 // CUDA tensors and its CPU reference otherwise, so any set runs anywhere.
+class LinearImpl;
 struct ModelInit {
   torch::TensorOptions options = torch::TensorOptions().dtype(torch::kFloat);
   bool random = true;
   KernelSet kernels;
+  // Called on each decoder-layer projection (q, k, v, o, gate, up, down; never
+  // lm_head) right after its weight is created, from outside the model: a
+  // quantised base (worker/quant/) takes the fresh weight there, so a model
+  // too large for the device in bf16 is never whole in bf16.
+  std::function<void(LinearImpl&)> on_decoder_linear;
 };
 
 // y = x W^T + b with transformers' parameter names ("weight", "bias").
@@ -58,12 +64,40 @@ class LinearImpl : public torch::nn::Module {
   using Adapter =
       std::function<torch::Tensor(const torch::Tensor& x, const torch::Tensor& base_out)>;
 
+  // Extension point for a frozen weight held in another form (NF4 storage,
+  // worker/quant/): when set, base(x) computes x W^T + b in place of
+  // F::linear, and the hook owns the weight's storage (see ReleaseWeight).
+  // The adapter, when set, still applies to base(x).
+  using Base = std::function<torch::Tensor(const torch::Tensor& x)>;
+  // Extension point for an op that computes the whole layer at once (fused
+  // LoRA: base and adapter in one autograd node): when set, forward returns
+  // fused(x) and neither base nor adapter is called.
+  using Fused = std::function<torch::Tensor(const torch::Tensor& x)>;
+
   LinearImpl(int64_t in_features, int64_t out_features, bool bias, double std,
              const ModelInit& init);
   torch::Tensor forward(const torch::Tensor& x);
-  torch::Tensor weight;  // (out, in)
+  // Unregisters and frees the "weight" parameter, for a `base` hook that keeps
+  // it in another form. The Linear then has no "weight" in
+  // named_parameters(); `weight` becomes a zero-element tensor with the dtype
+  // and device the weight had (read them with weight.options()), and in/out
+  // features stay readable. Module::to() no longer reaches the weight: the
+  // hook's storage stays on the device it was made on.
+  void ReleaseWeight();
+  // True after ReleaseWeight (until a "weight" parameter is registered again).
+  bool weight_released() const { return !parameters_.contains("weight"); }
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
+
+  torch::Tensor weight;  // (out, in); a (0) placeholder after ReleaseWeight
   torch::Tensor bias;    // (out) or undefined
   Adapter adapter;       // empty: a plain linear layer
+  Base base;             // empty: F::linear(x, weight, bias)
+  Fused fused;           // empty: base, then adapter
+
+ private:
+  int64_t in_features_;
+  int64_t out_features_;
 };
 TORCH_MODULE(Linear);
 
@@ -132,9 +166,15 @@ TORCH_MODULE(Attention);
 
 class MlpImpl : public torch::nn::Module {
  public:
+  // Extension point for code that computes the whole MLP in one op from
+  // outside (fused LoRA, kernels/fused_lora/): when set, forward returns
+  // runner(*this, x) instead of down(act(gate(x)) * up(x)).
+  using Runner = std::function<torch::Tensor(MlpImpl& mlp, const torch::Tensor& x)>;
+
   MlpImpl(const ModelConfig& config, const ModelInit& init);
   torch::Tensor forward(const torch::Tensor& x);  // (B, T, H)
   Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+  Runner runner;  // empty: the three Linears and the activation
 
  private:
   bool fused_swiglu_;

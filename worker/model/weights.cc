@@ -120,46 +120,62 @@ absl::StatusOr<DType> SafetensorsFloatDtype(torch::Dtype dtype) {
 }
 
 absl::Status LoadWeights(LlamaForCausalLM& model, const std::string& model_dir) {
+  return LoadWeights(model, model_dir, {});
+}
+
+absl::Status LoadWeights(LlamaForCausalLM& model, const std::string& model_dir,
+                         const std::vector<ExternalTensor>& external) {
   ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsCheckpoint> checkpoint,
                    SafetensorsCheckpoint::Open(model_dir));
   const ModelConfig& config = model->config();
 
   struct Planned {
-    torch::Tensor param;
+    torch::Tensor param;                 // undefined for an external tensor
+    const ExternalTensor* external = nullptr;
     SafetensorsCheckpoint::Entry entry;
     torch::Dtype file_dtype;
   };
   std::vector<Planned> plan;
   std::vector<std::string> problems;
   std::map<std::string, bool> expected;
-  for (const auto& item : model->named_parameters(/*recurse=*/true)) {
-    const std::string& name = item.key();
-    const torch::Tensor& param = item.value();
+  // Checks one expected tensor against the file; plans it when it fits.
+  auto check = [&](const std::string& name, c10::IntArrayRef shape, const torch::Tensor& param,
+                   const ExternalTensor* ext) {
     expected[name] = true;
     absl::StatusOr<SafetensorsCheckpoint::Entry> entry = checkpoint->Find(name);
     if (!entry.ok()) {
       problems.push_back(absl::StrCat("missing tensor '", name, "' (expected shape ",
-                                      ShapeString(param.sizes()), " from config.json ",
+                                      ShapeString(shape), " from config.json ",
                                       ShapeFields(name, config), ")"));
-      continue;
+      return;
     }
     const TensorInfo& info = *entry->info;
     const std::string& file = entry->file->path();
-    if (c10::IntArrayRef(info.shape) != param.sizes()) {
+    if (c10::IntArrayRef(info.shape) != shape) {
       problems.push_back(absl::StrCat(file, ": tensor '", name, "' has shape ",
                                       ShapeString(info.shape), " but config.json (",
                                       ShapeFields(name, config), ") needs ",
-                                      ShapeString(param.sizes())));
-      continue;
+                                      ShapeString(shape)));
+      return;
     }
     std::optional<torch::Dtype> file_dtype = TorchFloatDtype(info.dtype);
     if (!file_dtype) {
       problems.push_back(absl::StrCat(file, ": tensor '", name, "' has dtype ",
                                       std::string(DTypeName(info.dtype)),
                                       "; a floating-point dtype (F32, BF16, F16, F64) is needed"));
-      continue;
+      return;
     }
-    plan.push_back(Planned{param, *entry, *file_dtype});
+    plan.push_back(Planned{param, ext, *entry, *file_dtype});
+  };
+  for (const auto& item : model->named_parameters(/*recurse=*/true)) {
+    check(item.key(), item.value().sizes(), item.value(), nullptr);
+  }
+  for (const ExternalTensor& e : external) {
+    if (expected.count(e.name)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "LoadWeights: '", e.name, "' is both a parameter of the model and an external tensor"));
+    }
+    check(e.name, e.shape, torch::Tensor(), &e);
   }
   for (const std::string& name : checkpoint->TensorNames()) {
     if (expected.count(name) || IsIgnorableExtra(name, config)) continue;
@@ -180,11 +196,21 @@ absl::Status LoadWeights(LlamaForCausalLM& model, const std::string& model_dir) 
   try {
     torch::NoGradGuard no_grad;
     for (Planned& p : plan) {
-      // The mapping is read-only; from_blob wants void*, but copy_ only reads.
+      // The mapping is read-only; from_blob wants void*, but copy_ only reads
+      // (and an external loader is told the tensor is read-only).
       void* data = const_cast<void*>(p.entry.file->Data(*p.entry.info));
       torch::Tensor src = torch::from_blob(data, p.entry.info->shape,
                                            torch::TensorOptions().dtype(p.file_dtype));
-      p.param.copy_(src);
+      if (p.external != nullptr) {
+        absl::Status loaded = p.external->load(src);
+        if (!loaded.ok()) {
+          return absl::Status(loaded.code(), absl::StrCat(p.entry.file->path(), ": tensor '",
+                                                          p.external->name, "': ",
+                                                          loaded.message()));
+        }
+      } else {
+        p.param.copy_(src);
+      }
     }
   } catch (const c10::Error& e) {
     return absl::InternalError(

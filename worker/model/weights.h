@@ -19,6 +19,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -28,6 +29,23 @@
 namespace foak {
 
 absl::Status LoadWeights(LlamaForCausalLM& model, const std::string& model_dir);
+
+// A checkpoint tensor that is not a parameter of the model but that the
+// caller loads itself, e.g. a decoder projection whose weight was released to
+// be kept in another form (worker/quant/ quantises each one as it is read, so
+// no dense copy of the whole model is ever made). LoadWeights checks it with
+// the parameters (present, `shape`, a float dtype; every problem in one
+// message) and, once all of them fit, calls `load` with the tensor as stored:
+// a read-only CPU view of the memory mapping in the file's dtype, valid only
+// during the call. An error from `load` stops loading (the parameters copied
+// before it stay copied) and is returned naming the file and tensor.
+struct ExternalTensor {
+  std::string name;             // e.g. "model.layers.0.self_attn.q_proj.weight"
+  std::vector<int64_t> shape;
+  std::function<absl::Status(const torch::Tensor& stored)> load;
+};
+absl::Status LoadWeights(LlamaForCausalLM& model, const std::string& model_dir,
+                         const std::vector<ExternalTensor>& external);
 
 // The floating-point dtypes safetensors and torch share (F64, F32, F16, BF16):
 // nullopt / an error naming the dtype for anything else.

@@ -35,6 +35,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -68,6 +69,14 @@ const char* CodeName(grpc::StatusCode code) {
       return "UNAUTHENTICATED";
     case grpc::StatusCode::UNIMPLEMENTED:
       return "UNIMPLEMENTED";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
     default:
       return "error";
   }
@@ -135,6 +144,29 @@ absl::StatusOr<std::string> PemFileEnv(const char* name) {
   return *std::move(pem);
 }
 
+// What to do about a stream that broke with `error`: with TLS, a handshake
+// that failed on foakd's certificate most often means it does not name the
+// host this worker dials.
+std::string ConnectHint(const CoordinatorReporter::Options& options, const std::string& error) {
+  if (options.tls_ca_pem.empty()) return "";
+  const std::string lower = absl::AsciiStrToLower(error);
+  const bool certificate = lower.find("certificate") != std::string::npos ||
+                           lower.find("handshake") != std::string::npos ||
+                           lower.find("ssl") != std::string::npos;
+  if (!certificate) return "";
+  if (options.tls_server_name.empty()) {
+    return absl::StrCat(
+        "; with TLS, check that foakd's certificate names the host dialled (", options.address,
+        ") and is signed by FOAK_COORDINATOR_TLS_CA; when workers reach foakd by a name or IP "
+        "its certificate does not carry, set foakd --worker_tls_server_name "
+        "(FOAK_COORDINATOR_TLS_SERVER_NAME) to a name it does");
+  }
+  return absl::StrCat("; with TLS, check that foakd's certificate names '",
+                      options.tls_server_name,
+                      "' (FOAK_COORDINATOR_TLS_SERVER_NAME) and is signed by "
+                      "FOAK_COORDINATOR_TLS_CA");
+}
+
 }  // namespace
 
 class CoordinatorReporter::Impl {
@@ -150,6 +182,11 @@ class CoordinatorReporter::Impl {
       tls.pem_cert_chain = options_.tls_cert_pem;
       tls.pem_private_key = options_.tls_key_pem;
       credentials = grpc::SslCredentials(tls);
+      // Checked against foakd's certificate (and sent as SNI) in place of
+      // the dialled host; the connection still goes to `address`.
+      if (!options_.tls_server_name.empty()) {
+        args.SetSslTargetNameOverride(options_.tls_server_name);
+      }
     }
     channel_ = grpc::CreateCustomChannel(options_.address, credentials, args);
     stub_ = v1::WorkerService::NewStub(channel_);
@@ -204,7 +241,9 @@ class CoordinatorReporter::Impl {
     if (!queue_.empty() && !stats_.refused) {
       close_status_ = absl::DeadlineExceededError(absl::StrCat(
           queue_.size(), " progress report(s) not delivered to foakd at ", options_.address,
-          " within ", absl::FormatDuration(timeout), " (metrics.jsonl has them all)"));
+          " within ", absl::FormatDuration(timeout), " (metrics.jsonl has them all)",
+          stats_.last_error.empty() ? "" : "; last error: ", stats_.last_error,
+          ConnectHint(options_, stats_.last_error)));
     }
     closed_ = true;
     return close_status_;
@@ -321,6 +360,8 @@ class CoordinatorReporter::Impl {
           absl::MutexLock lock(&mu_);
           if (ok) {
             ++stats_.sent;
+            stats_.last_error.clear();
+            told_unreachable_ = false;
             *backoff = options_.initial_backoff;
           } else {
             queue_.push_front(std::move(*in_flight));
@@ -361,6 +402,19 @@ class CoordinatorReporter::Impl {
     }
     if (!broken || stop_) return StreamEnd::kDone;
     ++stats_.broken;
+    if (!status.ok()) {
+      stats_.last_error = absl::StrCat(CodeName(status.error_code()), ": ", status.error_message());
+      if (!told_unreachable_ && options_.log != nullptr) {
+        told_unreachable_ = true;
+        std::fprintf(options_.log,
+                     "foak-worker: cannot report to foakd at %s for job %s (%s%s); retrying "
+                     "with backoff up to %s, training goes on\n",
+                     options_.address.c_str(), options_.job_id.c_str(),
+                     stats_.last_error.c_str(), ConnectHint(options_, stats_.last_error).c_str(),
+                     absl::FormatDuration(options_.max_backoff).c_str());
+        std::fflush(options_.log);
+      }
+    }
     return StreamEnd::kBroken;
   }
 
@@ -375,6 +429,8 @@ class CoordinatorReporter::Impl {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;     // Close timed out: give up now
   bool done_ ABSL_GUARDED_BY(mu_) = false;     // the thread has returned
   bool closed_ ABSL_GUARDED_BY(mu_) = false;   // Close has returned
+  // The line about a broken stream was logged; again once a report got through.
+  bool told_unreachable_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status close_status_ ABSL_GUARDED_BY(mu_);
 
   std::thread thread_;  // last: starts after everything above exists
@@ -390,6 +446,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorReporter>> CoordinatorReporter::Create
   }
   if (options.token.empty()) {
     return absl::InvalidArgumentError("CoordinatorReporter: token is empty");
+  }
+  if (!options.tls_server_name.empty() && options.tls_ca_pem.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CoordinatorReporter: tls_server_name = '", options.tls_server_name,
+        "' needs TLS: set tls_ca_pem too (FOAK_COORDINATOR_TLS_SERVER_NAME applies only with "
+        "FOAK_COORDINATOR_TLS_CA)"));
   }
   if (options.tls_cert_pem.empty() != options.tls_key_pem.empty() ||
       (!options.tls_cert_pem.empty() && options.tls_ca_pem.empty())) {
@@ -425,6 +487,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorReporter>> CoordinatorReporter::FromEn
   ASSIGN_OR_RETURN(options.tls_ca_pem, PemFileEnv("FOAK_COORDINATOR_TLS_CA"));
   ASSIGN_OR_RETURN(options.tls_cert_pem, PemFileEnv("FOAK_COORDINATOR_TLS_CERT"));
   ASSIGN_OR_RETURN(options.tls_key_pem, PemFileEnv("FOAK_COORDINATOR_TLS_KEY"));
+  if (const char* name = std::getenv("FOAK_COORDINATOR_TLS_SERVER_NAME"); name != nullptr) {
+    options.tls_server_name = name;
+  }
   return Create(std::move(options));
 }
 

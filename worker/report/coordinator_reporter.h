@@ -52,6 +52,11 @@ class CoordinatorReporter : public TrainObserver {
     std::string tls_ca_pem;
     std::string tls_cert_pem;
     std::string tls_key_pem;
+    // With TLS: the name foakd's certificate is checked against instead of
+    // the host of `address` (gRPC's SSL target name override; foakd
+    // --worker_tls_server_name), for a worker that dials foakd by an IP or a
+    // Service name the certificate does not carry. Empty = that host.
+    std::string tls_server_name;
     // Reports waiting to be sent at most (>= 1); see the drop order above.
     int64_t max_queue = 10000;
     absl::Duration initial_backoff = absl::Milliseconds(200);
@@ -69,18 +74,24 @@ class CoordinatorReporter : public TrainObserver {
     int64_t streams = 0;   // ReportEvents calls started
     int64_t broken = 0;    // streams that ended before Close (foakd away, restarting)
     bool refused = false;  // foakd refused the token; nothing more is sent
+    // Why the newest stream that broke did ("UNAVAILABLE: ..." as gRPC says
+    // it, e.g. a failed TLS handshake); cleared when a report gets through.
+    std::string last_error;
   };
 
   // INVALID_ARGUMENT when a required option is empty, max_queue < 1, or only
-  // one of tls_cert_pem / tls_key_pem is set (or either without tls_ca_pem). Does
-  // not connect: the background thread does, once there is a report to send.
+  // one of tls_cert_pem / tls_key_pem is set (or either, or tls_server_name,
+  // without tls_ca_pem). Does not connect: the background thread does, once
+  // there is a report to send. The first time foakd cannot be reached after
+  // a report got through (or ever) one line goes to `log`, saying why.
   static absl::StatusOr<std::unique_ptr<CoordinatorReporter>> Create(Options options);
 
   // The reporter foakd asks for through the worker's environment:
   // FOAK_COORDINATOR (host:port), FOAK_JOB_ID, FOAK_JOB_TOKEN, and optionally
   // FOAK_JOB_ATTEMPT and RANK (integers, default 0), and for TLS
   // FOAK_COORDINATOR_TLS_CA (a PEM file; set = TLS) with, for mutual TLS,
-  // FOAK_COORDINATOR_TLS_CERT and FOAK_COORDINATOR_TLS_KEY. nullptr (OK) when
+  // FOAK_COORDINATOR_TLS_CERT and FOAK_COORDINATOR_TLS_KEY, and optionally
+  // FOAK_COORDINATOR_TLS_SERVER_NAME (tls_server_name). nullptr (OK) when
   // FOAK_COORDINATOR is unset or empty (a worker run by hand); INVALID_ARGUMENT
   // naming the variable when one is missing or not an integer.
   static absl::StatusOr<std::unique_ptr<CoordinatorReporter>> FromEnvironment();
@@ -101,8 +112,9 @@ class CoordinatorReporter : public TrainObserver {
   // stream and waits for foakd's answer, then stops the thread; later reports
   // are ignored. DEADLINE_EXCEEDED (saying how many reports were not
   // delivered) when the timeout ran out first; OK otherwise, also when foakd
-  // refused the token (already logged). A second call returns the first
-  // call's status.
+  // refused the token (already logged); the DEADLINE_EXCEEDED message ends
+  // with Stats::last_error when there is one. A second call returns the
+  // first call's status.
   absl::Status Close(absl::Duration timeout);
 
   Stats stats() const;

@@ -20,7 +20,7 @@ struct BenchResult {
   int32_t total = 0;        // rows planned (BenchConfig::PlannedRows)
   std::string framework = "foak";
   std::string model;        // the model folder's name, e.g. "llama-3.2-1b"
-  std::string method;       // "full" | "lora"
+  std::string method;       // "full" | "lora" | "qlora"
   std::string kernels;      // KernelSetLabel: "none", "foak", "all", "rms_norm+rope", ...
   int32_t gpus = 1;
   int64_t batch = 0;        // rows per optimizer step

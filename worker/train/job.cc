@@ -330,6 +330,17 @@ absl::Status ParseLora(ObjectReader& l, LoraConfig* out) {
   return absl::OkStatus();
 }
 
+absl::Status ParseQuantization(ObjectReader& q, QuantizationConfig* out) {
+  RETURN_IF_ERROR(q.String("type", &out->type));
+  if (out->type.empty()) out->type = "nf4";
+  if (out->type != "nf4") {
+    return q.BadValue("type", "\"nf4\" (4-bit NormalFloat, the QLoRA format; bitsandbytes' "
+                              "\"fp4\" is not implemented)");
+  }
+  RETURN_IF_ERROR(q.Bool("double_quant", &out->double_quant));
+  return q.CheckNoUnknownKeys();
+}
+
 }  // namespace
 
 int64_t JobConfig::WarmupSteps(int64_t max_steps) const {
@@ -386,22 +397,36 @@ absl::StatusOr<JobConfig> ParseJobConfig(const std::string& json_text, const std
 
   RETURN_IF_ERROR(r.String("method", &job.method));
   if (job.method.empty()) job.method = "full";
-  if (job.method != "full" && job.method != "lora") {
-    return r.BadValue("method", "\"full\" or \"lora\" (qlora arrives with issue 10)");
+  if (job.method != "full" && job.method != "lora" && job.method != "qlora") {
+    return r.BadValue("method", "\"full\", \"lora\" or \"qlora\" (LoRA on an NF4 base)");
   }
   if (const Json* lora = r.Get("lora"); lora != nullptr) {
-    if (job.method != "lora") {
-      return r.Error("lora", "is given but method is \"full\"; set \"method\": \"lora\" or "
-                             "remove the lora object");
+    if (!job.UsesLora()) {
+      return r.Error("lora", "is given but method is \"full\"; set \"method\": \"lora\" (or "
+                             "\"qlora\") or remove the lora object");
     }
     if (!lora->is_object()) return r.BadValue("lora", "an object like {\"r\": 8, \"alpha\": 16}");
     ObjectReader l(*lora, source, "lora");
     RETURN_IF_ERROR(ParseLora(l, &job.lora));
   }
+  if (const Json* quantization = r.Get("quantization"); quantization != nullptr) {
+    if (!job.Quantized()) {
+      return r.Error("quantization", absl::StrCat(
+          "is given but method is \"", job.method, "\"; it sets how \"method\": \"qlora\" "
+          "holds the frozen base (a full fine-tune and plain LoRA keep it unquantised): set "
+          "\"method\": \"qlora\" or remove the quantization object"));
+    }
+    if (!quantization->is_object()) {
+      return r.BadValue("quantization",
+                        "an object like {\"type\": \"nf4\", \"double_quant\": true}");
+    }
+    ObjectReader q(*quantization, source, "quantization");
+    RETURN_IF_ERROR(ParseQuantization(q, &job.quantization));
+  }
   RETURN_IF_ERROR(r.Bool("save_merged", &job.save_merged));
-  if (job.save_merged && job.method != "lora") {
-    return r.Error("save_merged", "is only meaningful with \"method\": \"lora\" (a full "
-                                  "fine-tune's final/ is already a whole model)");
+  if (job.save_merged && !job.UsesLora()) {
+    return r.Error("save_merged", "is only meaningful with \"method\": \"lora\" or \"qlora\" "
+                                  "(a full fine-tune's final/ is already a whole model)");
   }
   if (const Json* hp = r.Get("hyperparameters"); hp != nullptr) {
     if (!hp->is_object()) return r.BadValue("hyperparameters", "an object");
@@ -457,7 +482,8 @@ absl::StatusOr<JobConfig> ParseJobConfig(const std::string& json_text, const std
   }
   // The coordinator's fields (scheduling and bookkeeping; foakd validates
   // them, server/domain/job_spec.h): known here, so one document serves both.
-  for (const char* key : {"resources", "priority", "max_restarts", "labels", "stall_timeout_s"}) {
+  for (const char* key : {"resources", "priority", "max_restarts", "labels", "stall_timeout_s",
+                          "start_timeout_s"}) {
     r.Get(key);
   }
   RETURN_IF_ERROR(r.CheckNoUnknownKeys());
@@ -528,12 +554,20 @@ std::string DatasetOptionsToJson(const DatasetConfig& d) {
 
 std::string LoraToJson(const JobConfig& job) {
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
-  if (job.method != "lora") return j.dump();
+  if (!job.UsesLora()) return j.dump();
   j["r"] = job.lora.r;
   j["alpha"] = job.lora.alpha;
   j["dropout"] = job.lora.dropout;
   j["target_modules"] = job.lora.target_modules;
   j["use_rslora"] = job.lora.use_rslora;
+  return j.dump();
+}
+
+std::string QuantizationToJson(const JobConfig& job) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::object();
+  if (!job.Quantized()) return j.dump();
+  j["type"] = job.quantization.type;
+  j["double_quant"] = job.quantization.double_quant;
   return j.dump();
 }
 

@@ -10,15 +10,20 @@
 //    "hyperparameters": {"learning_rate": 0.005, "max_steps": 160, "eval_steps": 20, ...}}
 //
 // examples/lora_job.json is the same job with "method": "lora" and a "lora"
-// object. Output folder layout (output_dir):
+// object; examples/qlora_job.json with "method": "qlora", the same "lora"
+// object and a "quantization" object (the base's decoder projections held in
+// NF4, worker/quant/nf4_linears.h). Output folder layout (output_dir):
 //   metrics.jsonl        one line per logged step and one per evaluation
 //   checkpoint-<step>/   resumable checkpoints (save_steps)
 //   final/               method full: the trained model (config.json +
-//                        safetensors + tokenizer files); method lora: the PEFT
-//                        adapter (adapter_config.json + adapter_model.safetensors,
-//                        base_model_name_or_path = the model folder) + tokenizer files
-//   merged/              method lora with save_merged: base + adapter merged
-//                        into a plain Hugging Face model folder
+//                        safetensors + tokenizer files); methods lora and qlora:
+//                        the PEFT adapter (adapter_config.json +
+//                        adapter_model.safetensors, base_model_name_or_path = the
+//                        model folder) + tokenizer files
+//   merged/              methods lora and qlora with save_merged: base + adapter
+//                        merged into a plain Hugging Face model folder (qlora:
+//                        the dequantised NF4 base, which the adapter was
+//                        trained against, plus the adapter)
 //
 // Parsing is strict: an unknown key is an error naming it and the valid keys
 // (a typo must not silently fall back to a default), and every wrong type or
@@ -163,15 +168,37 @@ struct BenchConfig {
   int64_t PlannedRows() const;
 };
 
+// quantization: how method qlora holds its frozen base. JSON:
+//   "quantization": {"type": "nf4", "double_quant": true}
+// Only the decoder projections are quantised (never lm_head, embeddings or
+// norms, as bitsandbytes' load_in_4bit); the compute dtype follows the
+// precision (bf16 under bf16-mixed, as bnb_4bit_compute_dtype=bfloat16).
+struct QuantizationConfig {
+  // bitsandbytes' bnb_4bit_quant_type; "nf4" is the one foak implements
+  // (kernels/nf4/), "fp4" is refused.
+  std::string type = "nf4";
+  // bnb_4bit_use_double_quant: the per-block scales quantised too (~0.5157
+  // instead of 0.5625 bytes per weight). Default true, the QLoRA paper's
+  // recipe (BitsAndBytesConfig itself defaults to false).
+  bool double_quant = true;
+};
+
 struct JobConfig {
   std::string name;          // optional, for logs
   std::string model;         // Hugging Face model folder (absolute after parsing), required
   DatasetConfig dataset;
-  std::string method = "full";  // "full" | "lora"
-  // method lora: the adapter ("lora": {"r", "alpha", "dropout", "target_modules",
-  // "use_rslora"}; defaults as LoraConfig). An error with method full.
+  // "full" | "lora" | "qlora" (LoRA on a base whose decoder projections are
+  // NF4, as PEFT over bitsandbytes' load_in_4bit).
+  std::string method = "full";
+  // methods lora and qlora: the adapter ("lora": {"r", "alpha", "dropout",
+  // "target_modules", "use_rslora"}; defaults as LoraConfig). An error with
+  // method full.
   LoraConfig lora;
-  bool save_merged = false;  // method lora: also write output_dir/merged/ (base + adapter)
+  // method qlora: the base's storage (defaults as QuantizationConfig). An
+  // error with another method.
+  QuantizationConfig quantization;
+  // methods lora and qlora: also write output_dir/merged/ (base + adapter).
+  bool save_merged = false;
   Hyperparameters hyperparameters;
   std::string output_dir;    // absolute after parsing, required
   std::string device = "auto";  // "auto" (CUDA when available) | "cpu" | "cuda" | "cuda:N"
@@ -185,6 +212,10 @@ struct JobConfig {
   // A benchmark job (bench.enabled): `dataset` is absent and `model` needs
   // only config.json (weights are random).
   BenchConfig bench;
+
+  // Methods that train a LoRA adapter on a frozen base: lora and qlora.
+  bool UsesLora() const { return method == "lora" || method == "qlora"; }
+  bool Quantized() const { return method == "qlora"; }
 
   // Warm-up steps for a run of `max_steps`: warmup_steps when > 0, else
   // ceil(warmup_ratio * max_steps), as transformers' get_warmup_steps.
@@ -204,6 +235,8 @@ std::string HyperparametersToJson(const Hyperparameters& h);
 std::string DatasetOptionsToJson(const DatasetConfig& d);
 // The lora object as a JSON object ("{}" for method full).
 std::string LoraToJson(const JobConfig& job);
+// The quantization object as a JSON object ("{}" unless method qlora).
+std::string QuantizationToJson(const JobConfig& job);
 
 // Parses a resume_from_checkpoint value given as text (the CLI's --resume):
 // "latest" | "true" | "false" | "none" | a path (made absolute).

@@ -13,6 +13,28 @@
 
 namespace foak {
 
+absl::StatusOr<LlamaForCausalLM> LoadQuantizedBase(const ModelConfig& config, const JobConfig& job,
+                                                   torch::Device device, torch::Dtype dtype,
+                                                   const KernelSet& kernels, Nf4Stats* stats) {
+  try {
+    ModelInit init;
+    init.options = torch::TensorOptions().device(device).dtype(dtype);
+    init.random = false;
+    init.kernels = kernels;
+    // The dense projections are dropped as they are made; LoadNf4Weights
+    // fills them one by one from the checkpoint.
+    init.on_decoder_linear = ReleaseOnCreateHook();
+    LlamaForCausalLM model(config, init);
+    Nf4Options options;
+    options.double_quant = job.quantization.double_quant;
+    ASSIGN_OR_RETURN(Nf4Stats loaded, LoadNf4Weights(model, job.model, options));
+    if (stats != nullptr) *stats = loaded;
+    return model;
+  } catch (const std::exception& e) {
+    return TorchErrorToStatus(e, absl::StrCat("loading the model from ", job.model, " into NF4"));
+  }
+}
+
 absl::StatusOr<int64_t> PrepareLoraModel(LlamaForCausalLM& model, const JobConfig& job,
                                          const std::optional<std::string>& resume_dir) {
   try {
@@ -53,8 +75,21 @@ absl::Status WriteMergedModel(const JobConfig& job, const ModelConfig& config,
       ModelInit init;
       init.options = torch::TensorOptions().device(device).dtype(torch::kFloat);
       init.random = false;
+      if (job.Quantized()) init.on_decoder_linear = ReleaseOnCreateHook();
       LlamaForCausalLM model(config, init);
-      RETURN_IF_ERROR(LoadWeights(model, job.model));
+      if (job.Quantized()) {
+        // The codes the run trained against: made from the weights in the
+        // run's model dtype (bf16 for pure bf16, else fp32), then dequantised
+        // into fp32 for the merge.
+        Nf4Options options;
+        options.double_quant = job.quantization.double_quant;
+        std::optional<torch::Dtype> round_through;
+        if (job.hyperparameters.precision == Precision::kBf16) round_through = torch::kBFloat16;
+        RETURN_IF_ERROR(LoadNf4Weights(model, job.model, options, round_through).status());
+        RETURN_IF_ERROR(DequantizeDecoderLinears(model, torch::kFloat));
+      } else {
+        RETURN_IF_ERROR(LoadWeights(model, job.model));
+      }
       RETURN_IF_ERROR(LoadLoraAdapter(model, adapter_dir).status());
       RETURN_IF_ERROR(MergeLora(model));
       SaveOptions save;

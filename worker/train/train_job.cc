@@ -113,6 +113,7 @@ absl::StatusOr<RunFingerprint> MakeFingerprint(const JobConfig& job, const Model
   ASSIGN_OR_RETURN(f.dataset_hash, FingerprintFile(job.dataset.train));
   f.dataset_options_json = DatasetOptionsToJson(job.dataset);
   f.lora_json = LoraToJson(job);
+  f.quantization_json = QuantizationToJson(job);
   ModelConfig normalised = config;
   normalised.torch_dtype = "";  // a checkpoint may store another dtype of the same model
   f.model_config_hash = FingerprintBytes(ModelConfigToJson(normalised));
@@ -222,7 +223,7 @@ absl::StatusOr<torch::Device> ResolveDevice(const std::string& name) {
 absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FILE* info,
                          TrainObserver* observer) {
   const Hyperparameters& h = job.hyperparameters;
-  const bool lora = job.method == "lora";
+  const bool lora = job.UsesLora();  // lora or qlora
   // Data parallel (data_parallel.h): joins the other ranks first, so a rank
   // that never comes fails the job before any work is done.
   ASSIGN_OR_RETURN(RankContext ranks, JoinRanks(job));
@@ -263,8 +264,26 @@ absl::Status RunTrainJob(const JobConfig& job, std::FILE* metrics_echo, std::FIL
   // A LoRA checkpoint holds only the adapter: the base always comes from the model.
   const std::string weights_dir = resume.has_value() && !lora ? resume->dir : job.model;
 
-  ASSIGN_OR_RETURN(LlamaForCausalLM model,
-                   LoadModel(config, weights_dir, h.seed, device, h.precision, job.kernels));
+  std::optional<LlamaForCausalLM> loaded;
+  if (job.Quantized()) {
+    // qlora: the decoder projections go straight into NF4 on the device.
+    torch::manual_seed(static_cast<uint64_t>(h.seed));
+    Nf4Stats nf4;
+    ASSIGN_OR_RETURN(loaded, LoadQuantizedBase(config, job, device,
+                                               h.precision == Precision::kBf16 ? torch::kBFloat16
+                                                                               : torch::kFloat,
+                                               job.kernels, &nf4));
+    Info(info, absl::StrFormat(
+                   "NF4 base (%s): %d decoder projections, %d weights in %.4g MiB (%.4f bytes "
+                   "per weight) instead of %.4g MiB; lm_head, embeddings and norms unquantised",
+                   job.quantization.double_quant ? "double quantised" : "fp32 scales",
+                   nf4.linears, nf4.params, nf4.nf4_bytes / 1048576.0, nf4.BytesPerParam(),
+                   nf4.dense_bytes / 1048576.0));
+  } else {
+    ASSIGN_OR_RETURN(loaded,
+                     LoadModel(config, weights_dir, h.seed, device, h.precision, job.kernels));
+  }
+  LlamaForCausalLM model = *loaded;
   if (lora) {
     std::optional<std::string> adapter_dir;
     if (resume.has_value()) adapter_dir = resume->dir;

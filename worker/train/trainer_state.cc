@@ -99,7 +99,10 @@ std::string TrainerStateToJson(const TrainerState& s) {
                       {"model_config", s.fingerprint.model_config_hash},
                       {"hyperparameters", hyperparameters},
                       {"dataset_options", Json::parse(s.fingerprint.dataset_options_json.empty() ? std::string("{}") : s.fingerprint.dataset_options_json)},
-                      {"lora", Json::parse(s.fingerprint.lora_json.empty() ? std::string("{}") : s.fingerprint.lora_json)}};
+                      {"lora", Json::parse(s.fingerprint.lora_json.empty() ? std::string("{}") : s.fingerprint.lora_json)},
+                      {"quantization", Json::parse(s.fingerprint.quantization_json.empty()
+                                                       ? std::string("{}")
+                                                       : s.fingerprint.quantization_json)}};
   Json history = Json::array();
   for (const std::string& line : s.log_history) history.push_back(Json::parse(line));
   j["log_history"] = history;
@@ -164,6 +167,8 @@ absl::StatusOr<TrainerState> ParseTrainerState(const std::string& json_text,
     // Absent in checkpoints of foak before datasets and LoRA: "{}".
     s.fingerprint.dataset_options_json = fp.value("dataset_options", Json::object()).dump();
     s.fingerprint.lora_json = fp.value("lora", Json::object()).dump();
+    // Absent before method qlora: "{}", as an unquantised run's.
+    s.fingerprint.quantization_json = fp.value("quantization", Json::object()).dump();
     for (const Json& line : at(j, "log_history")) s.log_history.push_back(line.dump());
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -204,6 +209,7 @@ absl::Status CheckResumeCompatible(const RunFingerprint& saved, const RunFingerp
                     true);
     compare_objects("dataset.", saved.dataset_options_json, current.dataset_options_json, false);
     compare_objects("lora.", saved.lora_json, current.lora_json, false);
+    compare_objects("quantization.", saved.quantization_json, current.quantization_json, false);
   } catch (const nlohmann::json::exception& e) {
     return absl::InternalError(absl::StrCat("comparing the run fingerprints: ", e.what()));
   }

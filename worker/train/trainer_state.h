@@ -17,7 +17,7 @@
 //   fingerprint             what the run was: method, hyperparameters, resolved
 //                           max_steps, dataset file hash, the dataset options
 //                           that shape the example stream, the LoRA settings,
-//                           model config hash;
+//                           the base's quantization (qlora), model config hash;
 //                           CheckResumeCompatible refuses a different job
 //   log_history             every metrics line so far (as transformers keeps)
 //
@@ -38,13 +38,16 @@ namespace foak {
 // Identifies the training trajectory; two runs with equal fingerprints see the
 // same data in the same order with the same math.
 struct RunFingerprint {
-  std::string method;               // "full", later "lora"
+  std::string method;               // "full" | "lora" | "qlora"
   std::string hyperparameters_json;  // HyperparametersToJson
   int64_t max_steps = 0;            // resolved
   std::string dataset_hash;         // FingerprintFile of dataset.train
   std::string model_config_hash;    // FingerprintBytes of the normalised config.json
   std::string dataset_options_json = "{}";  // DatasetOptionsToJson (job.h)
   std::string lora_json = "{}";             // LoraToJson: {} for method full
+  // QuantizationToJson: {} unless qlora (the NF4 codes the adapter trains
+  // against depend on it).
+  std::string quantization_json = "{}";
 };
 
 struct LogWindow {
